@@ -1,0 +1,75 @@
+"""Adapters by name: the built-in ones, entry points, and ``module:Class`` paths.
+
+Built-ins are listed as import paths so that listing them imports no framework.
+Third-party adapters register under the ``conformance.adapters`` entry-point
+group (name -> ``package.module:ClassName``) or are named on the command line
+as ``package.module:ClassName``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+from conformance.adapters.base import Adapter, missing_module_reason
+
+ENTRY_POINT_GROUP = "conformance.adapters"
+
+BUILTIN_ADAPTERS: dict[str, str] = {
+    "keras-tensorflow": "conformance.adapters.keras_adapter:KerasTensorflowAdapter",
+    "keras-jax": "conformance.adapters.keras_adapter:KerasJaxAdapter",
+    "keras-torch": "conformance.adapters.keras_adapter:KerasTorchAdapter",
+    "tf-keras": "conformance.adapters.tf_keras_adapter:TfKerasAdapter",
+    "torch": "conformance.adapters.torch_adapter:TorchAdapter",
+    "flax": "conformance.adapters.flax_adapter:FlaxAdapter",
+    "onnx-keras": "conformance.adapters.onnx_keras_adapter:OnnxKerasAdapter",
+    "onnx-torch": "conformance.adapters.onnx_torch_adapter:OnnxTorchAdapter",
+    "onnx-native": "conformance.adapters.onnx_native_adapter:OnnxNativeAdapter",
+}
+
+
+class UnknownAdapterError(ValueError):
+    """Raised for a name that is neither built in, an entry point, nor module:Class."""
+
+
+def entry_point_adapters() -> dict[str, str]:
+    found = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.value
+    return found
+
+
+def adapter_paths() -> dict[str, str]:
+    """Every known adapter name -> its ``module:Class`` path (built-ins win ties)."""
+    return {**entry_point_adapters(), **BUILTIN_ADAPTERS}
+
+
+def _import_class(path: str):
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise UnknownAdapterError(f"adapter path {path!r} is not of the form package.module:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownAdapterError(f"adapter module {module_name!r} does not import: {exc}") from None
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise UnknownAdapterError(f"adapter module {module_name!r} has no class {class_name!r}") from None
+
+
+def load_adapter(name_or_path: str) -> Adapter:
+    """An adapter instance from a registered name or a ``module:Class`` path."""
+    paths = adapter_paths()
+    if name_or_path in paths:
+        return _import_class(paths[name_or_path])()
+    if ":" in name_or_path:
+        return _import_class(name_or_path)()
+    raise UnknownAdapterError(
+        f"unknown adapter {name_or_path!r}; known: {', '.join(sorted(paths))} "
+        "(or give package.module:ClassName)"
+    )
+
+
+__all__ = ["Adapter", "BUILTIN_ADAPTERS", "UnknownAdapterError", "adapter_paths",
+           "load_adapter", "missing_module_reason"]

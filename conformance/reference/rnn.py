@@ -1,0 +1,49 @@
+"""The time loop shared by every cell: go_backwards, initial states and masks.
+
+Mirrors the generic loop of Keras's backends (``keras.src.backend.*.rnn``):
+at a masked step the states are carried over unchanged and the output is the
+previous step's output (zeros before the first unmasked step), or zeros with
+``zero_output_for_mask``. With ``go_backwards`` the inputs and the mask are
+reversed and the returned sequence stays in processing order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from conformance.reference import gru, lstm, simple_rnn
+from conformance.spec import LayerSpec
+
+Step = Callable[..., tuple[np.ndarray, list[np.ndarray]]]
+CELL_STEPS: dict[str, Step] = {"simple_rnn": simple_rnn.step, "lstm": lstm.step, "gru": gru.step}
+
+
+def run_layer(layer: LayerSpec, weights: dict[str, np.ndarray], x: np.ndarray,
+              initial_state: list[np.ndarray] | None = None,
+              mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The whole sequence of outputs (batch, T, units), processing order, and final states."""
+    batch, timesteps, _ = x.shape
+    states = ([np.zeros((batch, layer.units)) for _ in layer.state_names]
+              if initial_state is None else [np.asarray(s, dtype=np.float64) for s in initial_state])
+    step = CELL_STEPS[layer.cell]
+    order = range(timesteps - 1, -1, -1) if layer.go_backwards else range(timesteps)
+    previous_output = np.zeros((batch, layer.units))
+    outputs = []
+    for t in order:
+        output, new_states = step(layer, weights, x[:, t, :], states)
+        if mask is not None:
+            keep = mask[:, t][:, None]
+            fallback = np.zeros_like(output) if layer.zero_output_for_mask else previous_output
+            output = np.where(keep, output, fallback)
+            new_states = [np.where(keep, new, old) for new, old in zip(new_states, states)]
+        outputs.append(output)
+        previous_output, states = output, new_states
+    return np.stack(outputs, axis=1), states
+
+
+def layer_output_list(layer: LayerSpec, sequence: np.ndarray, states: list[np.ndarray]) -> list[np.ndarray]:
+    """Assemble the Keras list: last output or sequence, then states if asked."""
+    output = sequence if layer.return_sequences else sequence[:, -1, :]
+    return [output, *states] if layer.return_state else [output]
