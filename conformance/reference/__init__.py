@@ -84,4 +84,11 @@ def forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np
     raise ValueError(f"spec: expected a LayerSpec or composite spec, got {type(spec).__name__}")
 
 
-__all__ = ["forward"]
+__all__ = ["forward", "expected_outputs"]
+
+
+def expected_outputs(case) -> list[np.ndarray]:
+    """The oracle's answer for a ``conformance.case.Case`` (float64, whatever case.dtype)."""
+    x = case.x if case.decoder_x is None else (case.x, case.decoder_x)
+    weights = case.weights["layer"] if isinstance(case.spec, LayerSpec) else case.weights
+    return forward(case.spec, weights, x, case.initial_state, case.mask)

@@ -1,0 +1,79 @@
+"""Developer aid: run one adapter over the case matrix against the oracle, print a tally.
+
+``python -m conformance.devcheck ADAPTER [-k SUBSTRING] [--dtype float32] [--device cpu] [-v]``
+
+Not the conformance tests (those are pytest, ``conformance/test_conformance.py``):
+this is the quick loop used while writing an adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+import traceback
+
+import numpy as np
+
+from conformance.adapters import load_adapter
+from conformance.cases import build_cases
+from conformance.reference import expected_outputs
+
+
+def check(adapter, case, device: str) -> tuple[str, str]:
+    reason = adapter.supports(case)
+    if reason:
+        return "unsupported", reason
+    try:
+        got = adapter.run(case, device)
+    except Exception as exc:  # noqa: BLE001
+        return "error", f"{type(exc).__name__}: {exc}".splitlines()[0] + "\n" + traceback.format_exc(limit=3)
+    want = expected_outputs(case)
+    if len(got) != len(want):
+        return "fail", f"list length {len(got)} != {len(want)} {case.output_names}"
+    tol = case.tolerance()
+    worst = 0.0
+    for name, g, w in zip(case.output_names, got, want):
+        g = np.asarray(g)
+        if g.shape != w.shape:
+            return "fail", f"{name}: shape {g.shape} != {w.shape}"
+        if g.dtype != np.dtype(case.dtype):
+            return "fail", f"{name}: dtype {g.dtype} != {case.dtype}"
+        err = np.abs(g.astype(np.float64) - w)
+        if np.any(err > tol.atol + tol.rtol * np.abs(w)):
+            return "fail", f"{name}: max abs err {err.max():.3g}"
+        worst = max(worst, float(err.max()) if err.size else 0.0)
+    return "pass", f"max err {worst:.2g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("adapter")
+    parser.add_argument("-k", default="")
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("-v", action="store_true")
+    args = parser.parse_args()
+    adapter = load_adapter(args.adapter)
+    print("available:", adapter.available())
+    tally: collections.Counter = collections.Counter()
+    reasons: collections.Counter = collections.Counter()
+    start = time.time()
+    for base in build_cases():
+        if args.k not in base.id:
+            continue
+        for dtype in base.dtypes if args.dtype is None else [args.dtype]:
+            case = base.for_dtype(dtype)
+            status, detail = check(adapter, case, args.device)
+            tally[status] += 1
+            if status != "pass":
+                reasons[(status, detail.splitlines()[0][:150])] += 1
+                if args.v or status in ("fail", "error"):
+                    print(f"{status:11} {case.id}[{dtype}] {detail}")
+    print(dict(tally), f"{time.time() - start:.1f}s")
+    for (status, detail), n in reasons.most_common(30):
+        print(f"  {n:4} {status}: {detail}")
+
+
+if __name__ == "__main__":
+    main()
