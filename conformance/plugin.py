@@ -1,0 +1,216 @@
+"""The pytest plugin: options, parametrization and result recording for the conformance tests.
+
+Loaded through the ``pytest11`` entry point. It parametrizes any test that
+takes ``conformance_param`` over case x adapter x device x dtype with ids like
+``lstm-seq1-state1-per_gate-b2t5[torch-cpu-float32]``, appends one JSON line
+per result to the results stream as soon as it is known, and writes
+``results.json`` atomically when the session ends.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
+from conformance.case import Case
+from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
+from conformance.known_failures import load_known_failures
+from conformance.machine import machine_info, package_versions
+from conformance.results import (JsonlWriter, make_record, read_jsonl, results_document, test_id,
+                                 write_json_atomic)
+
+DEVICES = ("cpu", "cuda")
+DEFAULT_KNOWN_FAILURES = Path(__file__).with_name("known_failures.txt")
+
+
+@dataclass(frozen=True)
+class ConformanceParam:
+    case: Case
+    adapter: str
+    device: str
+    dtype: str
+
+    @property
+    def test_id(self) -> str:
+        return test_id(self.case.id, self.adapter, self.device, self.dtype)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "recurrent-layer conformance suite")
+    group.addoption("--adapter", action="append", default=[], metavar="NAME|module:Class",
+                    help="adapter to run (repeatable); default: every registered adapter")
+    group.addoption("--device", default="all", choices=("cpu", "cuda", "all"),
+                    help="device rows to produce; cuda rows without a GPU are reported as skipped")
+    group.addoption("--dtype", default="all", choices=("float32", "float64", "all"))
+    group.addoption("--fixtures-dir", default=None, metavar="DIR", help="golden fixtures directory")
+    group.addoption("--results-stream", default=None, metavar="FILE.jsonl",
+                    help="append one JSON line per result here (default: REPORT_DIR/results.jsonl)")
+    group.addoption("--results-json", default=None, metavar="FILE",
+                    help="write the session's results document here (default: REPORT_DIR/results.json)")
+    group.addoption("--report-dir", default="reports", metavar="DIR")
+    group.addoption("--known-failures", default=str(DEFAULT_KNOWN_FAILURES), metavar="FILE",
+                    help="test ids with reasons whose failures are documented findings")
+    group.addoption("--skip-done", action="store_true",
+                    help="leave out tests already in the results stream (resuming after a crash)")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    versions = ", ".join(f"{name} {version}" for name, version in package_versions().items())
+    return [f"conformance frameworks: {versions}"]
+
+
+class ConformanceSession:
+    """Per-process state: adapters (imported once), fixtures, the results stream."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        option = config.option
+        report_dir = Path(option.report_dir)
+        self.stream_path = Path(option.results_stream or report_dir / "results.jsonl")
+        self.json_path = Path(option.results_json or report_dir / "results.json")
+        self.fixtures_dir = Path(option.fixtures_dir) if option.fixtures_dir else default_fixtures_dir()
+        self.known = load_known_failures(option.known_failures)
+        self.adapters: dict[str, Any] = {}
+        self.records: list[dict[str, Any]] = []
+        self.done_ids: set[str] = set()
+        self.writer: JsonlWriter | None = None
+        self.created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    def start_stream(self) -> None:
+        if self.config.option.skip_done and self.stream_path.exists():
+            previous = [r for r in read_jsonl(self.stream_path) if r.get("record") == "result"]
+            self.records.extend(previous)
+            self.done_ids = {r["test_id"] for r in previous}
+        elif self.stream_path.exists():
+            self.stream_path.unlink()
+        self.writer = JsonlWriter(self.stream_path)
+
+    def adapter(self, name: str) -> Any:
+        """The adapter registered as, or whose ``name`` is, ``name`` (imported once)."""
+        if name not in self.adapters:
+            adapter = load_adapter(name)
+            self.adapters[name] = self.adapters[getattr(adapter, "name", name)] = adapter
+        return self.adapters[name]
+
+    def adapter_names(self) -> list[str]:
+        return self.config.option.adapter or list(adapter_paths())
+
+    def announce(self, param: ConformanceParam) -> None:
+        """A 'started' line lets a supervisor name the test that killed the process."""
+        assert self.writer is not None
+        self.writer.append({"record": "started", "test_id": param.test_id})
+
+    def record(self, record: dict[str, Any]) -> None:
+        assert self.writer is not None
+        self.records.append(record)
+        self.writer.append(record)
+
+    def adapter_summary(self) -> dict[str, dict[str, Any]]:
+        summary = {}
+        for name, adapter in {id(a): a for a in self.adapters.values()}.items():
+            reason = adapter.available()
+            devices = adapter.devices() if reason is None else []
+            summary[getattr(adapter, "name", name)] = {
+                "available": reason is None, "reason": reason, "devices": devices,
+                "versions": adapter.versions() if reason is None else {},
+                "device_names": {d: adapter.device_name(d) for d in devices},
+            }
+        return summary
+
+    def write_document(self, complete: bool) -> None:
+        document = results_document(
+            self.records, complete=complete, created=self.created,
+            fixtures_sha256=manifest_sha256(self.fixtures_dir), machine=machine_info(),
+            adapters=self.adapter_summary())
+        write_json_atomic(self.json_path, document)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance: a case run through an adapter")
+    config._conformance = None  # created when a conformance test is collected
+
+
+def session_of(config: pytest.Config) -> ConformanceSession:
+    if config._conformance is None:
+        try:
+            config._conformance = ConformanceSession(config)
+        except ValueError as exc:
+            pytest.exit(str(exc), returncode=2)
+        config._conformance.start_stream()
+    return config._conformance
+
+
+def _devices(config: pytest.Config) -> tuple[str, ...]:
+    choice = config.option.device
+    return DEVICES if choice == "all" else (choice,)
+
+
+def _params(session: ConformanceSession, cases: list[Case]) -> list[ConformanceParam]:
+    dtype_choice = session.config.option.dtype
+    params = []
+    for requested in session.adapter_names():
+        name = getattr(session.adapter(requested), "name", requested)
+        for case in cases:
+            for device in _devices(session.config):
+                for dtype in case.dtypes:
+                    if dtype_choice in ("all", dtype):
+                        params.append(ConformanceParam(case, name, device, dtype))
+    return [p for p in params if p.test_id not in session.done_ids]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "conformance_param" not in metafunc.fixturenames:
+        return
+    session = session_of(metafunc.config)
+    try:
+        cases = load_cases(session.fixtures_dir)
+        for name in session.adapter_names():
+            session.adapter(name)
+    except (FixtureError, UnknownAdapterError) as exc:
+        pytest.exit(str(exc), returncode=2)
+    params = _params(session, cases)
+    metafunc.parametrize("conformance_param", params, ids=[p.test_id for p in params])
+
+
+@pytest.fixture
+def conformance_session(request: pytest.FixtureRequest) -> ConformanceSession:
+    return session_of(request.config)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config._conformance
+    if state is None or state.writer is None:
+        return
+    interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    state.write_document(complete=not interrupted)
+    unused = state.known.unused() if not session.config.option.keyword else []
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for pattern in unused:
+            reporter.write_line(f"conformance: known-failure entry matched no test: {pattern}")
+        reporter.write_line(f"conformance: results written to {state.json_path}")
+
+
+def skip_reason(adapter: Any, device: str) -> str | None:
+    """Why this adapter can't run here at all: framework missing, or no such device."""
+    reason = adapter.available()
+    if reason is not None:
+        return f"{adapter.name}: {reason}"
+    if device not in adapter.devices():
+        return f"{adapter.name}: no {device} device visible to the framework on this machine"
+    return None
+
+
+def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> dict:
+    device_name = adapter.device_name(param.device) if status not in ("skipped",) else param.device
+    return make_record(case=param.case, adapter=param.adapter, device=param.device, dtype=param.dtype,
+                       status=status, message=message, device_name=device_name, **extra)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
