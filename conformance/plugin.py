@@ -183,6 +183,13 @@ def conformance_session(request: pytest.FixtureRequest) -> ConformanceSession:
     return session_of(request.config)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tell a supervisor how many tests this process will run (after -k deselection)."""
+    state = session.config._conformance
+    if state is not None and state.writer is not None:
+        state.writer.append({"record": "collected", "count": len(session.items)})
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config._conformance
     if state is None or state.writer is None:
