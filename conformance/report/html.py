@@ -1,0 +1,410 @@
+"""The HTML reports: one self-contained file each, that opens from disk.
+
+``render_report(document, out_dir)`` draws a results document (see
+``conformance.results``) as a matrix: cases grouped by cell and flags down the
+side, adapter x device x dtype across the top, one coloured cell per result.
+Every result that did not pass gets a diff panel; ``render_regression`` draws a
+``conformance.regression.Regression`` with the baseline beside the current run.
+
+Adapter messages and stderr are untrusted text, so the templates are rendered
+with autoescaping on and nothing is embedded in ``<script>``: the page's script
+reads what it needs from the markup. A Content-Security-Policy forbids any
+network access, so the file behaves the same on any machine.
+
+Size: a passing result is one ``<td>`` with a status class and its max error;
+only results that did not pass carry a panel, so a 10k-result run stays a few MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from conformance.compare import WINDOW
+from conformance.results import STATUSES, status_counts, write_text_atomic
+from conformance.spec import CELLS
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATUS_CODES = {"pass": "p", "fail": "f", "unsupported": "u", "error": "e", "skipped": "s"}
+CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
+DEVICE_ORDER = ("cpu", "cuda")
+DTYPE_ORDER = ("float32", "float64")
+MACHINE_ORDER = ("os", "platform", "python", "cpu", "gpu", "gpus", "hostname")
+MAX_TITLE_CHARS = 160
+MAX_STDERR_CHARS = 8000
+HEAT_LEVELS = 10  # 1..5: within atol by decade, 6..10: above atol by decade; 0: exact
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def as_float(value: Any) -> float | None:
+    """A record's number: results store non-finite values as the strings 'inf' / 'nan'."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def sci(value: Any, digits: int = 2) -> str:
+    """``3.21e-07``-style, exponent without padding; '–' for a missing value."""
+    number = as_float(value)
+    if number is None:
+        return "–"
+    if number == 0:
+        return "0"
+    if not math.isfinite(number):
+        return str(number)
+    mantissa, exponent = f"{number:.{digits - 1}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def short(value: Any) -> str:
+    """One significant digit, for a matrix cell."""
+    return sci(value, 1)
+
+
+def shape_text(shape: Any) -> str:
+    if shape is None:
+        return "–"
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def heat_level(error: float | None, atol: float) -> int:
+    """0 for exact; else 5 + ceil(log10(error / atol)) clamped to 1..10 (5 = the decade up to atol)."""
+    if error is None or error == 0:
+        return 0
+    if not math.isfinite(error) or atol <= 0:
+        return HEAT_LEVELS
+    return max(1, min(HEAT_LEVELS, 5 + math.ceil(math.log10(error / atol))))
+
+
+def natural_key(text: str) -> list:
+    """'b3t5' before 'b4t48': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def one_line(text: str, limit: int = MAX_TITLE_CHARS) -> str:
+    first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+# --- what the templates draw -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    adapter: str
+    device: str
+    dtype: str
+    device_name: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.adapter, self.device, self.dtype)
+
+    @property
+    def label(self) -> str:
+        return f"{self.device} {self.dtype.replace('float', 'f')}"
+
+
+@dataclass
+class MatrixCell:
+    code: str
+    text: str
+    panel: str | None = None
+    title: str = ""
+
+
+@dataclass
+class MatrixRow:
+    case_id: str
+    label: str
+    describe: str
+    cell: str
+    cells: list[MatrixCell | None]
+
+
+@dataclass
+class MatrixGroup:
+    name: str
+    cell: str
+    rows: list[MatrixRow]
+
+
+@dataclass
+class Divergence:
+    index: str
+    expected: float | None
+    actual: float | None
+    axis: str
+    labels: list[int]
+    focus: int
+    expected_window: list[float]
+    actual_window: list[float]
+    differences: list[float | None]
+
+
+@dataclass
+class Heatmap:
+    """|error| drawn as units (rows) x timesteps (columns), so drift along time reads left to right."""
+
+    ticks: list[str]
+    rows: list[tuple[str, list[tuple[int, str]]]]
+    truncated: bool
+
+
+@dataclass
+class TensorView:
+    name: str
+    expected_shape: str
+    expected_dtype: str
+    actual_shape: str
+    actual_dtype: str
+    problem: str | None
+    max_abs: Any
+    max_rel: Any
+    max_ulp: Any
+    mismatched: int
+    total: int
+    worst_index: str
+    divergence: Divergence | None
+    heatmap: Heatmap | None
+
+
+@dataclass
+class Panel:
+    id: str
+    record: dict[str, Any]
+    code: str
+    expected: list[dict[str, str]]
+    tensors: list[TensorView]
+    stderr: str
+    stderr_truncated: bool
+    run_info: str
+
+
+@dataclass
+class ReportView:
+    document: dict[str, Any]
+    columns: list[Column]
+    adapter_spans: list[tuple[str, int]]
+    groups: list[MatrixGroup]
+    panels: list[Panel]
+    totals: dict[str, int]
+    adapter_rows: list[dict[str, Any]]
+    machine: list[tuple[str, str]]
+    cells: list[str]
+    statuses: tuple[str, ...] = STATUSES
+    codes: dict[str, str] = field(default_factory=lambda: dict(STATUS_CODES))
+
+
+# --- building the view -----------------------------------------------------------------------
+
+
+def _order(value: str, preferred: tuple[str, ...]) -> tuple[int, str]:
+    return (preferred.index(value), "") if value in preferred else (len(preferred), value)
+
+
+def columns_of(records: list[dict[str, Any]], adapter_order: list[str]) -> list[Column]:
+    names: dict[tuple[str, str, str], str] = {}
+    for record in records:
+        key = (record.get("adapter", "?"), record.get("device", "?"), record.get("dtype", "?"))
+        names[key] = names.get(key) or record.get("device_name", "")
+    adapters = tuple(adapter_order)
+    keys = sorted(names, key=lambda k: (_order(k[0], adapters), _order(k[1], DEVICE_ORDER),
+                                        _order(k[2], DTYPE_ORDER)))
+    return [Column(*key, device_name=names[key]) for key in keys]
+
+
+def _row_label(case_id: str, group: str) -> str:
+    prefix = group.replace(" ", "-") + "-"
+    return case_id[len(prefix):] if case_id.startswith(prefix) and len(case_id) > len(prefix) else case_id
+
+
+def matrix_cell(record: dict[str, Any], panel_id: str | None) -> MatrixCell:
+    status = record["status"]
+    code = STATUS_CODES[status]
+    if status in CELL_TEXT:
+        text = CELL_TEXT[status]
+    elif record.get("max_abs") is not None:
+        text = short(record["max_abs"])
+    else:
+        text = "list" if not record.get("tensors") else "shape"
+    title = "" if status == "pass" else f"{status}: {one_line(record.get('message', ''))}"
+    return MatrixCell(code, text, panel_id, title)
+
+
+def build_groups(records: list[dict[str, Any]], columns: list[Column],
+                 panel_ids: dict[str, str]) -> list[MatrixGroup]:
+    position = {column.key: n for n, column in enumerate(columns)}
+    rows: dict[str, MatrixRow] = {}
+    group_of: dict[str, str] = {}
+    for record in records:
+        case_id = record.get("case_id", record["test_id"])
+        group = record.get("group", "")
+        if case_id not in rows:
+            rows[case_id] = MatrixRow(case_id, _row_label(case_id, group), record.get("describe", ""),
+                                      record.get("cell", ""), [None] * len(columns))
+            group_of[case_id] = group
+        key = (record.get("adapter", "?"), record.get("device", "?"), record.get("dtype", "?"))
+        rows[case_id].cells[position[key]] = matrix_cell(record, panel_ids.get(record["test_id"]))
+    groups: dict[str, MatrixGroup] = {}
+    for case_id in sorted(rows, key=natural_key):
+        row = rows[case_id]
+        groups.setdefault(group_of[case_id], MatrixGroup(group_of[case_id], row.cell, [])).rows.append(row)
+    return sorted(groups.values(), key=lambda g: (_order(g.cell, CELLS), natural_key(g.name)))
+
+
+def _divergence(first: dict[str, Any] | None) -> Divergence | None:
+    if not first or not first.get("index"):
+        return None
+    index = list(first["index"])
+    at = index[1] if first.get("window_axis") == "time" and len(index) == 3 else index[-1]
+    low = max(0, at - WINDOW)
+    want = [as_float(v) for v in first.get("expected_window", [])]
+    got = [as_float(v) for v in first.get("actual_window", [])]
+    differences = [None if w is None or g is None else abs(g - w) for w, g in zip(want, got)]
+    return Divergence(shape_text(index), as_float(first.get("expected")), as_float(first.get("actual")),
+                      first.get("window_axis", "time"), list(range(low, low + len(want))), at - low,
+                      want, got, differences)
+
+
+def _heatmap(error_map: list[list[Any]] | None, expected_shape: list[int], atol: float) -> Heatmap | None:
+    if not error_map or not error_map[0]:
+        return None
+    steps, units = len(error_map), len(error_map[0])
+    sequence = len(expected_shape) == 3
+    ticks = [str(t) if t % (1 if steps <= 16 else 8) == 0 else "" for t in range(steps)] if sequence \
+        else ["final"]
+    rows = []
+    for unit in range(units):
+        values = [as_float(error_map[t][unit]) for t in range(steps)]
+        rows.append((f"u{unit}", [(heat_level(v, atol), sci(v)) for v in values]))
+    truncated = bool(expected_shape) and (units < expected_shape[-1]
+                                          or (sequence and steps < expected_shape[1]))
+    return Heatmap(ticks, rows, truncated)
+
+
+def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
+    expected_shape = tensor.get("expected_shape") or []
+    return TensorView(
+        name=str(tensor.get("name", "?")), expected_shape=shape_text(expected_shape),
+        expected_dtype=dtype, actual_shape=shape_text(tensor.get("actual_shape")),
+        actual_dtype=str(tensor.get("actual_dtype") or "–"), problem=tensor.get("problem"),
+        max_abs=tensor.get("max_abs"), max_rel=tensor.get("max_rel"), max_ulp=tensor.get("max_ulp"),
+        mismatched=int(tensor.get("mismatched") or 0), total=int(tensor.get("total") or 0),
+        worst_index=shape_text(tensor.get("worst_index")),
+        divergence=_divergence(tensor.get("first_divergence")),
+        heatmap=_heatmap(tensor.get("error_map"), expected_shape, atol))
+
+
+def build_panel(record: dict[str, Any], panel_id: str) -> Panel:
+    atol = as_float((record.get("tolerance") or {}).get("atol")) or 0.0
+    dtype = record.get("dtype", "")
+    stderr = record.get("stderr") or ""
+    truncated = len(stderr) > MAX_STDERR_CHARS
+    run_info = ", ".join(f"{k}={v}" for k, v in sorted((record.get("run_info") or {}).items()))
+    expected = [{"name": str(e.get("name", "?")), "shape": shape_text(e.get("shape"))}
+                for e in record.get("expected") or []]
+    return Panel(panel_id, record, STATUS_CODES[record["status"]], expected,
+                 [tensor_view(t, dtype, atol) for t in record.get("tensors") or []],
+                 stderr[-MAX_STDERR_CHARS:], truncated, run_info)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_text(v)}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def machine_rows(machine: dict[str, Any]) -> list[tuple[str, str]]:
+    keys = sorted(machine, key=lambda k: _order(k, MACHINE_ORDER))
+    return [(str(k), _text(machine[k])) for k in keys]
+
+
+def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
+                 columns: list[Column]) -> list[dict[str, Any]]:
+    """One row per adapter: its versions, devices and totals by status."""
+    adapters = document.get("adapters") or {}
+    names = list(adapters) + sorted({c.adapter for c in columns} - set(adapters))
+    rows = []
+    for name in names:
+        info = adapters.get(name) or {}
+        devices: dict[str, str] = {}
+        for column in columns:
+            if column.adapter == name:
+                devices[column.device] = devices.get(column.device) or column.device_name
+        rows.append({"name": name, "versions": info.get("versions") or {},
+                     "devices": [f"{d} ({n})" if n else d for d, n in devices.items()],
+                     "counts": status_counts(r for r in records if r.get("adapter") == name)})
+    return rows
+
+
+def panel_ids_for(records: list[dict[str, Any]], prefix: str = "r") -> dict[str, str]:
+    """Every result that did not pass gets a panel, numbered in record order."""
+    failing = [r for r in records if r["status"] != "pass"]
+    return {r["test_id"]: f"{prefix}{n}" for n, r in enumerate(failing)}
+
+
+def build_view(document: dict[str, Any]) -> ReportView:
+    records = list(document.get("results") or [])
+    columns = columns_of(records, list(document.get("adapters") or {}))
+    panel_ids = panel_ids_for(records)
+    spans: list[tuple[str, int]] = []
+    for column in columns:
+        if spans and spans[-1][0] == column.adapter:
+            spans[-1] = (column.adapter, spans[-1][1] + 1)
+        else:
+            spans.append((column.adapter, 1))
+    panels = [build_panel(r, panel_ids[r["test_id"]]) for r in records if r["test_id"] in panel_ids]
+    groups = build_groups(records, columns, panel_ids)
+    cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
+    return ReportView(document, columns, spans, groups, panels, status_counts(records),
+                      adapter_rows(document, records, columns),
+                      machine_rows(document.get("machine") or {}), cells)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """Autoescaping on for every template: messages and stderr come from adapters."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(sci=sci, short=short, shape=shape_text, one_line=one_line)
+    env.globals.update(STATUS_CODES=STATUS_CODES, STATUSES=STATUSES)
+    return env
+
+
+def render_report(document: dict[str, Any], out_dir: Path) -> Path:
+    """Write ``out_dir/index.html`` (atomically) for a results document; return its path."""
+    view = build_view(document)
+    html = environment().get_template("report.html.j2").render(view=view, title="RNN conformance report")
+    path = Path(out_dir) / "index.html"
+    write_text_atomic(path, html)
+    return path
+
+
+def render_regression(regression, baseline: dict[str, Any], current: dict[str, Any],
+                      out_path: Path) -> Path:
+    """Write the regression report (baseline beside current) to ``out_path``; return it."""
+    from conformance.report.regression_view import build_regression_view
+
+    view = build_regression_view(regression, baseline, current)
+    html = environment().get_template("regression.html.j2").render(
+        view=view, title="RNN conformance: regression check")
+    path = Path(out_path)
+    write_text_atomic(path, html)
+    return path

@@ -1,0 +1,109 @@
+"""The case matrix: complete, named readably, deterministic."""
+
+import collections
+import re
+
+import numpy as np
+import pytest
+
+from conformance.cases import build_cases
+from conformance.spec import CELLS, LayerSpec
+from conformance.weights import per_gate_weights
+
+CASES = build_cases()
+ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random)-b\d+t\d+(-[a-z_]+)?$")
+
+
+def combos(cases):
+    return {(c.cell, c.layer.return_sequences, c.layer.return_state) for c in cases}
+
+
+def test_several_hundred_cases():
+    assert 300 <= len(CASES) <= 1000
+
+
+def test_ids_are_unique_and_readable():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+    assert all(ID_PATTERN.match(i) for i in ids), [i for i in ids if not ID_PATTERN.match(i)][:3]
+
+
+@pytest.mark.parametrize("option", sorted({c.option for c in CASES}))
+def test_every_option_covers_the_four_flag_combinations_of_each_cell_it_applies_to(option):
+    cases = [c for c in CASES if c.option == option]
+    cells = {c.cell for c in cases}
+    assert combos(cases) == {(cell, s, r) for cell in cells for s in (0, 1) for r in (0, 1)}
+
+
+def test_every_scheme_covers_all_twelve_combinations():
+    for scheme in ("constant", "per_gate", "random"):
+        assert len(combos(c for c in CASES if c.scheme == scheme)) == 12
+
+
+def test_shapes_include_single_and_long_sequences_batch_one_and_three():
+    shapes = {(c.batch, c.timesteps) for c in CASES}
+    assert any(b == 1 for b, _ in shapes) and any(b >= 3 for b, _ in shapes)
+    assert any(t == 1 for _, t in shapes) and max(t for _, t in shapes) >= 40
+
+
+def test_units_differ_from_features():
+    assert all(c.layer.units != c.features for c in CASES if c.option != "tutorial")
+
+
+def test_the_tutorial_case_exists_for_all_twelve_combinations():
+    tutorial = [c for c in CASES if c.option == "tutorial"]
+    assert len(combos(tutorial)) == 12
+    for case in tutorial:
+        np.testing.assert_array_equal(case.x.ravel(), np.float32([0.1, 0.2, 0.3, 0.1, 0.2, 0.3]))
+        assert case.layer.units == 1
+
+
+def test_float64_is_part_of_the_matrix():
+    assert sum("float64" in c.dtypes for c in CASES) >= 50
+
+
+@pytest.mark.parametrize("option", ["go_backwards", "initial_state", "mask_right", "mask_holes",
+                                    "mask_empty_row", "mask_go_backwards", "zero_output_for_mask",
+                                    "reset_before", "no_bias", "relu", "linear", "hard_sigmoid",
+                                    "legacy_hard_sigmoid", "bidi_concat", "bidi_sum", "bidi_ave",
+                                    "bidi_mul", "bidi_none", "stacked", "encdec"])
+def test_the_issue_s_options_are_all_present(option):
+    assert any(c.option == option for c in CASES)
+
+
+def test_a_fully_masked_row_is_really_fully_masked():
+    case = next(c for c in CASES if c.option == "mask_empty_row")
+    assert not case.mask.any(axis=1).all()
+
+
+def test_holes_are_in_the_middle_not_only_at_the_end():
+    case = next(c for c in CASES if c.option == "mask_holes")
+    assert any(not row[1:-1].all() and row[-1] for row in case.mask)
+
+
+def test_building_twice_gives_identical_arrays():
+    again = {c.id: c for c in build_cases()}
+    for case in CASES:
+        other = again[case.id]
+        np.testing.assert_array_equal(case.x, other.x)
+        for name, weights in case.weights.items():
+            for key, value in weights.items():
+                np.testing.assert_array_equal(value, other.weights[name][key])
+
+
+def test_per_gate_constants_differ_between_gates_so_a_permutation_shows():
+    for cell in CELLS:
+        layer = LayerSpec(cell, 2)
+        for matrix in per_gate_weights(layer, 3).values():
+            blocks = np.split(np.atleast_2d(matrix)[0], len(layer.gates))
+            assert len({float(b[0]) for b in blocks}) == len(layer.gates)
+
+
+def test_values_are_float32_numbers_so_both_dtypes_share_one_answer():
+    for case in CASES[:50]:
+        np.testing.assert_array_equal(case.x, case.x.astype(np.float32).astype(np.float64))
+
+
+def test_counts_by_cell_are_balanced():
+    counts = collections.Counter(c.cell for c in CASES)
+    assert min(counts.values()) >= 0.8 * max(counts.values())

@@ -1,0 +1,136 @@
+"""Golden fixtures: reproducible bytes, and one clear line for every kind of damage."""
+
+import hashlib
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import fixtures
+from conformance.cli import main
+
+REPO_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("fixtures")
+    fixtures.build(target)
+    return target
+
+
+@pytest.fixture
+def copy(built, tmp_path) -> Path:
+    target = tmp_path / "fixtures"
+    shutil.copytree(built, target)
+    return target
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def first_case_file(directory: Path) -> Path:
+    return sorted((directory / "cases").glob("*.npz"))[0]
+
+
+def verify_fails_with(directory: Path, capsys) -> str:
+    before = snapshot(directory)
+    status = main(["fixtures", "verify", "--fixtures-dir", str(directory)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert len(err.splitlines()) == 1
+    assert snapshot(directory) == before, "verify must not write"
+    return err
+
+
+def test_building_twice_gives_identical_bytes(built, tmp_path):
+    fixtures.build(tmp_path)
+    assert snapshot(tmp_path) == snapshot(built)
+
+
+def test_the_checked_in_fixtures_are_what_the_generator_builds(built):
+    assert snapshot(REPO_FIXTURES) == snapshot(built), "run `conformance fixtures build` and commit"
+
+
+def test_verify_accepts_intact_fixtures(copy, capsys):
+    assert main(["fixtures", "verify", "--fixtures-dir", str(copy)]) == 0
+    assert "verified" in capsys.readouterr().out
+
+
+def test_a_flipped_byte_is_named(copy, capsys):
+    path = first_case_file(copy)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    err = verify_fails_with(copy, capsys)
+    assert path.name in err and "SHA-256" in err
+
+
+def test_a_wrong_hash_in_the_manifest_is_named(copy, capsys):
+    manifest = json.loads((copy / "manifest.json").read_text())
+    file = next(iter(manifest["files"]))
+    manifest["files"][file] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    err = verify_fails_with(copy, capsys)
+    assert Path(file).name in err and "does not match" in err
+
+
+def test_a_missing_file_is_named(copy, capsys):
+    path = first_case_file(copy)
+    path.unlink()
+    err = verify_fails_with(copy, capsys)
+    assert path.name in err and "missing" in err
+
+
+def test_a_truncated_file_is_named(copy, capsys):
+    path = first_case_file(copy)
+    path.write_bytes(path.read_bytes()[:100])
+    _rehash(copy, path)
+    err = verify_fails_with(copy, capsys)
+    assert path.name in err and "truncated or corrupt" in err
+
+
+def test_a_pickled_array_is_refused_even_with_a_matching_hash(copy, capsys):
+    path = first_case_file(copy)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        member = io.BytesIO()
+        np.lib.format.write_array(member, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+        archive.writestr("x.npy", member.getvalue())
+    path.write_bytes(buffer.getvalue())
+    _rehash(copy, path)
+    err = verify_fails_with(copy, capsys)
+    assert path.name in err and "pickled" in err
+
+
+def test_a_missing_manifest_is_named(copy, capsys):
+    (copy / "manifest.json").unlink()
+    assert "manifest.json: missing" in verify_fails_with(copy, capsys)
+
+
+def test_a_stored_answer_the_oracle_no_longer_gives_is_named(copy, capsys):
+    path = first_case_file(copy)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["expected.0"] = arrays["expected.0"] + 1e-3
+    path.write_bytes(fixtures.npz_bytes(arrays))
+    _rehash(copy, path)
+    err = verify_fails_with(copy, capsys)
+    assert path.name in err and "oracle" in err
+
+
+def test_load_cases_attaches_expected_outputs(copy):
+    cases = fixtures.load_cases(copy)
+    assert all(len(c.expected) == len(c.output_names) for c in cases)
+
+
+def _rehash(directory: Path, path: Path) -> None:
+    """Make the manifest agree with a damaged file, so the next check down must catch it."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"][f"cases/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest))
