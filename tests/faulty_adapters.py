@@ -1,0 +1,259 @@
+"""Deliberately faulty adapters: each reproduces one classic porting bug.
+
+They plug in through the public adapter contract (``run(case, device)``) and
+compute with the oracle after applying the bug, so the only thing wrong in
+their answer is the bug itself. ``FAULTS`` lists them with the tensor the
+report must point at (None where the list itself is wrong).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from conformance.case import Case
+from conformance.reference import expected_outputs
+from conformance.spec import LayerSpec
+from tests.oracle_adapters import OracleAdapter
+
+
+def _permute_gates(weights: dict[str, np.ndarray], order: list[int]) -> dict[str, np.ndarray]:
+    """Reorder the gate column blocks of every matrix (what a wrong gate order does)."""
+    def permute(matrix: np.ndarray) -> np.ndarray:
+        blocks = np.split(matrix, len(order), axis=-1)
+        return np.concatenate([blocks[i] for i in order], axis=-1)
+    return {name: permute(value) for name, value in weights.items()}
+
+
+def _map_layers(case: Case, change) -> Case:
+    """Apply ``change(layer_spec, weights) -> weights`` to every sub-layer's weights."""
+    layers = case.spec.sublayers()
+    weights = {name: change(layers[name], dict(w)) for name, w in case.weights.items()}
+    return dataclasses.replace(case, weights=weights)
+
+
+class FaultyAdapter(OracleAdapter):
+    """Oracle with a bug: override ``corrupt_case`` and/or ``corrupt_outputs``."""
+
+    fault = "none"
+    points_at: str | None = "output"
+
+    def corrupt_case(self, case: Case) -> Case:
+        return case
+
+    def corrupt_outputs(self, case: Case, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        return outputs
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        outputs = expected_outputs(self.corrupt_case(case))
+        outputs = self.corrupt_outputs(case, list(outputs))
+        return [np.asarray(out, dtype=case.dtype) for out in outputs]
+
+
+class LstmGatesInOnnxOrder(FaultyAdapter):
+    """Keras i,f,c,o read as ONNX's i,o,f,c."""
+
+    name, fault = "fault-lstm-onnx-gate-order", "LSTM gates permuted (ONNX order taken as Keras order)"
+
+    def corrupt_case(self, case):
+        if case.cell != "lstm":
+            return case
+        return _map_layers(case, lambda layer, w: _permute_gates(w, [0, 3, 1, 2]))
+
+
+class GruZAndRSwapped(FaultyAdapter):
+    name, fault = "fault-gru-z-r-swapped", "GRU update and reset gates swapped"
+
+    def corrupt_case(self, case):
+        if case.cell != "gru":
+            return case
+        return _map_layers(case, lambda layer, w: _permute_gates(w, [1, 0, 2]))
+
+
+class GruResetBeforeWithResetAfterWeights(FaultyAdapter):
+    """A converter that knows one GRU formula: reset-before, biases summed."""
+
+    name, fault = "fault-gru-reset-variant", "GRU reset-before formula used with reset-after weights"
+
+    def corrupt_case(self, case):
+        if case.cell != "gru" or not case.layer.reset_after:
+            return case
+
+        def to_reset_before(layer: LayerSpec) -> LayerSpec:
+            return dataclasses.replace(layer, reset_after=False)
+
+        def weights(layer, w):
+            if "bias" in w:
+                w["bias"] = w["bias"][0] + w["bias"][1]
+            return w
+
+        case = _map_layers(case, weights)
+        return dataclasses.replace(case, spec=_replace_layers(case.spec, to_reset_before))
+
+
+class ForgetBiasIgnored(FaultyAdapter):
+    """The forget block built by bias_initializer alone (unit_forget_bias not applied)."""
+
+    name, fault = "fault-unit-forget-bias-ignored", "LSTM unit_forget_bias ignored"
+
+    def corrupt_case(self, case):
+        return _shift_forget_bias(case, lambda block, units: block - 1.0)
+
+
+class ForgetBiasTwice(FaultyAdapter):
+    name, fault = "fault-unit-forget-bias-twice", "LSTM unit_forget_bias applied twice"
+
+    def corrupt_case(self, case):
+        return _shift_forget_bias(case, lambda block, units: block + 1.0)
+
+
+class GruRecurrentBiasDropped(FaultyAdapter):
+    name, fault = "fault-gru-recurrent-bias-dropped", "GRU recurrent bias dropped"
+
+    def corrupt_case(self, case):
+        def drop(layer, w):
+            if layer.cell == "gru" and layer.reset_after and "bias" in w:
+                w["bias"] = np.stack([w["bias"][0], np.zeros_like(w["bias"][1])])
+            return w
+        return _map_layers(case, drop)
+
+
+class LstmStatesAsCThenH(FaultyAdapter):
+    name, fault, points_at = "fault-lstm-c-then-h", "return_state gives [c, h] instead of [h, c]", "h"
+
+    def corrupt_outputs(self, case, outputs):
+        if case.cell == "lstm" and case.layer.return_state and case.spec.kind != "bidirectional":
+            outputs[-2], outputs[-1] = outputs[-1], outputs[-2]
+        return outputs
+
+
+class LstmCellStateMissing(FaultyAdapter):
+    name, fault, points_at = "fault-lstm-c-missing", "LSTM c state missing from the list", None
+
+    def corrupt_outputs(self, case, outputs):
+        if case.cell == "lstm" and case.layer.return_state:
+            outputs.pop()
+        return outputs
+
+
+class ExtraOutput(FaultyAdapter):
+    name, fault, points_at = "fault-extra-output", "an extra tensor in the list", None
+
+    def corrupt_outputs(self, case, outputs):
+        return outputs + [outputs[-1]] if case.layer.return_state else outputs
+
+
+class GoBackwardsFlippedBack(FaultyAdapter):
+    name, fault = "fault-go-backwards-flipped-back", "go_backwards sequence flipped back to input order"
+
+    def corrupt_outputs(self, case, outputs):
+        layer = case.layer
+        if case.spec.kind == "layer" and layer.go_backwards and layer.return_sequences:
+            outputs[0] = outputs[0][:, ::-1]
+        return outputs
+
+
+class FinalStateFromPaddedStep(FaultyAdapter):
+    """States taken after running over the padding, as if the mask were absent."""
+
+    name, fault, points_at = "fault-state-from-padded-step", "final state taken at the last padded step", "h"
+
+    def corrupt_outputs(self, case, outputs):
+        if case.mask is None or not case.layer.return_state or case.spec.kind != "layer":
+            return outputs
+        unmasked = expected_outputs(dataclasses.replace(case, mask=None))
+        n_states = len(case.layer.state_names)
+        return outputs[:-n_states] + unmasked[-n_states:]
+
+
+class OtherHardSigmoid(FaultyAdapter):
+    name, fault = "fault-other-hard-sigmoid", "the other hard_sigmoid definition"
+
+    SWAP = {"hard_sigmoid": "legacy_hard_sigmoid", "legacy_hard_sigmoid": "hard_sigmoid"}
+
+    def corrupt_case(self, case):
+        def swap(layer: LayerSpec) -> LayerSpec:
+            return dataclasses.replace(
+                layer, activation=self.SWAP.get(layer.activation, layer.activation),
+                recurrent_activation=self.SWAP.get(layer.recurrent_activation, layer.recurrent_activation))
+        return dataclasses.replace(case, spec=_replace_layers(case.spec, swap))
+
+
+class Float16PassedOffAsFloat32(FaultyAdapter):
+    """Inputs, weights and outputs rounded through float16, labelled float32."""
+
+    name, fault = "fault-float16-as-float32", "float16 arithmetic passed off as float32"
+
+    def corrupt_case(self, case):
+        half = (lambda a: None if a is None else np.asarray(a, np.float16).astype(np.float64))
+        return dataclasses.replace(
+            case, x=half(case.x), decoder_x=half(case.decoder_x),
+            initial_state=None if case.initial_state is None else tuple(half(s) for s in case.initial_state),
+            weights={n: {k: half(v) for k, v in w.items()} for n, w in case.weights.items()})
+
+    def corrupt_outputs(self, case, outputs):
+        return [np.asarray(o, np.float16).astype(np.float64) for o in outputs]
+
+
+def _shift_forget_bias(case: Case, shift) -> Case:
+    def change(layer, w):
+        if layer.cell == "lstm" and "bias" in w:
+            units = layer.units
+            w["bias"] = w["bias"].copy()
+            w["bias"][units:2 * units] = shift(w["bias"][units:2 * units], units)
+        return w
+    return _map_layers(case, change)
+
+
+def _replace_layers(spec, change):
+    """The same composite with ``change`` applied to each of its LayerSpecs."""
+    if isinstance(spec, LayerSpec):
+        return change(spec)
+    if spec.kind == "bidirectional":
+        return dataclasses.replace(spec, layer=change(spec.layer))
+    if spec.kind == "stacked":
+        return dataclasses.replace(spec, layers=tuple(change(s) for s in spec.layers))
+    return dataclasses.replace(spec, encoder=change(spec.encoder), decoder=change(spec.decoder))
+
+
+FAULTS = [LstmGatesInOnnxOrder, GruZAndRSwapped, GruResetBeforeWithResetAfterWeights, ForgetBiasIgnored,
+          ForgetBiasTwice, GruRecurrentBiasDropped, LstmStatesAsCThenH, LstmCellStateMissing, ExtraOutput,
+          GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32]
+
+
+# --- adapters that break the process itself (for the supervisor tests) -----------------------
+
+
+class AbortingAdapter(OracleAdapter):
+    """Calls os.abort() on LSTM cases, as a crashing native runtime would."""
+
+    name = "crash-abort"
+
+    def run(self, case, device):
+        if case.cell == "lstm":
+            os.abort()
+        return super().run(case, device)
+
+
+class HangingAdapter(OracleAdapter):
+    """Never answers on GRU cases."""
+
+    name = "crash-hang"
+
+    def run(self, case, device):
+        if case.cell == "gru":
+            while True:
+                time.sleep(60)
+        return super().run(case, device)
+
+
+class ScriptInjectingAdapter(OracleAdapter):
+    """Raises an error whose message carries markup (reports must escape it)."""
+
+    name = "<script>alert('name')</script>"
+
+    def run(self, case, device):
+        raise RuntimeError("<script>alert('xss')</script> & <b>bold</b>")
