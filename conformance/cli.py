@@ -41,7 +41,8 @@ def build_parser() -> Parser:
     run.add_argument("--known-failures", type=Path, default=None)
 
     report = commands.add_parser("report", help="render index.html from results files")
-    report.add_argument("results", nargs="+", type=Path, help="results.json or .jsonl streams")
+    report.add_argument("results", nargs="+", type=Path,
+                        help="results.json files, .jsonl streams, or a directory of <env>/results.json")
     report.add_argument("-o", "--output-dir", type=Path, default=Path("reports"))
 
     compare = commands.add_parser("compare", help="regression report between two runs")
@@ -105,9 +106,17 @@ def command_report(args: argparse.Namespace) -> int:
     from conformance.report import render_report
     from conformance.reports_io import load_any
 
-    document = load_any(args.results)
+    from conformance.junit import write_junit
+    from conformance.reports_io import expand
+    from conformance.results import write_json_atomic
+
+    sources = expand(args.results)
+    document = load_any(sources)
+    if len(sources) > 1:  # a merge: keep the merged data beside its report
+        write_json_atomic(args.output_dir / "results.json", document)
+        write_junit(args.output_dir / "junit.xml", document["results"])
     path = render_report(document, args.output_dir)
-    print(f"report: {path}")
+    print(f"report: {path} ({len(sources)} results file(s), {len(document['results'])} results)")
     return EXIT_OK
 
 

@@ -27,7 +27,21 @@ def load_stream(path: Path) -> dict:
     return validate_document(document, str(path))
 
 
+def expand(paths: list[Path]) -> list[Path]:
+    """A directory stands for the results.json of each of its sub-directories (tox envs)."""
+    expanded = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*/results.json"))
+            if not found:
+                raise ResultsFileError(f"{path}: a directory with no */results.json in it")
+            expanded.extend(found)
+        else:
+            expanded.append(path)
+    return expanded
+
+
 def load_any(paths: list[Path]) -> dict:
-    """One merged, validated document from results.json files and/or .jsonl streams."""
-    documents = [load_stream(p) if p.suffix == ".jsonl" else load_results(p) for p in paths]
+    """One merged, validated document from results.json files, .jsonl streams or directories."""
+    documents = [load_stream(p) if p.suffix == ".jsonl" else load_results(p) for p in expand(paths)]
     return documents[0] if len(documents) == 1 else merge_documents(documents)
