@@ -33,12 +33,13 @@ PROGRESS_EVERY = 5.0
 def check_keyword(expression: str) -> None:
     if not expression:
         return
-    from _pytest.mark.expression import Expression, ParseError  # pytest's own -k grammar
+    from _pytest.mark.expression import Expression  # pytest's own -k grammar
 
     try:
         Expression.compile(expression)
-    except ParseError as exc:
-        raise UsageError(f"bad -k expression {expression!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - SyntaxError today, ParseError in older pytest
+        message = getattr(exc, "msg", None) or str(exc)
+        raise UsageError(f"bad -k expression {expression!r}: {message}") from None
 
 
 def check_writable(report_dir: Path) -> None:

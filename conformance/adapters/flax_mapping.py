@@ -106,9 +106,9 @@ def gru_reason(layer: LayerSpec, weights: dict[str, np.ndarray]) -> str | None:
     if "bias" in weights:
         candidate = gate_blocks(weights["bias"][1], 3)[2]
         if np.any(candidate != 0):
-            return ("GRU recurrent bias of the candidate block is non-zero "
-                    f"(max |b_hh| {np.abs(candidate).max():.3g}): nnx.GRUCell's dense_h has no "
-                    "bias, and this one sits inside r * (...) so it cannot fold into b_in")
+            return ("GRU recurrent bias of the candidate block is non-zero: nnx.GRUCell's "
+                    "dense_h has no bias, and this one sits inside r * (...) so it cannot "
+                    "fold into the input bias")
     return None
 
 

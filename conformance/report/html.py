@@ -27,6 +27,7 @@ from typing import Any
 import jinja2
 
 from conformance.compare import WINDOW
+from conformance.regression import CATEGORIES, NOISE_FLOOR
 from conformance.results import STATUSES, status_counts, write_text_atomic
 from conformance.spec import CELLS
 
@@ -118,6 +119,7 @@ class Column:
 
 @dataclass
 class MatrixCell:
+    status: str
     code: str
     text: str
     panel: str | None = None
@@ -193,8 +195,23 @@ class Panel:
 
 
 @dataclass
+class RunSummary:
+    created: str
+    complete: bool
+    fixtures: str
+    counts: dict[str, int]
+
+
+def run_summary(document: dict[str, Any]) -> RunSummary:
+    records = document.get("results") or []
+    return RunSummary(str(document.get("created") or ""), bool(document.get("complete", False)),
+                      str(document.get("fixtures_sha256") or ""), status_counts(records))
+
+
+@dataclass
 class ReportView:
     document: dict[str, Any]
+    run: RunSummary
     columns: list[Column]
     adapter_spans: list[tuple[str, int]]
     groups: list[MatrixGroup]
@@ -240,7 +257,7 @@ def matrix_cell(record: dict[str, Any], panel_id: str | None) -> MatrixCell:
     else:
         text = "list" if not record.get("tensors") else "shape"
     title = "" if status == "pass" else f"{status}: {one_line(record.get('message', ''))}"
-    return MatrixCell(code, text, panel_id, title)
+    return MatrixCell(status, code, text, panel_id, title)
 
 
 def build_groups(records: list[dict[str, Any]], columns: list[Column],
@@ -307,7 +324,12 @@ def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
         heatmap=_heatmap(tensor.get("error_map"), expected_shape, atol))
 
 
+RECORD_DEFAULTS = {"case_id": "", "describe": "", "adapter": "", "device": "", "device_name": "",
+                   "dtype": "", "cell": "", "message": "", "tolerance": None}
+
+
 def build_panel(record: dict[str, Any], panel_id: str) -> Panel:
+    record = {**RECORD_DEFAULTS, **record}
     atol = as_float((record.get("tolerance") or {}).get("atol")) or 0.0
     dtype = record.get("dtype", "")
     stderr = record.get("stderr") or ""
@@ -370,9 +392,92 @@ def build_view(document: dict[str, Any]) -> ReportView:
     panels = [build_panel(r, panel_ids[r["test_id"]]) for r in records if r["test_id"] in panel_ids]
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
-    return ReportView(document, columns, spans, groups, panels, status_counts(records),
+    return ReportView(document, run_summary(document), columns, spans, groups, panels,
+                      status_counts(records),
                       adapter_rows(document, records, columns),
                       machine_rows(document.get("machine") or {}), cells)
+
+
+# --- the regression report ------------------------------------------------------------------
+
+MAX_PANELS_PER_CATEGORY = 200
+CATEGORY_TITLES = {
+    "newly_failing": "Newly failing", "newly_erroring": "Newly erroring",
+    "newly_unsupported": "Newly unsupported", "newly_skipped": "Newly skipped",
+    "newly_passing": "Newly passing", "error_grew": "Error grew", "error_shrank": "Error shrank",
+    "added": "Added (not in the baseline)", "removed": "Removed (not in the current run)",
+}
+
+
+@dataclass
+class RunSide:
+    run: RunSummary
+    machine: list[tuple[str, str]]
+    adapter_rows: list[dict[str, Any]]
+
+
+@dataclass
+class Entry:
+    test_id: str
+    before: MatrixCell | None
+    after: MatrixCell | None
+    gist: str
+    baseline_panel: Panel | None
+    current_panel: Panel | None
+
+
+@dataclass
+class Category:
+    name: str
+    title: str
+    regressing: bool
+    entries: list[Entry]
+    panels_capped: bool
+
+
+@dataclass
+class RegressionView:
+    regression: Any
+    baseline: RunSide
+    current: RunSide
+    categories: list[Category]
+
+
+def run_side(document: dict[str, Any]) -> RunSide:
+    records = list(document.get("results") or [])
+    columns = columns_of(records, list(document.get("adapters") or {}))
+    return RunSide(run_summary(document), machine_rows(document.get("machine") or {}),
+                   adapter_rows(document, records, columns))
+
+
+def _entry(item, old: dict[str, Any] | None, new: dict[str, Any] | None, number: int,
+           with_panels: bool) -> Entry:
+    if hasattr(item, "tensor"):  # an ErrorChange
+        gist = f"{item.tensor}: max abs {sci(item.before)} → {sci(item.after)}"
+    else:
+        gist = one_line((new or old or {}).get("message", ""))
+    return Entry(item.test_id, old and matrix_cell(old, None), new and matrix_cell(new, None), gist,
+                 build_panel(old, f"b{number}") if old and with_panels else None,
+                 build_panel(new, f"c{number}") if new and with_panels else None)
+
+
+def build_regression_view(regression, baseline: dict[str, Any], current: dict[str, Any]) -> RegressionView:
+    old = {r["test_id"]: r for r in baseline.get("results") or []}
+    new = {r["test_id"]: r for r in current.get("results") or []}
+    lost = {c.test_id for c in regression.lost_passes}
+    categories, number = [], 0
+    for name in CATEGORIES:
+        items = getattr(regression, name)
+        entries = []
+        for n, item in enumerate(items):
+            number += 1
+            entries.append(_entry(item, old.get(item.test_id), new.get(item.test_id), number,
+                                  n < MAX_PANELS_PER_CATEGORY))
+        regressing = name in ("newly_failing", "newly_erroring", "error_grew") or any(
+            item.test_id in lost for item in items)
+        categories.append(Category(name, CATEGORY_TITLES[name], regressing, entries,
+                                   len(items) > MAX_PANELS_PER_CATEGORY))
+    return RegressionView(regression, run_side(baseline), run_side(current), categories)
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -400,11 +505,10 @@ def render_report(document: dict[str, Any], out_dir: Path) -> Path:
 def render_regression(regression, baseline: dict[str, Any], current: dict[str, Any],
                       out_path: Path) -> Path:
     """Write the regression report (baseline beside current) to ``out_path``; return it."""
-    from conformance.report.regression_view import build_regression_view
-
     view = build_regression_view(regression, baseline, current)
     html = environment().get_template("regression.html.j2").render(
-        view=view, title="RNN conformance: regression check")
+        view=view, title="RNN conformance: regression check", reg_floor=NOISE_FLOOR,
+        max_panels=MAX_PANELS_PER_CATEGORY)
     path = Path(out_path)
     write_text_atomic(path, html)
     return path

@@ -1,0 +1,83 @@
+"""The command line: bad input of every kind gets one line and exit 2, and nothing is overwritten."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "conformance", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("conformance: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def report_dir(tmp_path) -> Path:
+    directory = tmp_path / "reports"
+    directory.mkdir()
+    (directory / "index.html").write_text("previous report")
+    return directory
+
+
+def test_an_unknown_adapter_is_one_line(report_dir):
+    line = one_line_error(run_cli("run", "--adapter", "tensorflow-lite", "--report-dir", str(report_dir)))
+    assert "unknown adapter 'tensorflow-lite'" in line
+    assert (report_dir / "index.html").read_text() == "previous report"
+
+
+def test_an_adapter_path_that_does_not_import_is_one_line(report_dir):
+    line = one_line_error(run_cli("run", "--adapter", "no_such_pkg.mod:Cls", "--report-dir", str(report_dir)))
+    assert "no_such_pkg.mod" in line
+
+
+def test_a_bad_k_expression_is_one_line(report_dir):
+    line = one_line_error(run_cli("run", "-k", "lstm and (", "--report-dir", str(report_dir)))
+    assert "bad -k expression" in line
+    assert (report_dir / "index.html").read_text() == "previous report"
+
+
+def test_an_unwritable_report_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = one_line_error(run_cli("run", "--adapter", "torch", "--report-dir", str(blocker / "sub")))
+    assert "not writable" in line
+
+
+def test_a_bad_option_value_is_one_line():
+    assert "--device" in one_line_error(run_cli("run", "--device", "tpu"))
+
+
+def test_a_foreign_results_file_is_one_line(tmp_path, report_dir):
+    foreign = tmp_path / "other.json"
+    foreign.write_text(json.dumps({"version": 3, "tests": []}))
+    line = one_line_error(run_cli("report", str(foreign), "-o", str(report_dir)))
+    assert "not a conformance results file" in line
+    assert (report_dir / "index.html").read_text() == "previous report"
+
+
+def test_compare_with_a_missing_baseline_is_one_line(tmp_path):
+    line = one_line_error(run_cli("compare", str(tmp_path / "nope.json"), str(tmp_path / "x.json")))
+    assert "no such file" in line
+
+
+def test_explain_prints_the_output_list(capsys):
+    assert main(["explain", "lstm", "--return-state"]) == 0
+    out = capsys.readouterr().out
+    assert "h" in out and "c" in out
+
+
+def test_python_dash_m_works_like_the_console_script():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "fixtures" in result.stdout

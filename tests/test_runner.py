@@ -1,0 +1,103 @@
+"""`conformance run` survives crashing and hanging adapters, and an interrupted run loses nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance.results import VOLATILE_FIELDS
+
+pytestmark = pytest.mark.slow
+
+CRASHY = ["--adapter", "tests.faulty_adapters:AbortingAdapter",
+          "--adapter", "tests.faulty_adapters:HangingAdapter"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def conformance(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "conformance", "run", "--device", "cpu",
+                             "--dtype", "float32", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def results(report_dir: Path) -> dict:
+    return json.loads((report_dir / "results.json").read_text())
+
+
+def by_id(document: dict) -> dict[str, dict]:
+    return {r["test_id"]: r for r in document["results"]}
+
+
+@pytest.fixture(scope="module")
+def crashy_run(tmp_path_factory) -> tuple[int, Path]:
+    report_dir = tmp_path_factory.mktemp("crashy")
+    process = conformance(*CRASHY, "-k", "tutorial and seq0", "--case-timeout", "3",
+                          "--report-dir", str(report_dir))
+    process.communicate(timeout=300)
+    return process.returncode, report_dir
+
+
+def test_an_aborting_adapter_becomes_an_error_with_its_stderr_and_the_run_goes_on(crashy_run):
+    code, report_dir = crashy_run
+    records = [r for r in results(report_dir)["results"] if r["adapter"] == "crash-abort"]
+    errors = [r for r in records if r["status"] == "error"]
+    assert {r["cell"] for r in errors} == {"lstm"} and len(errors) == 2
+    assert all("SIGABRT" in r["message"] for r in errors)
+    assert all(r["stderr"] is not None for r in errors)
+    assert {r["status"] for r in records if r["cell"] != "lstm"} == {"pass"}
+    assert code == 1
+
+
+def test_a_hanging_adapter_is_killed_at_the_case_timeout_and_the_run_goes_on(crashy_run):
+    _, report_dir = crashy_run
+    records = [r for r in results(report_dir)["results"] if r["adapter"] == "crash-hang"]
+    errors = [r for r in records if r["status"] == "error"]
+    assert {r["cell"] for r in errors} == {"gru"} and len(errors) == 2
+    assert all("per-case timeout of 3 s" in r["message"] for r in errors)
+    assert {r["status"] for r in records if r["cell"] != "gru"} == {"pass"}
+
+
+def test_a_crashy_run_still_writes_all_three_files(crashy_run):
+    _, report_dir = crashy_run
+    assert results(report_dir)["complete"] is True
+    assert (report_dir / "junit.xml").read_text().count("<error") == 4
+    assert "crash-abort" in (report_dir / "index.html").read_text()
+
+
+def test_an_interrupted_run_reports_what_finished_marked_incomplete(tmp_path):
+    process = conformance("--adapter", "tests.faulty_adapters:HangingAdapter", "-k", "tutorial",
+                          "--case-timeout", "600", "--report-dir", str(tmp_path))
+    stream = tmp_path / "streams" / "tests.faulty_adapters_HangingAdapter.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and '"started"' not in (stream.read_text() if stream.exists() else ""):
+        time.sleep(0.5)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    document = results(tmp_path)
+    assert process.returncode == 130
+    assert document["complete"] is False
+    assert any(r["status"] == "pass" for r in document["results"])
+    assert "INCOMPLETE" in (tmp_path / "index.html").read_text().upper()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def comparable(document: dict) -> dict:
+    return {test_id: {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
+            for test_id, record in by_id(document).items()}
+
+
+def test_two_runs_give_identical_results_apart_from_timings(tmp_path):
+    documents = []
+    for n in range(2):
+        process = conformance("--adapter", "tests.oracle_adapters:OracleAdapter", "-k", "tutorial or mask",
+                              "--report-dir", str(tmp_path / str(n)))
+        process.communicate(timeout=300)
+        assert process.returncode == 0
+        documents.append(results(tmp_path / str(n)))
+    assert comparable(documents[0]) == comparable(documents[1])
