@@ -24,7 +24,6 @@ other JAX user in the process (e.g. Keras on JAX) computes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import numpy as np
@@ -107,7 +106,7 @@ class FlaxAdapter(Adapter):
 
     def _compiled_for(self, case: Case, device: str) -> _Compiled:
         widths = _input_widths(case)
-        key = (case.spec, tuple(sorted(widths.items())), case.dtype, device)
+        key = (_structure(case.spec, widths), case.dtype, device)
         if key not in self._compiled:
             self._compiled[key] = self._compile(case.spec, widths, case.dtype)
         return self._compiled[key]
@@ -174,6 +173,18 @@ def _input_widths(case: Case) -> dict[str, int]:
     if isinstance(spec, EncoderDecoderSpec):
         return {"encoder": case.features, "decoder": int(case.decoder_x.shape[2])}
     return {name: case.features for name in spec.sublayers()}
+
+
+def _structure(spec: AnySpec, widths: dict[str, int]) -> tuple:
+    """What the Flax model and its forward depend on: not the Keras output flags.
+
+    return_sequences, return_state, zero_output_for_mask and merge_mode only
+    change which of the same computed arrays form the Keras list.
+    """
+    layers = tuple((name, layer.cell, layer.units, widths[name], layer.activation,
+                    layer.recurrent_activation, layer.go_backwards)
+                   for name, layer in spec.sublayers().items())
+    return (type(spec).__name__, layers)
 
 
 def _make_rnn(layer: LayerSpec, width: int, dtype: str):

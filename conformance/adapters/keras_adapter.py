@@ -186,7 +186,7 @@ class _Keras3Adapter(KerasFamilyAdapter):
     def _scope(self, dtype: str, device: str) -> ContextManager:
         keras = self._module()
         stack = contextlib.ExitStack()
-        stack.enter_context(keras.device("gpu:0" if device == "cuda" else "cpu:0"))
+        stack.enter_context(keras.device(self._keras_device(device)))
         if device == "cuda":
             self._disable_tf32(stack)
         if self.backend == "jax" and dtype == "float64":
@@ -194,6 +194,17 @@ class _Keras3Adapter(KerasFamilyAdapter):
 
             stack.enter_context(jax.enable_x64(True))
         return stack
+
+    def _keras_device(self, device: str) -> str:
+        """The ``keras.device`` name. Torch gets "cpu"/"cuda" without an index: under
+        ``keras.device("cpu:0")`` keras-torch 3.15 fails to build any RNN layer
+        (backend/torch/core.py ``Variable._initialize``: ``Parameter(...).to("cpu:0")``
+        copies to a plain tensor, and ``ParameterDict`` then rejects the int seed state
+        with "Only Tensors of floating point and complex dtype can require gradients").
+        """
+        if self.backend == "torch":
+            return "cuda" if device == "cuda" else "cpu"
+        return "gpu:0" if device == "cuda" else "cpu:0"
 
     def _disable_tf32(self, stack: contextlib.ExitStack) -> None:
         """TF32 matmuls off for the float32 verdict (SPEC section 5)."""

@@ -8,4 +8,4 @@ Both files are self-contained (inline CSS and JS, no network) and open from disk
 
 from conformance.report.html import render_regression, render_report
 
-__all__ = ["render_report", "render_regression"]
+__all__ = ["render_regression", "render_report"]

@@ -37,7 +37,7 @@ CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
 DEVICE_ORDER = ("cpu", "cuda")
 DTYPE_ORDER = ("float32", "float64")
 MACHINE_ORDER = ("os", "platform", "python", "cpu", "gpu", "gpus", "hostname")
-MAX_TITLE_CHARS = 160
+GIST_CHARS = 100  # a message's first line, as shown beside a test id
 MAX_STDERR_CHARS = 8000
 HEAT_LEVELS = 10  # 1..5: within atol by decade, 6..10: above atol by decade; 0: exact
 
@@ -56,7 +56,7 @@ def as_float(value: Any) -> float | None:
 
 
 def sci(value: Any, digits: int = 2) -> str:
-    """``3.21e-07``-style, exponent without padding; '–' for a missing value."""
+    """``3.2e-7``: ``digits`` significant digits, exponent unpadded; '–' for a missing value."""
     number = as_float(value)
     if number is None:
         return "–"
@@ -93,7 +93,7 @@ def natural_key(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def one_line(text: str, limit: int = MAX_TITLE_CHARS) -> str:
+def one_line(text: str, limit: int = GIST_CHARS) -> str:
     first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
@@ -123,7 +123,6 @@ class MatrixCell:
     code: str
     text: str
     panel: str | None = None
-    title: str = ""
 
 
 @dataclass
@@ -178,6 +177,7 @@ class TensorView:
     mismatched: int
     total: int
     worst_index: str
+    verdict: str
     divergence: Divergence | None
     heatmap: Heatmap | None
 
@@ -192,6 +192,7 @@ class Panel:
     stderr: str
     stderr_truncated: bool
     run_info: str
+    tolerance: str
 
 
 @dataclass
@@ -256,8 +257,7 @@ def matrix_cell(record: dict[str, Any], panel_id: str | None) -> MatrixCell:
         text = short(record["max_abs"])
     else:
         text = "list" if not record.get("tensors") else "shape"
-    title = "" if status == "pass" else f"{status}: {one_line(record.get('message', ''))}"
-    return MatrixCell(status, code, text, panel_id, title)
+    return MatrixCell(status, code, text, panel_id)
 
 
 def build_groups(records: list[dict[str, Any]], columns: list[Column],
@@ -311,6 +311,17 @@ def _heatmap(error_map: list[list[Any]] | None, expected_shape: list[int], atol:
     return Heatmap(ticks, rows, truncated)
 
 
+def tensor_verdict(tensor: dict[str, Any], dtype: str) -> str:
+    """The problem in a word or two; the full sentence is in the record's message."""
+    if not tensor.get("problem"):
+        return "ok"
+    if tensor.get("actual_shape") != tensor.get("expected_shape"):
+        return "wrong shape"
+    if tensor.get("actual_dtype") != dtype:
+        return "wrong dtype"
+    return "values differ"
+
+
 def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
     expected_shape = tensor.get("expected_shape") or []
     return TensorView(
@@ -319,7 +330,7 @@ def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
         actual_dtype=str(tensor.get("actual_dtype") or "–"), problem=tensor.get("problem"),
         max_abs=tensor.get("max_abs"), max_rel=tensor.get("max_rel"), max_ulp=tensor.get("max_ulp"),
         mismatched=int(tensor.get("mismatched") or 0), total=int(tensor.get("total") or 0),
-        worst_index=shape_text(tensor.get("worst_index")),
+        worst_index=shape_text(tensor.get("worst_index")), verdict=tensor_verdict(tensor, dtype),
         divergence=_divergence(tensor.get("first_divergence")),
         heatmap=_heatmap(tensor.get("error_map"), expected_shape, atol))
 
@@ -330,7 +341,9 @@ RECORD_DEFAULTS = {"case_id": "", "describe": "", "adapter": "", "device": "", "
 
 def build_panel(record: dict[str, Any], panel_id: str) -> Panel:
     record = {**RECORD_DEFAULTS, **record}
-    atol = as_float((record.get("tolerance") or {}).get("atol")) or 0.0
+    tolerance = record.get("tolerance") or {}
+    atol = as_float(tolerance.get("atol")) or 0.0
+    bound = f"{sci(atol)} + {sci(tolerance.get('rtol'))}·|want|" if tolerance else ""
     dtype = record.get("dtype", "")
     stderr = record.get("stderr") or ""
     truncated = len(stderr) > MAX_STDERR_CHARS
@@ -339,7 +352,7 @@ def build_panel(record: dict[str, Any], panel_id: str) -> Panel:
                 for e in record.get("expected") or []]
     return Panel(panel_id, record, STATUS_CODES[record["status"]], expected,
                  [tensor_view(t, dtype, atol) for t in record.get("tensors") or []],
-                 stderr[-MAX_STDERR_CHARS:], truncated, run_info)
+                 stderr[-MAX_STDERR_CHARS:], truncated, run_info, bound)
 
 
 def _text(value: Any) -> str:

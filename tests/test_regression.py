@@ -1,0 +1,152 @@
+"""Comparing two runs: planted regressions are flagged, equal runs are clean."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance.regression import CATEGORIES, compare_runs, summary_text
+from conformance.report import render_regression
+from conformance.results import results_document
+
+ATOL = 1e-5
+
+
+def record(test_id: str, status: str = "pass", errors: dict[str, float] | None = None,
+           message: str = "") -> dict:
+    """A result with just what a comparison reads: status, tolerance and per-tensor max abs."""
+    errors = {"output": 1e-8, "h": 1e-8} if errors is None and status in ("pass", "fail") else errors or {}
+    case_id, _, column = test_id.partition("[")
+    adapter, device, dtype = column.rstrip("]").rsplit("-", 2)
+    return {"record": "result", "test_id": test_id, "case_id": case_id, "adapter": adapter, "device": device,
+            "dtype": dtype, "cell": "gru", "group": "gru seq0-state1", "describe": "GRU(4, return_state=True)",
+            "status": status, "message": message or status, "tolerance": {"atol": ATOL, "rtol": ATOL},
+            "max_abs": max(errors.values()) if errors else None,
+            "tensors": [{"name": n, "expected_shape": [3, 4], "max_abs": v} for n, v in errors.items()],
+            "expected": [{"name": "output", "shape": [3, 4]}, {"name": "h", "shape": [3, 4]}]}
+
+
+def document(*records: dict, complete: bool = True) -> dict:
+    return results_document(records, complete=complete, created="2025-11-22T00:00:00", fixtures_sha256="f" * 64,
+                            machine={"os": "Linux"}, adapters={"torch": {"versions": {"torch": "2.13.0"}}})
+
+
+A = "gru-seq0-state1-random-b3t5[torch-cpu-float32]"
+B = "gru-seq0-state1-random-b3t5-mask_holes[torch-cpu-float32]"
+C = "gru-seq0-state1-random-b3t5-no_bias[torch-cpu-float32]"
+BASELINE = document(record(A), record(B), record(C, "unsupported"))
+
+
+def test_equal_runs_are_no_regression() -> None:
+    regression = compare_runs(BASELINE, copy.deepcopy(BASELINE))
+    assert not regression.regressed
+    assert all(not getattr(regression, name) for name in CATEGORIES)
+    assert summary_text(regression).startswith("No regression.")
+
+
+def test_pass_to_fail_is_a_regression() -> None:
+    current = document(record(A, "fail", {"output": 0.05, "h": 1e-8}), record(B), record(C, "unsupported"))
+    regression = compare_runs(BASELINE, current)
+    assert regression.regressed
+    assert [c.test_id for c in regression.newly_failing] == [A]
+    assert (regression.newly_failing[0].before, regression.newly_failing[0].after) == ("pass", "fail")
+    assert "1 newly failing" in summary_text(regression)
+
+
+def test_error_growth_beyond_the_factor_is_a_regression() -> None:
+    current = document(record(A), record(B, errors={"output": 5e-6, "h": 1e-8}), record(C, "unsupported"))
+    regression = compare_runs(BASELINE, current)
+    assert regression.regressed
+    [grew] = regression.error_grew
+    assert (grew.test_id, grew.tensor, grew.before, grew.after) == (B, "output", 1e-8, 5e-6)
+    assert grew.factor == pytest.approx(500)
+
+
+def test_error_growth_below_the_noise_floor_is_not_flagged() -> None:
+    # 1e-9 -> 5e-8 is 50x, but under 1e-2 * atol = 1e-7: rounding noise
+    baseline = document(record(A, errors={"output": 1e-9}))
+    current = document(record(A, errors={"output": 5e-8}))
+    assert not compare_runs(baseline, current).regressed
+
+
+def test_error_growth_within_the_factor_is_not_flagged() -> None:
+    baseline = document(record(A, errors={"output": 1e-6}))
+    current = document(record(A, errors={"output": 9e-6}))
+    assert not compare_runs(baseline, current, growth_factor=10).regressed
+
+
+def test_error_shrinking_is_reported_not_a_regression() -> None:
+    regression = compare_runs(document(record(A, errors={"output": 5e-6})), document(record(A)))
+    assert [c.tensor for c in regression.error_shrank] == ["output"]
+    assert not regression.regressed
+
+
+def test_infinite_error_counts_as_growth() -> None:
+    current = document(record(A))
+    current["results"][0]["tensors"][0]["max_abs"] = "inf"  # how results store a non-finite number
+    assert compare_runs(BASELINE, current).error_grew[0].after == float("inf")
+
+
+def test_added_and_removed_results() -> None:
+    D = "gru-seq0-state1-random-b3t5-relu[torch-cpu-float32]"
+    current = document(record(A), record(C, "unsupported"), record(D))
+    regression = compare_runs(BASELINE, current)
+    assert [c.test_id for c in regression.added] == [D]
+    assert [c.test_id for c in regression.removed] == [B]
+    assert regression.removed[0].before == "pass"
+    assert regression.regressed  # a pass that disappeared could be hiding a failure
+
+
+def test_removing_a_result_that_was_not_passing_is_no_regression() -> None:
+    current = document(record(A), record(B))
+    regression = compare_runs(BASELINE, current)
+    assert [c.test_id for c in regression.removed] == [C]
+    assert not regression.regressed
+
+
+def test_pass_to_unsupported_is_a_regression_but_unsupported_to_pass_is_not() -> None:
+    worse = compare_runs(BASELINE, document(record(A, "unsupported"), record(B), record(C, "unsupported")))
+    assert [c.test_id for c in worse.newly_unsupported] == [A] and worse.regressed
+    better = compare_runs(BASELINE, document(record(A), record(B), record(C)))
+    assert [c.test_id for c in better.newly_passing] == [C] and not better.regressed
+
+
+def test_newly_erroring_is_a_regression() -> None:
+    current = document(record(A, "error", message="RuntimeError: boom"), record(B), record(C, "unsupported"))
+    regression = compare_runs(BASELINE, current)
+    assert [c.test_id for c in regression.newly_erroring] == [A] and regression.regressed
+
+
+def test_different_fixtures_and_incomplete_runs_are_noted() -> None:
+    current = copy.deepcopy(BASELINE)
+    current["fixtures_sha256"] = "0" * 64
+    current["complete"] = False
+    notes = compare_runs(BASELINE, current).notes
+    assert any("fixtures" in note for note in notes)
+    assert any("INCOMPLETE" in note for note in notes)
+
+
+def test_to_dict_is_json() -> None:
+    current = document(record(A, "fail", {"output": float("inf")}), record(C, "unsupported"))
+    data = compare_runs(BASELINE, current).to_dict()
+    json.dumps(data, allow_nan=False)
+    assert data["regressed"] is True
+    assert data["newly_failing"][0]["after_max_abs"] == "inf"
+
+
+def test_growth_factor_must_exceed_one() -> None:
+    with pytest.raises(ValueError, match="growth_factor"):
+        compare_runs(BASELINE, BASELINE, growth_factor=1)
+
+
+def test_regression_report_renders_both_runs(tmp_path: Path) -> None:
+    current = document(record(A, "fail", {"output": 0.05, "h": 1e-8}), record(B, errors={"output": 5e-6}),
+                       record(C, "unsupported"))
+    regression = compare_runs(BASELINE, current)
+    html = render_regression(regression, BASELINE, current, tmp_path / "regression.html").read_text("utf-8")
+    assert "REGRESSED" in html
+    assert "Newly failing" in html and "Error grew" in html
+    assert html.count('<div class="side-title">baseline</div>') == 2  # one per changed result

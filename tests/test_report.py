@@ -1,0 +1,235 @@
+"""The HTML report: escaping of untrusted text, the INCOMPLETE banner, totals, size.
+
+Documents are built from real cases, the oracle's answer and deliberately
+perturbed 'actual' outputs (``synthetic_document``), so no framework is needed.
+``tests/test_report_browser.py`` reuses that builder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance.cases import build_cases, replace_expected
+from conformance.compare import compare_outputs
+from conformance.reference import expected_outputs
+from conformance.report import render_report
+from conformance.report.html import heat_level, sci
+from conformance.results import make_record, results_document, status_counts
+
+XSS = "<script>alert(1)</script>"
+MACHINE = {"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu": "AMD EPYC 7B13", "gpu": "none"}
+ADAPTERS = ("keras-tensorflow", "keras-jax", "keras-torch", "tf-keras", "torch", "flax",
+            "onnx-keras", "onnx-torch", "onnx-native")
+DEVICES = ("cpu", "cuda")
+# What a synthetic result is, by share of a realistic run.
+MIX = (("pass", 85), ("unsupported", 7), ("drift", 2), ("gate", 1), ("short", 1), ("error", 3), ("skipped", 1))
+
+
+@functools.lru_cache(maxsize=1)
+def solved_cases() -> tuple:
+    """Every case of the matrix with the oracle's answer attached."""
+    return tuple(replace_expected(case, tuple(expected_outputs(case))) for case in build_cases())
+
+
+def perturbed_outputs(case, kind: str) -> list[np.ndarray]:
+    """The oracle's answer in ``case.dtype``, spoilt the way ``kind`` says."""
+    outputs = [np.asarray(e, dtype=case.dtype) for e in case.expected]
+    if kind == "drift":  # an error that grows along the sequence, the classic float drift
+        first = outputs[0].astype(np.float64)
+        steps = first.shape[1] if first.ndim == 3 else 1
+        growth = 1e-6 * 2.0 ** (12 * np.arange(steps) / steps)[None, :, None] if first.ndim == 3 else 1e-3
+        outputs[0] = (first + growth).astype(case.dtype)
+    elif kind == "gate":  # wrong everywhere, as a swapped gate order would be
+        outputs = [(o + 0.05 * np.sin(np.arange(o.size).reshape(o.shape))).astype(case.dtype) for o in outputs]
+    elif kind == "short":  # the wrong list: one tensor missing (or one too many)
+        outputs = outputs[:-1] if len(outputs) > 1 else outputs * 2
+    return outputs
+
+
+def synthetic_record(case, adapter: str, device: str, kind: str, message: str = "") -> dict:
+    """One record as the pytest plugin would write it, for an outcome of ``kind``."""
+    common = {"case": case, "adapter": adapter, "device": device, "dtype": case.dtype,
+              "device_name": "NVIDIA H100 80GB HBM3" if device == "cuda" else ""}
+    if kind == "unsupported":
+        return make_record(**common, status="unsupported",
+                           message=message or f"{adapter} has no go_backwards flag (masks: right-padding only)")
+    if kind == "skipped":
+        return make_record(**common, status="skipped", message=message or f"{adapter} is not installed")
+    if kind == "error":
+        return make_record(**common, status="error", message=message or "RuntimeError: shape mismatch in cell",
+                           stderr="Traceback (most recent call last):\n  File \"adapter.py\", line 12, in run\n"
+                                  "RuntimeError: shape mismatch in cell\n")
+    verdict = compare_outputs(case, perturbed_outputs(case, kind))
+    return make_record(**common, status="pass" if verdict.passed else "fail",
+                       message=message or verdict.message, verdict=verdict.to_dict(),
+                       run_info={"kernel": "cudnn"} if device == "cuda" else {})
+
+
+def pick_kind(test_key: str, mix=MIX) -> str:
+    """A deterministic outcome for a result, with the shares of ``mix``."""
+    roll = int.from_bytes(hashlib.sha256(test_key.encode()).digest()[:4], "little") % 100
+    for kind, share in mix:
+        if roll < share:
+            return kind
+        roll -= share
+    return mix[0][0]
+
+
+def synthetic_document(cases, adapters=ADAPTERS, devices=DEVICES, *, complete: bool = True,
+                       mix=MIX, planted: dict | None = None) -> dict:
+    """Every case x adapter x device x dtype; ``planted`` maps a test id to the kind it must have."""
+    records = []
+    for base in cases:
+        for dtype in base.dtypes:
+            case = base.for_dtype(dtype)
+            for adapter in adapters:
+                for device in devices:
+                    test_id = f"{case.id}[{adapter}-{device}-{dtype}]"
+                    kind = (planted or {}).get(test_id) or pick_kind(test_id, mix)
+                    records.append(synthetic_record(case, adapter, device, kind))
+    versions = {name: {"versions": {"numpy": "2.3.4", name.split("-")[0]: "1.0"}} for name in adapters}
+    return results_document(records, complete=complete, created="2025-11-22T17:50:00+00:00",
+                            fixtures_sha256="ab" * 32, machine=MACHINE, adapters=versions)
+
+
+def small_document(**options) -> dict:
+    cases = [c for c in solved_cases() if c.id.startswith(("lstm-seq1-state1-random", "gru-seq0-state1"))]
+    return synthetic_document(cases[:12], adapters=("torch", "flax"), devices=("cpu",), **options)
+
+
+# --- escaping -------------------------------------------------------------------------------
+
+
+def test_untrusted_text_appears_only_escaped(tmp_path: Path) -> None:
+    case = next(c for c in solved_cases() if c.id.startswith("gru-seq0-state1")).for_dtype("float32")
+    records = [synthetic_record(case, XSS, "cpu", "error", message=f"ValueError: {XSS}"),
+               synthetic_record(case, "torch", "cpu", "unsupported", message=XSS)]
+    records[0]["stderr"] = f"Traceback: {XSS}"
+    document = results_document(records, complete=True, created=XSS, fixtures_sha256=XSS,
+                                machine={"os": XSS}, adapters={XSS: {"versions": {XSS: XSS}}})
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # the page's own single inline script is the only <script> element
+    assert html.count("<script>") == 1
+
+
+def test_regression_report_escapes_untrusted_text(tmp_path: Path) -> None:
+    from conformance.regression import compare_runs
+    from conformance.report import render_regression
+
+    case = next(c for c in solved_cases() if c.id.startswith("gru-seq0-state1")).for_dtype("float32")
+    baseline = results_document([synthetic_record(case, XSS, "cpu", "pass")], complete=True, created="a",
+                                fixtures_sha256="x", machine={}, adapters={})
+    current = results_document([synthetic_record(case, XSS, "cpu", "error", message=XSS)], complete=True,
+                               created="b", fixtures_sha256="x", machine={}, adapters={})
+    html = render_regression(compare_runs(baseline, current), baseline, current,
+                             tmp_path / "regression.html").read_text(encoding="utf-8")
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# --- header -----------------------------------------------------------------------------------
+
+
+def test_incomplete_run_shows_the_banner(tmp_path: Path) -> None:
+    html = render_report(small_document(complete=False), tmp_path).read_text(encoding="utf-8")
+    assert "INCOMPLETE run" in html
+
+
+def test_complete_run_has_no_banner(tmp_path: Path) -> None:
+    html = render_report(small_document(complete=True), tmp_path).read_text(encoding="utf-8")
+    assert 'class="banner incomplete"' not in html
+
+
+def test_header_shows_totals_by_status(tmp_path: Path) -> None:
+    document = small_document()
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    for status, count in status_counts(document["results"]).items():
+        assert f'<span class="chip {status[0]}">{status}<span class="n">{count}</span></span>' in html
+    assert f'total<span class="n">{len(document["results"])}</span>' in html
+
+
+def test_header_shows_machine_versions_and_fixture_hash(tmp_path: Path) -> None:
+    html = render_report(small_document(), tmp_path).read_text(encoding="utf-8")
+    for text in ("AMD EPYC 7B13", "3.11.7", "ab" * 32, "numpy 2.3.4", "2025-11-22T17:50:00+00:00"):
+        assert text in html
+
+
+# --- matrix and panels --------------------------------------------------------------------
+
+
+def test_every_result_is_one_matrix_cell(tmp_path: Path) -> None:
+    document = small_document()
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    body = html.split('<table id="matrix">', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
+    assert len(re.findall(r'<td class="[pfues]"', body)) == len(document["results"])
+
+
+def test_only_results_that_did_not_pass_get_a_panel(tmp_path: Path) -> None:
+    document = small_document()
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    not_passing = [r for r in document["results"] if r["status"] != "pass"]
+    assert html.count('<details class="panel') == len(not_passing)
+    for record in not_passing:
+        assert f'<span class="tid">{record["test_id"]}</span>' in html
+
+
+def test_failing_panel_shows_divergence_and_heat_map(tmp_path: Path) -> None:
+    case = next(c for c in solved_cases() if c.id == "lstm-seq1-state1-random-b4t48").for_dtype("float32")
+    record = synthetic_record(case, "torch", "cpu", "drift")
+    assert record["status"] == "fail"
+    document = results_document([record], complete=True, created="", fixtures_sha256="", machine={},
+                                adapters={})
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert "first divergence at" in html
+    assert html.count('<table class="hm">') == 3  # output, h, c
+    # drift grows along time: the first step is within tolerance, the last is far above it
+    output_map = html.split('<table class="hm">', 1)[1].split("</table>", 1)[0]
+    first_row = output_map.split("<th>u0", 1)[1].split("<tr", 1)[0]
+    levels = [int(n) for n in re.findall(r'class="h(\d+)"', first_row)]
+    assert len(levels) == 48 and levels[0] <= 5 < levels[-1]
+
+
+def test_records_with_only_an_id_and_a_status_still_render(tmp_path: Path) -> None:
+    document = {"schema": "rnn-conformance/results/1", "results": [
+        {"test_id": "x[torch-cpu-float32]", "status": "skipped"},
+        {"test_id": "y[torch-cpu-float32]", "status": "fail", "message": "boom"}]}
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert "INCOMPLETE run" in html and "boom" in html
+
+
+def test_empty_run_renders(tmp_path: Path) -> None:
+    document = results_document([], complete=True, created="", fixtures_sha256="", machine={}, adapters={})
+    assert "Every result passed." in render_report(document, tmp_path).read_text(encoding="utf-8")
+
+
+def test_heat_level_is_anchored_at_atol() -> None:
+    assert heat_level(0.0, 1e-5) == 0
+    assert heat_level(1e-5, 1e-5) == 5
+    assert heat_level(2e-5, 1e-5) == 6
+    assert heat_level(1e-12, 1e-5) == 1
+    assert heat_level(float("inf"), 1e-5) == 10
+
+
+def test_numbers_are_short() -> None:
+    assert sci(3.2145e-07) == "3.2e-7"
+    assert sci(None) == "–"
+    assert sci("inf") == "inf"
+
+
+# --- size ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ten_thousand_results_make_a_few_megabytes(tmp_path: Path) -> None:
+    document = synthetic_document(solved_cases())
+    assert len(document["results"]) >= 10_000
+    size = render_report(document, tmp_path).stat().st_size
+    assert size < 4_000_000, f"report is {size / 1e6:.1f} MB for {len(document['results'])} results"
