@@ -99,6 +99,7 @@ def write_json_atomic(path: str | Path, document: Any) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=1, sort_keys=True, allow_nan=False)
             stream.write("\n")
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; reports are for everyone to read
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -112,6 +113,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

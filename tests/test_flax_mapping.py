@@ -166,6 +166,7 @@ def _with_layer_weights(case, weights):
     return dataclasses.replace(case, weights={"layer": weights})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lstm_per_gate_matches_oracle_and_gate_swap_does_not(adapter, dtype):
     case = _case("lstm-seq1-state1-per_gate-b2t5", dtype)
@@ -174,6 +175,7 @@ def test_lstm_per_gate_matches_oracle_and_gate_swap_does_not(adapter, dtype):
     assert _max_error(adapter, case, _swap_blocks(case.weights["layer"], 0, 1)) > 100 * tolerance  # i <-> f
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gru_per_gate_matches_oracle_and_keras_order_taken_for_flax_does_not(adapter, dtype):
     case = _case("gru-seq1-state1-per_gate-b2t5", dtype)

@@ -207,7 +207,7 @@ def test_records_with_only_an_id_and_a_status_still_render(tmp_path: Path) -> No
 
 def test_empty_run_renders(tmp_path: Path) -> None:
     document = results_document([], complete=True, created="", fixtures_sha256="", machine={}, adapters={})
-    assert "Every result passed." in render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert "This run has no results." in render_report(document, tmp_path).read_text(encoding="utf-8")
 
 
 def test_heat_level_is_anchored_at_atol() -> None:
