@@ -26,6 +26,7 @@ import contextlib
 import io
 import logging
 import re
+import time
 import warnings
 from dataclasses import replace
 
@@ -76,11 +77,12 @@ class OnnxTorchAdapter(TorchAdapter):
                     states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
         session, info = self._session(key, x.shape[1])
         batch = x.shape[0]
-        if states is None:  # torch's default, made explicit: the export always takes h0 (and c0)
-            states = [np.zeros((key.directions, batch, key.units), dtype=key.dtype)] * key.n_states
-        feeds = {"x": np.ascontiguousarray(x), "h0": states[0],
+        zeros = np.zeros((key.directions, batch, key.units), dtype=key.dtype)
+        # The export always takes h0 and c0 (zeros: torch's default); the dynamo export keeps
+        # c0 as a required input even where the module ignores it (GRU, RNN).
+        h0, c0 = (zeros, zeros) if states is None else (states[0], states[-1])
+        feeds = {"x": np.ascontiguousarray(x), "h0": h0, "c0": c0,
                  "lengths": np.full(batch, x.shape[1]) if lengths is None else lengths,
-                 **({"c0": states[1]} if key.n_states == 2 else {}),
                  **{PARAMETER_PREFIX + name: value for name, value in params.items()}}
         # ONNX Runtime lists initializers declared as inputs apart from the other inputs.
         wanted = {i.name for i in session.get_inputs() + session.get_overridable_initializers()}
@@ -137,6 +139,7 @@ def export_module(key: ModuleKey, steps: int):
     h0, c0 = (torch.zeros(key.directions, 2, key.units, dtype=dtype) for _ in range(2))
     args = (torch.zeros(2, steps, key.input_size, dtype=dtype), torch.tensor([steps, max(1, steps - 1)]), h0, c0)
     output_names = ["output", "h_n", "c_n"][:1 + key.n_states]
+    start = time.perf_counter()
     try:
         model, info = _export_dynamo(wrapper, args, output_names), {"exporter": "dynamo"}
     except Exception as exc:  # noqa: BLE001 - any dynamo failure is a reason to fall back
@@ -145,6 +148,7 @@ def export_module(key: ModuleKey, steps: int):
     weights_as_inputs(model, [PARAMETER_PREFIX + name for name, _ in wrapper.rnn.named_parameters()])
     ops = sorted({node.op_type for node in model.graph.node if node.op_type in RECURRENT_OPS})
     info["onnx_op"] = ",".join(ops) or "unrolled (no ONNX recurrent op)"
+    info["export_s"] = round(time.perf_counter() - start, 2)
     onnx.checker.check_model(model)
     return model, info
 
