@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from conformance.adapters import torch_mapping
-from conformance.adapters.torch_mapping import (flip_valid_prefix, reorder_gate_blocks, right_padded_lengths,
-                                                torch_initial_states, torch_layer_params, torch_module_params)
+from conformance.adapters.torch_mapping import (
+    flip_valid_prefix,
+    reorder_gate_blocks,
+    right_padded_lengths,
+    torch_initial_states,
+    torch_layer_params,
+    torch_module_params,
+)
 from conformance.cases import build_cases
 from conformance.reference import expected_outputs
 from conformance.spec import LayerSpec

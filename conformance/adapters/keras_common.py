@@ -18,7 +18,7 @@ calls the model.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
 
 import numpy as np
@@ -48,6 +48,10 @@ def layer_kwargs(layer: LayerSpec, activation: ActivationArg, dtype: str) -> dic
         "use_bias": layer.use_bias,
         "zero_output_for_mask": layer.zero_output_for_mask,
         "dtype": dtype,
+        # Every weight is replaced by set_weights; zeros skip the orthogonal
+        # initializer's QR, which costs seconds per new shape on JAX.
+        "kernel_initializer": "zeros",
+        "recurrent_initializer": "zeros",
     }
     if layer.cell != "simple_rnn":
         kwargs["recurrent_activation"] = activation(layer.recurrent_activation)
@@ -102,12 +106,17 @@ class Structure:
 
 @dataclass
 class BuiltModel:
-    """A functional model and, by sub-layer name, the RNN layers holding its weights."""
+    """A callable built once per structure, and the RNN layers holding its weights.
 
-    model: Any
+    ``apply(inputs)`` maps ``model_inputs(case)`` (as tensors) to the raw Keras
+    result; it is a functional ``Model`` (``model``) or, for eager use, a plain
+    function over the layers. ``layers`` maps sub-layer names to RNN layers.
+    """
+
+    apply: Callable[[list[Any]], Any]
     layers: dict[str, Any]
+    model: Any = None
     compiled: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _first_layer(spec: AnySpec) -> LayerSpec:
@@ -115,59 +124,80 @@ def _first_layer(spec: AnySpec) -> LayerSpec:
     return next(iter(spec.sublayers().values()))
 
 
-def _state_inputs(module: Any, structure: Structure) -> list[Any]:
-    if not structure.has_initial_state:
-        return []
-    first = _first_layer(structure.spec)
-    copies = 2 if isinstance(structure.spec, BidirectionalSpec) else 1
-    return [module.Input(shape=(first.units,), dtype=structure.dtype, name=f"state_{n}")
-            for n in range(copies * len(first.state_names))]
+def state_count(spec: AnySpec) -> int:
+    """How many initial-state tensors the spec takes (Bidirectional: both directions')."""
+    copies = 2 if isinstance(spec, BidirectionalSpec) else 1
+    return copies * len(_first_layer(spec).state_names)
 
 
-def build_model(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
-    """A functional model whose inputs are ``model_inputs(case)`` and outputs the Keras list.
+def make_layers(module: Any, structure: Structure, activation: ActivationArg) -> tuple[Any, dict[str, Any]]:
+    """The top object to call (an RNN layer, a ``Bidirectional``, or the dict itself) and
+    the RNN layers by sub-layer name."""
+    spec, dtype = structure.spec, structure.dtype
+    if isinstance(spec, BidirectionalSpec):
+        # dtype on the wrapper too: Bidirectional.call casts both halves to its own compute dtype.
+        inner = make_layer(module, spec.layer, activation, dtype, "layer")
+        bidi = module.layers.Bidirectional(inner, merge_mode=spec.merge_mode, dtype=dtype)
+        return bidi, {"forward": bidi.forward_layer, "backward": bidi.backward_layer}
+    layers = {name: make_layer(module, layer, activation, dtype, name)
+              for name, layer in spec.sublayers().items()}
+    return (layers["layer"] if isinstance(spec, LayerSpec) else layers), layers
+
+
+def apply_layers(structure: Structure, top: Any, inputs: list[Any]) -> Any:
+    """Call the layers on ``inputs`` (``model_inputs`` order), symbolic or eager alike.
 
     Stacked layers each get the mask explicitly (the first also the initial
     state); the encoder's states become the decoder's ``initial_state``.
     """
-    spec, dtype = structure.spec, structure.dtype
-    x_in = module.Input(shape=(None, structure.features), dtype=dtype, name="x")
-    mask_in = module.Input(shape=(None,), dtype="bool", name="mask") if structure.has_mask else None
-    state_ins = _state_inputs(module, structure)
+    spec, rest = structure.spec, list(inputs)
+    x = rest.pop(0)
     first_kwargs: dict[str, Any] = {}
-    if mask_in is not None:
-        first_kwargs["mask"] = mask_in
-    if state_ins:
-        first_kwargs["initial_state"] = state_ins
-    inputs = [x_in] + ([mask_in] if mask_in is not None else []) + state_ins
-
-    def make(layer: LayerSpec, name: str) -> Any:
-        return make_layer(module, layer, activation, dtype, name)
-
-    if isinstance(spec, LayerSpec):
-        rnn = make(spec, "layer")
-        outputs, layers = rnn(x_in, **first_kwargs), {"layer": rnn}
-    elif isinstance(spec, BidirectionalSpec):
-        # dtype on the wrapper too: Bidirectional.call casts both halves to its own compute dtype.
-        bidi = module.layers.Bidirectional(make(spec.layer, "layer"), merge_mode=spec.merge_mode, dtype=dtype)
-        outputs = bidi(x_in, **first_kwargs)
-        layers = {"forward": bidi.forward_layer, "backward": bidi.backward_layer}
-    elif isinstance(spec, StackedSpec):
-        hidden, layers = x_in, {}
-        for n, (name, layer) in enumerate(spec.sublayers().items()):
-            layers[name] = make(layer, name)
+    if structure.has_mask:
+        first_kwargs["mask"] = rest.pop(0)
+    if structure.has_initial_state:
+        first_kwargs["initial_state"] = [rest.pop(0) for _ in range(state_count(spec))]
+    if isinstance(spec, (LayerSpec, BidirectionalSpec)):
+        return top(x, **first_kwargs)
+    if isinstance(spec, StackedSpec):
+        hidden = x
+        for n, name in enumerate(spec.sublayers()):
             kwargs = first_kwargs if n == 0 else {k: v for k, v in first_kwargs.items() if k == "mask"}
-            hidden = layers[name](hidden, **kwargs)
-        outputs = hidden
-    elif isinstance(spec, EncoderDecoderSpec):
-        layers = {"encoder": make(spec.encoder, "encoder"), "decoder": make(spec.decoder, "decoder")}
-        encoder_states = output_list(layers["encoder"](x_in, **first_kwargs))[1:]
-        decoder_in = module.Input(shape=(None, structure.decoder_features), dtype=dtype, name="decoder_x")
-        inputs.append(decoder_in)
-        outputs = layers["decoder"](decoder_in, initial_state=encoder_states)
-    else:
-        raise TypeError(f"unknown spec type {type(spec).__name__}")
-    return BuiltModel(module.Model(inputs=inputs, outputs=output_list(outputs)), layers)
+            hidden = top[name](hidden, **kwargs)
+        return hidden
+    if isinstance(spec, EncoderDecoderSpec):
+        encoder_states = output_list(top["encoder"](x, **first_kwargs))[1:]
+        return top["decoder"](rest.pop(0), initial_state=encoder_states)
+    raise TypeError(f"unknown spec type {type(spec).__name__}")
+
+
+def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
+    """``Input``s in ``model_inputs`` order; time and batch axes left free."""
+    dtype = structure.dtype
+    inputs = [module.Input(shape=(None, structure.features), dtype=dtype, name="x")]
+    if structure.has_mask:
+        inputs.append(module.Input(shape=(None,), dtype="bool", name="mask"))
+    if structure.has_initial_state:
+        units = _first_layer(structure.spec).units
+        inputs += [module.Input(shape=(units,), dtype=dtype, name=f"state_{n}")
+                   for n in range(state_count(structure.spec))]
+    if structure.decoder_features is not None:
+        inputs.append(module.Input(shape=(None, structure.decoder_features), dtype=dtype, name="decoder_x"))
+    return inputs
+
+
+def build_model(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
+    """A functional ``Model`` from ``model_inputs`` to the Keras output list."""
+    top, layers = make_layers(module, structure, activation)
+    inputs = symbolic_inputs(module, structure)
+    model = module.Model(inputs=inputs, outputs=output_list(apply_layers(structure, top, inputs)))
+    return BuiltModel(apply=model, layers=layers, model=model)
+
+
+def build_eager(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
+    """The same layers, called eagerly; they build their weights on the first call."""
+    top, layers = make_layers(module, structure, activation)
+    return BuiltModel(apply=lambda inputs: apply_layers(structure, top, inputs), layers=layers)
 
 
 def model_inputs(case: Case) -> list[np.ndarray]:
@@ -183,6 +213,7 @@ def model_inputs(case: Case) -> list[np.ndarray]:
 
 
 def set_case_weights(built: BuiltModel, case: Case) -> None:
+    """Swap the case's weights in (Keras layout is the fixtures' layout: no conversion)."""
     for name, layer in case.spec.sublayers().items():
         built.layers[name].set_weights(weight_list(layer, case.weights[name]))
 
@@ -221,7 +252,8 @@ class KerasFamilyAdapter(Adapter):
     """What the Keras 3 and tf_keras adapters share: cache, weights, inputs, list.
 
     Subclasses provide ``_module()``, ``_activation(name)``, ``_scope(dtype,
-    device)``, ``_call(built, inputs)``, ``_to_numpy(tensor)`` and
+    device)``, ``_call(built, inputs)``, ``_to_numpy(tensor)``, optionally
+    ``_build(structure, inputs)``, and
     ``_kernels(case, device)``. A functional model with a single output
     returns the bare tensor, so results always go through ``output_list``.
     """
@@ -233,6 +265,10 @@ class KerasFamilyAdapter(Adapter):
     # --- hooks -------------------------------------------------------------------------
     def _module(self) -> Any:
         raise NotImplementedError
+
+    def _build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
+        """A ``BuiltModel`` whose layers have their weights (built)."""
+        return build_model(self._module(), structure, self._activation)
 
     def _activation(self, name: str) -> Any:
         raise NotImplementedError
@@ -260,7 +296,7 @@ class KerasFamilyAdapter(Adapter):
         with self._scope(case.dtype, device):
             built = self._models.get(structure.key())
             if built is None:
-                built = build_model(self._module(), structure, self._activation)
+                built = self._build(structure, model_inputs(case))
                 self._models[structure.key()] = built
             set_case_weights(built, case)
             outputs = [self._to_numpy(t) for t in output_list(self._call(built, model_inputs(case)))]

@@ -194,18 +194,19 @@ def build_graph(spec: AnySpec, dtype: str, axes: _Axes, masked: bool,
     x = graph.input("x", axes.x_shape("features"))
     lengths = graph.input("sequence_lens", ["batch"], graph.int32) if masked else ""
     sites = op_sites(spec)
-    sites_list = list(sites.items())
-    first_site = sites_list[0][1]
+    first_site = next(iter(sites.values()))
     initial = initial_inputs(graph, first_site) if with_initial_state else []
     if isinstance(spec, EncoderDecoderSpec):
         encoder = recurrent_op(graph, "encoder", sites["encoder"], x, lengths, initial)
         decoder_x = graph.input("decoder_x", axes.x_shape("decoder_features"))
         outputs = recurrent_op(graph, "decoder", sites["decoder"], decoder_x, "", encoder[1:])
     else:
-        for n, (name, site) in enumerate(sites.items()):
-            if n > 0:
-                x = next_layer_input(graph, outputs[0], sites_list[n - 1][1][0][1])
-            outputs = recurrent_op(graph, name, site, x, lengths, initial if n == 0 else [])
+        previous: LayerSpec | None = None
+        for name, site in sites.items():
+            if previous is not None:
+                x = next_layer_input(graph, outputs[0], previous)
+            outputs = recurrent_op(graph, name, site, x, lengths, initial if previous is None else [])
+            previous = site[0][1]
     roles = dict(zip(("Y", "Y_h", "Y_c"), outputs))
     ranks = {"Y": 4, "Y_h": 3, "Y_c": 3, "merged": 3 if top_layer(spec).return_sequences else 2}
     if isinstance(spec, BidirectionalSpec) and spec.merge_mode is not None:

@@ -156,8 +156,10 @@ def export_module(key: ModuleKey, steps: int):
 def _export_dynamo(wrapper, args, output_names):
     import torch
 
-    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
-    dynamic_shapes = {"x": {0: batch, 1: time}, "lengths": {0: batch}, "h0": {1: batch}, "c0": {1: batch}}
+    # Observed on torch 2.13: the time axis stays dynamic for float32 LSTM/GRU only; nn.RNN is
+    # unrolled step by step and float64 LSTM/GRU specialise it, so those exports fix T.
+    batch, steps = torch.export.Dim("batch"), torch.export.Dim("time")
+    dynamic_shapes = {"x": {0: batch, 1: steps}, "lengths": {0: batch}, "h0": {1: batch}, "c0": {1: batch}}
     with _quiet():
         program = torch.onnx.export(wrapper, args, dynamo=True, optimize=False, verbose=False,
                                     input_names=INPUT_NAMES, output_names=output_names,

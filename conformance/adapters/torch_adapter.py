@@ -20,8 +20,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from conformance.adapters.base import Adapter, missing_module_reason
-from conformance.adapters.torch_mapping import (RNN_NONLINEARITY, flip_valid_prefix, right_padded_lengths,
-                                                torch_initial_states, torch_module_params)
+from conformance.adapters.torch_mapping import (
+    RNN_NONLINEARITY,
+    flip_valid_prefix,
+    right_padded_lengths,
+    torch_initial_states,
+    torch_module_params,
+)
 from conformance.case import Case
 from conformance.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 

@@ -1,0 +1,230 @@
+"""The Keras adapters' conversions: spec -> layer arguments, weights, output list, kernel rules.
+
+The pure parts (argument names, weight order, activation mapping, which
+kernel Keras picks) are checked without a framework; the rest builds real
+layers with whichever Keras 3 backend this process has (tensorflow unless
+``KERAS_BACKEND`` says otherwise), and tf_keras where installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from conformance.adapters.keras_adapter import (LEGACY_HARD_SIGMOID_NOTE, KerasJaxAdapter,
+                                                KerasTensorflowAdapter, KerasTorchAdapter, keras3_kernel,
+                                                keras_activation, legacy_hard_sigmoid, loaded_keras_backend)
+from conformance.adapters.keras_common import (cudnn_mask_ok, layer_kwargs, output_list, summarize_kernels,
+                                               weight_list)
+from conformance.adapters.tf_keras_adapter import keras3_hard_sigmoid, tf_keras_activation, tf_keras_kernel
+from conformance.cases import build_cases, mask_with_holes, mask_with_empty_row, right_padded_mask
+from conformance.reference import expected_outputs
+from conformance.spec import BidirectionalSpec, LayerSpec
+
+ADAPTERS = {"tensorflow": KerasTensorflowAdapter, "jax": KerasJaxAdapter, "torch": KerasTorchAdapter}
+GATE_PERMUTATIONS = {"lstm": (1, 0, 2, 3), "gru": (1, 0, 2)}  # swap i<->f / z<->r
+
+
+# --- pure mapping: no framework ----------------------------------------------------------------
+
+
+def test_lstm_kwargs_use_keras_argument_names():
+    spec = LayerSpec("lstm", 4, return_sequences=True, go_backwards=True, recurrent_activation="hard_sigmoid")
+    kwargs = layer_kwargs(spec, keras_activation, "float64")
+    assert kwargs["units"] == 4 and kwargs["return_sequences"] and kwargs["go_backwards"]
+    assert kwargs["recurrent_activation"] == "hard_sigmoid" and kwargs["dtype"] == "float64"
+    assert "reset_after" not in kwargs
+
+
+def test_simple_rnn_kwargs_have_no_recurrent_activation():
+    assert "recurrent_activation" not in layer_kwargs(LayerSpec("simple_rnn", 2), keras_activation, "float32")
+
+
+def test_gru_kwargs_carry_reset_after_and_zero_output_for_mask():
+    spec = LayerSpec("gru", 2, reset_after=False, zero_output_for_mask=True)
+    kwargs = layer_kwargs(spec, keras_activation, "float32")
+    assert kwargs["reset_after"] is False and kwargs["zero_output_for_mask"] is True
+
+
+def test_weight_list_is_kernel_recurrent_bias_and_drops_absent_bias():
+    weights = {"kernel": np.zeros((3, 8)), "recurrent_kernel": np.ones((2, 8)), "bias": np.full(8, 2.0)}
+    ordered = weight_list(LayerSpec("lstm", 2), weights)
+    assert [w[0, 0] if w.ndim == 2 else w[0] for w in ordered] == [0.0, 1.0, 2.0]
+    no_bias = {k: v for k, v in weights.items() if k != "bias"}
+    assert len(weight_list(LayerSpec("lstm", 2, use_bias=False), no_bias)) == 2
+
+
+def test_keras3_maps_legacy_hard_sigmoid_to_a_callable_and_the_rest_to_builtins():
+    assert keras_activation("hard_sigmoid") == "hard_sigmoid"
+    assert keras_activation("legacy_hard_sigmoid") is legacy_hard_sigmoid
+
+
+def test_tf_keras_builtin_hard_sigmoid_is_the_specs_legacy_one():
+    assert tf_keras_activation("legacy_hard_sigmoid") == "hard_sigmoid"
+    assert tf_keras_activation("hard_sigmoid") is keras3_hard_sigmoid
+
+
+def test_output_list_flattens_bidirectional_pairs_and_wraps_single_tensors():
+    assert output_list("y") == ["y"]
+    assert output_list((("y_fw", "y_bw"), "h_fw", "h_bw")) == ["y_fw", "y_bw", "h_fw", "h_bw"]
+
+
+def test_cudnn_mask_rule_accepts_only_right_padding_without_empty_rows():
+    assert cudnn_mask_ok(None) and cudnn_mask_ok(right_padded_mask(4, 5))
+    assert not cudnn_mask_ok(mask_with_holes(4, 5))
+    assert not cudnn_mask_ok(mask_with_empty_row(4, 5))
+
+
+def test_kernel_rules_follow_each_backends_dispatch():
+    lstm, gru_before = LayerSpec("lstm", 2), LayerSpec("gru", 2, reset_after=False)
+    holes = mask_with_holes(3, 5)
+    assert keras3_kernel("tensorflow", lstm, "cpu", None) == "generic"
+    assert keras3_kernel("tensorflow", lstm, "cuda", None) == "cudnn"
+    assert keras3_kernel("tensorflow", lstm, "cuda", holes) == "generic"
+    assert keras3_kernel("tensorflow", gru_before, "cuda", None) == "generic"
+    assert keras3_kernel("torch", lstm, "cpu", None) == "backend_loop"
+    assert keras3_kernel("torch", lstm, "cuda", right_padded_mask(3, 5)) == "generic"
+    assert keras3_kernel("jax", LayerSpec("gru", 2), "cpu", None) == "backend_loop"
+    assert keras3_kernel("jax", lstm, "cuda", None) == "cudnn"
+    assert tf_keras_kernel(LayerSpec("lstm", 2, activation="relu"), "cuda", None) == "generic"
+
+
+def test_kernel_summary_names_mixed_composites():
+    assert summarize_kernels({"a": "cudnn", "b": "cudnn"})["kernel"] == "cudnn"
+    assert summarize_kernels({"a": "backend_loop"})["kernel"] == "generic"
+    assert summarize_kernels({"encoder": "cudnn", "decoder": "generic"})["kernel"] == "mixed"
+
+
+# --- real Keras 3 -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keras():
+    os.environ.setdefault("KERAS_BACKEND", loaded_keras_backend() or "tensorflow")
+    return pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def adapter(keras):
+    adapter = ADAPTERS[keras.backend.backend()]()
+    assert adapter.available() is None
+    return adapter
+
+
+def _call(keras, layer: LayerSpec, batch: int = 2, steps: int = 3):
+    rnn = getattr(keras.layers, layer.keras_class)(**layer_kwargs(layer, keras_activation, "float32"))
+    return output_list(rnn(np.zeros((batch, steps, 3), dtype=np.float32)))
+
+
+@pytest.mark.parametrize("cell,expected", [("simple_rnn", 2), ("gru", 2), ("lstm", 3)])
+def test_return_state_list_length(keras, cell, expected):
+    """GRU(return_state=True) returns 2 tensors [output, h]; LSTM 3 [output, h, c]."""
+    assert len(_call(keras, LayerSpec(cell, 4, return_state=True))) == expected
+
+
+def test_plain_layer_returns_one_tensor(keras):
+    (output,) = _call(keras, LayerSpec("lstm", 4, return_sequences=True))
+    assert tuple(output.shape) == (2, 3, 4)
+
+
+def test_bidirectional_merge_none_with_states_lists_both_outputs_then_states(keras):
+    inner = keras.layers.LSTM(4, return_state=True)
+    outputs = output_list(keras.layers.Bidirectional(inner, merge_mode=None)(np.zeros((2, 3, 3), "float32")))
+    assert len(outputs) == 6  # [y_fw, y_bw, h_fw, c_fw, h_bw, c_bw]
+
+
+def test_another_backends_adapter_is_unavailable_in_this_process(keras):
+    other = next(cls for name, cls in ADAPTERS.items() if name != keras.backend.backend())()
+    reason = other.available()
+    assert reason and f"already imported with backend {keras.backend.backend()}" in reason
+
+
+def _per_gate_case(cell: str):
+    return next(c for c in build_cases() if c.id == f"{cell}-seq1-state1-per_gate-b3t7").for_dtype("float32")
+
+
+def _permute_gates(weights: dict[str, np.ndarray], order: tuple[int, ...]) -> dict[str, np.ndarray]:
+    def permute(array: np.ndarray) -> np.ndarray:
+        blocks = np.split(array, len(order), axis=-1)
+        return np.concatenate([blocks[i] for i in order], axis=-1)
+
+    return {name: permute(value) for name, value in weights.items()}
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_per_gate_weights_match_the_oracle_and_a_gate_swap_does_not(adapter, cell):
+    case = _per_gate_case(cell)
+    tol = case.tolerance()
+    want = expected_outputs(case)
+    for got, expected in zip(adapter.run(case, "cpu"), want):
+        np.testing.assert_allclose(got, expected, atol=tol.atol, rtol=tol.rtol)
+    swapped = dataclasses.replace(case, weights={"layer": _permute_gates(case.weights["layer"],
+                                                                          GATE_PERMUTATIONS[cell])})
+    error = max(np.abs(g - w).max() for g, w in zip(adapter.run(swapped, "cpu"), want))
+    assert error > 100 * (tol.atol + tol.rtol)
+
+
+def test_legacy_hard_sigmoid_case_is_labelled_custom(adapter):
+    case = next(c for c in build_cases() if c.id.endswith("lstm-seq0-state0-random-b3t5-legacy_hard_sigmoid"))
+    case = case.for_dtype("float32")
+    got = adapter.run(case, "cpu")
+    np.testing.assert_allclose(got[0], expected_outputs(case)[0], atol=1e-5, rtol=1e-5)
+    assert adapter.last_run_info()["custom_activations"] == {"legacy_hard_sigmoid": LEGACY_HARD_SIGMOID_NOTE}
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("masked", [False, True], ids=["no_mask", "mask"])
+def test_cpu_kernel_rule_agrees_with_the_backends_own_dispatch(keras, adapter, cell, masked):
+    """``backend.lstm/gru`` raising NotImplementedError is Keras falling back to the generic loop."""
+    from keras.src import activations, backend
+
+    layer = LayerSpec(cell, 2)
+    x = np.zeros((2, 3, 3), "float32")
+    mask = np.ones((2, 3), bool) if masked else None
+    width = 4 if cell == "lstm" else 3
+    bias = np.zeros((width * 2,) if cell == "lstm" else (2, width * 2), "float32")
+    args = dict(mask=mask, kernel=np.zeros((3, width * 2), "float32"),
+                recurrent_kernel=np.zeros((2, width * 2), "float32"), bias=bias,
+                activation=activations.tanh, recurrent_activation=activations.sigmoid)
+    states = [np.zeros((2, 2), "float32")]
+    try:
+        if cell == "lstm":
+            backend.lstm(x, states[0], states[0], **args)
+        else:
+            backend.gru(x, states[0], **args)
+        taken = "fused"
+    except NotImplementedError:
+        taken = "generic"
+    predicted = keras3_kernel(adapter.backend, layer, "cpu", mask)
+    assert taken == ("generic" if predicted == "generic" else "fused")
+
+
+# --- real tf_keras ------------------------------------------------------------------------------
+
+
+def test_tf_keras_gru_return_state_returns_two_tensors():
+    tf_keras = pytest.importorskip("tf_keras")
+    layer = tf_keras.layers.GRU(4, return_state=True)
+    assert len(output_list(layer(np.zeros((2, 3, 3), "float32")))) == 2
+
+
+def test_tf_keras_adapter_runs_the_legacy_hard_sigmoid_as_its_builtin():
+    pytest.importorskip("tf_keras")
+    from conformance.adapters.tf_keras_adapter import TfKerasAdapter
+
+    adapter = TfKerasAdapter()
+    case = next(c for c in build_cases() if c.id.endswith("gru-seq1-state1-random-b3t5-legacy_hard_sigmoid"))
+    case = case.for_dtype("float32")
+    for got, want in zip(adapter.run(case, "cpu"), expected_outputs(case)):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    assert "custom_activations" not in adapter.last_run_info()
+
+
+def test_bidirectional_spec_builds_one_keras_bidirectional(adapter):
+    case = next(c for c in build_cases() if c.id == "gru-seq1-state1-random-b3t5-bidi_none").for_dtype("float32")
+    assert isinstance(case.spec, BidirectionalSpec)
+    got = adapter.run(case, "cpu")
+    assert len(got) == len(case.output_names) == 4
