@@ -118,8 +118,8 @@ class ConformanceSession:
             devices = adapter.devices() if reason is None else []
             summary[getattr(adapter, "name", name)] = {
                 "available": reason is None, "reason": reason, "devices": devices,
-                "versions": adapter.versions() if reason is None else {},
-                "device_names": {d: adapter.device_name(d) for d in devices},
+                "versions": optional_call(adapter, "versions", {}) if reason is None else {},
+                "device_names": {d: optional_call(adapter, "device_name", d, d) for d in devices},
             }
         return summary
 
@@ -204,6 +204,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(f"conformance: results written to {state.json_path}")
 
 
+def optional_call(adapter: Any, member: str, default: Any, *args: Any) -> Any:
+    """Call an optional member of the adapter contract, or fall back to ``default``."""
+    method = getattr(adapter, member, None)
+    return default if method is None else method(*args)
+
+
 def skip_reason(adapter: Any, device: str) -> str | None:
     """Why this adapter can't run here at all: framework missing, or no such device."""
     reason = adapter.available()
@@ -215,7 +221,7 @@ def skip_reason(adapter: Any, device: str) -> str | None:
 
 
 def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> dict:
-    device_name = adapter.device_name(param.device) if status not in ("skipped",) else param.device
+    device_name = optional_call(adapter, "device_name", param.device, param.device)
     return make_record(case=param.case, adapter=param.adapter, device=param.device, dtype=param.dtype,
                        status=status, message=message, device_name=device_name, **extra)
 

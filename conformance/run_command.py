@@ -165,4 +165,11 @@ def run_command(args: argparse.Namespace) -> int:
           + ("" if complete else "  (INCOMPLETE run)"))
     if not complete:
         return 130
-    return EXIT_FAILED if unexpected_failures(document) else EXIT_OK
+    broken = [g for g in groups if g.broken]
+    for group in broken:
+        print(f"conformance: adapter {group.adapter}: {group.broken} "
+              f"(see {group.stderr_path})", file=sys.stderr)
+    if not document["results"]:
+        print("conformance: no test ran (check --adapter, --device, --dtype and -k)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if broken or unexpected_failures(document) else EXIT_OK

@@ -46,6 +46,7 @@ class GroupRun:
     current_since: float = 0.0
     seen_lines: int = 0
     crashed_tests: list[str] = field(default_factory=list)
+    broken: str | None = None  # why the process ended abnormally with no test in flight
 
 
 def parse_test_id(test_id: str) -> tuple[str, str, str, str]:
@@ -163,7 +164,11 @@ def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
                                            f"{options['case_timeout']:g} s; process killed")
         else:
             follow(group)
-            if code in (0, 1, 5) or group.current is None:
+            if code in (0, 1, 5):
+                return
+            if group.current is None:
+                last = (stderr_tail(group).strip().splitlines() or ["no stderr"])[-1]
+                group.broken = f"pytest {exit_description(code)} outside any test: {last}"
                 return
             record_lost_test(group, cases, f"the adapter process {exit_description(code)} during this test")
         group.restarts += 1

@@ -234,6 +234,10 @@ class _Keras3Adapter(KerasFamilyAdapter):
         return built.model(inputs, training=False)
 
     def _to_numpy(self, tensor: Any) -> np.ndarray:
+        if self.backend == "torch":
+            # keras.ops.convert_to_numpy goes through np.array(tensor), which numpy 2
+            # warns about for torch's __array__ (no copy keyword): take torch's own route.
+            return tensor.detach().cpu().numpy()
         return self._module().ops.convert_to_numpy(tensor)
 
     def _jax_call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Any:
