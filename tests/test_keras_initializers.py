@@ -15,6 +15,12 @@ from conformance.weights import TUTORIAL_BIAS, TUTORIAL_KERNEL, TUTORIAL_RECURRE
 
 keras = pytest.importorskip("keras")
 
+# Keras 3.15's get_weights() ends in np.array(variable) (keras/src/backend/common/
+# variables.py numpy()), whose __array__ lacks numpy 2's copy keyword: numpy warns on
+# the JAX and torch backends. A Keras/numpy compatibility warning, not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 FEATURES = 2
 UNITS = 3
 CELL_SPECS = [

@@ -14,13 +14,25 @@ import os
 import numpy as np
 import pytest
 
-from conformance.adapters.keras_adapter import (LEGACY_HARD_SIGMOID_NOTE, KerasJaxAdapter,
-                                                KerasTensorflowAdapter, KerasTorchAdapter, keras3_kernel,
-                                                keras_activation, legacy_hard_sigmoid, loaded_keras_backend)
-from conformance.adapters.keras_common import (cudnn_mask_ok, layer_kwargs, output_list, summarize_kernels,
-                                               weight_list)
+from conformance.adapters.keras_adapter import (
+    LEGACY_HARD_SIGMOID_NOTE,
+    KerasJaxAdapter,
+    KerasTensorflowAdapter,
+    KerasTorchAdapter,
+    keras3_kernel,
+    keras_activation,
+    legacy_hard_sigmoid,
+    loaded_keras_backend,
+)
+from conformance.adapters.keras_common import (
+    cudnn_mask_ok,
+    layer_kwargs,
+    output_list,
+    summarize_kernels,
+    weight_list,
+)
 from conformance.adapters.tf_keras_adapter import keras3_hard_sigmoid, tf_keras_activation, tf_keras_kernel
-from conformance.cases import build_cases, mask_with_holes, mask_with_empty_row, right_padded_mask
+from conformance.cases import build_cases, mask_with_empty_row, mask_with_holes, right_padded_mask
 from conformance.reference import expected_outputs
 from conformance.spec import BidirectionalSpec, LayerSpec
 
@@ -186,9 +198,9 @@ def test_cpu_kernel_rule_agrees_with_the_backends_own_dispatch(keras, adapter, c
     mask = np.ones((2, 3), bool) if masked else None
     width = 4 if cell == "lstm" else 3
     bias = np.zeros((width * 2,) if cell == "lstm" else (2, width * 2), "float32")
-    args = dict(mask=mask, kernel=np.zeros((3, width * 2), "float32"),
-                recurrent_kernel=np.zeros((2, width * 2), "float32"), bias=bias,
-                activation=activations.tanh, recurrent_activation=activations.sigmoid)
+    args = {"mask": mask, "kernel": np.zeros((3, width * 2), "float32"),
+            "recurrent_kernel": np.zeros((2, width * 2), "float32"), "bias": bias,
+            "activation": activations.tanh, "recurrent_activation": activations.sigmoid}
     states = [np.zeros((2, 2), "float32")]
     try:
         if cell == "lstm":

@@ -18,7 +18,16 @@ Keras 3 built-in: it is passed as the callable a user would write with
 
 Float64 on JAX needs ``jax_enable_x64`` (else JAX silently computes in
 float32): float64 cases run inside ``jax.enable_x64(True)``; float32 cases run
-with JAX's defaults, as a user's would.
+with JAX's defaults, as a user's would. Even so, Keras 3.15 computes parts of
+a float64 layer in float32 on JAX and torch: ``keras.backend.result_type``
+maps float64 to float32 on every backend but TensorFlow
+(keras/src/backend/common/dtypes.py ``BIT64_TO_BIT32_DTYPE``), which torch's
+``ops.matmul`` and JAX's ``ops.tanh`` go through. Those cases fail (or, for
+JAX's SimpleRNN, error in ``lax.scan``) as the findings they are.
+
+Calls: TensorFlow and torch run the functional model eagerly (torch under
+``no_grad``); JAX runs ``model.stateless_call`` under ``jax.jit`` with the
+weights as arguments, the path ``predict`` takes (see ``keras_common``).
 """
 
 from __future__ import annotations
@@ -26,13 +35,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
 from conformance.adapters.base import missing_module_reason
-from conformance.adapters.keras_common import (BuiltModel, KerasFamilyAdapter, cudnn_args_ok,
-                                               cudnn_mask_ok, mask_reaching)
+from conformance.adapters.keras_common import (
+    BuiltModel,
+    KerasFamilyAdapter,
+    cudnn_args_ok,
+    cudnn_mask_ok,
+    mask_reaching,
+)
 from conformance.case import Case
 from conformance.spec import LayerSpec
 
@@ -183,7 +198,7 @@ class _Keras3Adapter(KerasFamilyAdapter):
             return {"legacy_hard_sigmoid": LEGACY_HARD_SIGMOID_NOTE}
         return {}
 
-    def _scope(self, dtype: str, device: str) -> ContextManager:
+    def _scope(self, dtype: str, device: str) -> AbstractContextManager:
         keras = self._module()
         stack = contextlib.ExitStack()
         stack.enter_context(keras.device(self._keras_device(device)))

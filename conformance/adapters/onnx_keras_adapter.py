@@ -7,9 +7,11 @@ plus onnxruntime.
 
 Backend: tensorflow, whose export goes through ``tf2onnx`` (installed as
 ``pip install tf2onnx``, 1.17.0; works with this numpy 2 / protobuf 7 venv
-thanks to Keras's own ``patch_tf2onnx``). It keeps the time axis dynamic,
-rewrites unmasked LSTMs into ONNX ``LSTM`` nodes and everything else into a
-``Loop``. The torch backend was tried and rejected: Keras's torch export
+thanks to Keras's own ``patch_tf2onnx``). It keeps batch and time dynamic,
+keeps the bool mask as a graph input, rewrites unmasked LSTMs (tanh, sigmoid,
+relu activations) into ONNX ``LSTM`` nodes and everything else (GRU,
+SimpleRNN, masked or hard-sigmoid/linear LSTMs) into a ``Loop``;
+``last_run_info()["onnx_ops"]`` says which. The torch backend was tried and rejected: Keras's torch export
 traces the model with every ``None`` dimension replaced by 1 (documented in
 ``keras.src.export.onnx``) yet declares the time axis dynamic, so the model
 runs one step whatever T is (silently wrong LSTM/GRU results, Split errors
@@ -49,6 +51,7 @@ from conformance.adapters.keras_common import Structure, build_model, model_inpu
 from conformance.case import Case
 
 BACKEND = "tensorflow"
+RECURRENT_OPS = ("RNN", "GRU", "LSTM", "Loop", "Scan")
 EXPORT_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
 CACHE_FORMAT = 1
 
@@ -185,6 +188,7 @@ class Exported:
     model_bytes: bytes | None
     slots: list[WeightSlot]
     how: str
+    recurrent_ops: list[str]
     sessions: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -252,7 +256,8 @@ class OnnxKerasAdapter(Adapter):
                 session = exported.sessions[device] = onnx_runtime.make_session(exported.model_bytes, device)
             flat = flat_weights(case_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
-        self._info = {"export": exported.how, "provider": onnx_runtime.PROVIDERS[device]}
+        self._info = {"export": exported.how, "onnx_ops": exported.recurrent_ops,
+                      "provider": onnx_runtime.PROVIDERS[device]}
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
         return [np.asarray(a) for a in session.run(None, feeds)]
@@ -268,7 +273,8 @@ class OnnxKerasAdapter(Adapter):
         import onnx
 
         probes = probe_weights(case)
-        path = cache_path(structure, self.versions())
+        versions = self.versions()
+        path = cache_path(structure, {k: versions[k] for k in ("keras", "tensorflow", "tf2onnx", "onnx")})
         start, caught = time.perf_counter(), []
         if path is not None and path.exists():
             data, how = path.read_bytes(), "probe export read from disk cache"
@@ -281,8 +287,9 @@ class OnnxKerasAdapter(Adapter):
                 partial.write_bytes(data)
                 os.replace(partial, path)
         model = onnx.load_from_string(data)
+        ops = sorted({node.op_type for node in model.graph.node if node.op_type in RECURRENT_OPS})
         try:
             slots = locate_weights(model, flat_weights(probes))
         except LocateError as exc:
-            return Exported(None, [], f"re-exported per case ({exc})", warnings=caught)
-        return Exported(weights_as_inputs(model, slots), slots, how, warnings=caught)
+            return Exported(None, [], f"re-exported per case ({exc})", ops, warnings=caught)
+        return Exported(weights_as_inputs(model, slots), slots, how, ops, warnings=caught)

@@ -15,13 +15,21 @@ process with any one Keras 3 adapter.
 
 from __future__ import annotations
 
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
 from conformance.adapters.base import missing_module_reason
-from conformance.adapters.keras_common import (BuiltModel, KerasFamilyAdapter, Structure, build_eager,
-                                               cudnn_args_ok, cudnn_mask_ok, mask_reaching)
+from conformance.adapters.keras_common import (
+    BuiltModel,
+    KerasFamilyAdapter,
+    Structure,
+    build_eager,
+    cudnn_args_ok,
+    cudnn_mask_ok,
+    mask_reaching,
+)
 from conformance.case import Case
 from conformance.spec import LayerSpec
 
@@ -103,7 +111,7 @@ class TfKerasAdapter(KerasFamilyAdapter):
             return {"hard_sigmoid": KERAS3_HARD_SIGMOID_NOTE}
         return {}
 
-    def _scope(self, dtype: str, device: str) -> ContextManager:
+    def _scope(self, dtype: str, device: str) -> AbstractContextManager:
         import tensorflow as tf
 
         if device == "cuda" and not self._tf32_off:
