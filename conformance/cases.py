@@ -194,6 +194,12 @@ def bidirectional_cases() -> Iterator[Case]:
                 yield make_case(_id(cell, seq, state, "random", batch, steps, option),
                                 BidirectionalSpec(layer, "concat"), "random", batch, steps,
                                 option, mask, initial_state)
+            # Keras overrides the layer's own zero_output_for_mask with return_sequences.
+            zeroing = dataclasses.replace(layer, zero_output_for_mask=True)
+            option = "bidi_concat_zero_output_for_mask"
+            yield make_case(_id(cell, seq, state, "random", batch, steps, option),
+                            BidirectionalSpec(zeroing, "concat"), "random", batch, steps, option,
+                            right_padded_mask)
 
 
 def composite_cases() -> Iterator[Case]:

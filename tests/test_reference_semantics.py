@@ -155,3 +155,18 @@ def test_a_mask_must_be_boolean_batch_by_time():
     spec = LayerSpec("gru", 4)
     with pytest.raises(ValueError, match=r"mask: expected shape \(3, 5\)"):
         forward(spec, weights_for(spec), X, mask=np.ones((3, 4), bool))
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_sets_zero_output_for_mask_to_return_sequences(return_sequences):
+    """keras Bidirectional.__init__ force_zero_output_for_mask: on with sequences, *off* without."""
+    mask = np.ones((3, 5), bool)
+    mask[1, 2:] = False
+    w = {"forward": weights_for(LayerSpec("gru", 4), seed=1), "backward": weights_for(LayerSpec("gru", 4), seed=2)}
+    outputs = {}
+    for own_setting in (False, True):
+        layer = LayerSpec("gru", 4, return_sequences=return_sequences, zero_output_for_mask=own_setting)
+        outputs[own_setting] = forward(BidirectionalSpec(layer, "concat"), w, X, mask=mask)[0]
+    np.testing.assert_array_equal(outputs[False], outputs[True])
+    if return_sequences:
+        assert not outputs[True][1, 2:, :4].any(), "padded forward steps are zeros"

@@ -2,8 +2,11 @@
 
 The backward sequence is flipped back to input order before merging.
 ``initial_state`` is split in halves (forward states, then backward).
-With ``return_sequences``, Keras sets ``zero_output_for_mask=True`` on both
-copies (keras/src/layers/rnn/bidirectional.py), so padded steps are zeros.
+Keras sets ``zero_output_for_mask = return_sequences`` on both copies
+(keras/src/layers/rnn/bidirectional.py, ``force_zero_output_for_mask``; the
+same in tf_keras): padded steps of a returned sequence are zeros, and a
+layer's own ``zero_output_for_mask=True`` is switched *off* when the
+Bidirectional returns only the last output.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ MERGES = {
 
 def forward(spec: BidirectionalSpec, weights: dict[str, dict[str, np.ndarray]], x: np.ndarray,
             initial_state: list[np.ndarray] | None, mask: np.ndarray | None) -> list[np.ndarray]:
-    layers = spec.sublayers()
-    if spec.layer.return_sequences:
-        layers = {name: dataclasses.replace(layer, zero_output_for_mask=True)
-                  for name, layer in layers.items()}
+    forced = spec.layer.return_sequences
+    layers = {name: dataclasses.replace(layer, zero_output_for_mask=forced)
+              for name, layer in spec.sublayers().items()}
     n_states = len(spec.layer.state_names)
     halves = {"forward": None, "backward": None}
     if initial_state is not None:
