@@ -1,6 +1,7 @@
 """Known differences as data: a plain-text list of test ids, each with its reason.
 
-One entry per line: a test id or an ``fnmatch`` pattern over test ids, then
+One entry per line: a test id, or a pattern over test ids where ``*`` and
+``?`` are the only wildcards (brackets are literal: test ids contain them), then
 ``#`` and the reason (required: an entry nobody can explain is a bug)::
 
     gru-*-reset_before*[torch-*]   # torch GRU is always reset-after (SPEC 4)
@@ -12,7 +13,7 @@ test are reported, so the list cannot rot silently.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +25,19 @@ class KnownFailures:
 
     def reason_for(self, test_id: str) -> str | None:
         for pattern, reason in self.entries:
-            if fnmatch.fnmatchcase(test_id, pattern):
+            if pattern_regex(pattern).fullmatch(test_id):
                 self.used.add(pattern)
                 return reason
         return None
 
     def unused(self) -> list[str]:
         return [pattern for pattern, _ in self.entries if pattern not in self.used]
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """``*`` -> any run of characters, ``?`` -> one character, everything else literal."""
+    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern]
+    return re.compile("".join(parts))
 
 
 def parse_known_failures(text: str, origin: str = "<text>") -> KnownFailures:

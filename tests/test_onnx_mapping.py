@@ -156,7 +156,8 @@ def test_the_graphs_are_right_in_the_onnx_reference_runtime_for_both_layouts(mon
     reference = pytest.importorskip("onnx.reference")
     from conformance.adapters import onnx_runtime
 
-    monkeypatch.setattr(onnx_runtime, "make_session", lambda model, device: reference.ReferenceEvaluator(model))
+    monkeypatch.setattr(onnx_runtime, "make_session",
+                        lambda model, device: reference.ReferenceEvaluator(model))
     adapter = _native(layout)
     for dtype in ("float32", "float64"):
         case = CASES[PLAIN_LSTM].for_dtype(dtype)

@@ -24,6 +24,8 @@ not expressible. With ``use_bias=False`` the Flax biases are zeros.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from conformance.spec import AnySpec, BidirectionalSpec, LayerSpec, StackedSpec
@@ -170,7 +172,9 @@ def _masked_outputs(spec: AnySpec) -> list[LayerSpec]:
     if isinstance(spec, LayerSpec):
         return [spec]
     if isinstance(spec, BidirectionalSpec):
-        return list(spec.sublayers().values())
+        # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both copies.
+        forced = spec.layer.return_sequences
+        return [replace(layer, zero_output_for_mask=forced) for layer in spec.sublayers().values()]
     if isinstance(spec, StackedSpec):
         return [spec.layers[-1]]
     return []

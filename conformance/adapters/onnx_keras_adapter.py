@@ -87,7 +87,10 @@ def flat_weights(weights: dict[str, list[np.ndarray]]) -> np.ndarray:
 
 @dataclass
 class WeightSlot:
-    """An exported initializer holding Keras weights: ``index`` into the flat Keras vector, -1 = keep ``base``."""
+    """An exported initializer holding Keras weights.
+
+    ``index`` points into the flat Keras weight vector; -1 keeps ``base`` (the zeros beside them).
+    """
 
     name: str
     index: np.ndarray
@@ -106,7 +109,8 @@ def _subgraph_tensors(graph) -> list:
         for attribute in node.attribute:
             if attribute.type == onnx.AttributeProto.TENSOR:
                 found.append(attribute.t)
-            for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else []) + list(attribute.graphs):
+            subgraphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else []
+            for sub in subgraphs + list(attribute.graphs):
                 found += list(sub.initializer) + _subgraph_tensors(sub)
     return found
 
@@ -143,14 +147,16 @@ def weights_as_inputs(model, slots: list[WeightSlot]) -> bytes:
 
     for slot in slots:
         tensor = next(t for t in model.graph.initializer if t.name == slot.name)
-        model.graph.input.append(helper.make_tensor_value_info(slot.name, tensor.data_type, list(tensor.dims)))
+        value_info = helper.make_tensor_value_info(slot.name, tensor.data_type, list(tensor.dims))
+        model.graph.input.append(value_info)
     return model.SerializeToString()
 
 
 # --- export -------------------------------------------------------------------------------
 
 
-def export_onnx(structure: Structure, weights: dict[str, list[np.ndarray]], case: Case) -> tuple[bytes, list[str]]:
+def export_onnx(structure: Structure, weights: dict[str, list[np.ndarray]],
+                case: Case) -> tuple[bytes, list[str]]:
     """Build the Keras model, set ``weights``, call it once (export requires it), export; and the
     warnings the export raised, recorded rather than raised."""
     import keras

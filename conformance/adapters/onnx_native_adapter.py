@@ -164,18 +164,6 @@ def merge(graph: _Graph, merge_mode: str, forward: str, backward: str) -> str:
     return merged
 
 
-def bidirectional_last_outputs(graph: _Graph, layer: LayerSpec, y: str, y_h: str,
-                               masked: bool) -> tuple[str, str]:
-    """Each direction's Keras ``y_T``: Y_h, or with zero_output_for_mask under a mask its last
-    processed step of Y (zeros where padded), i.e. step T-1 forward and step 0 backward."""
-    axes = graph.axes
-    if masked and layer.zero_output_for_mask:
-        forward = graph.pick(graph.pick(y, axes.y_time, -1), axes.state_dirs, 0)
-        backward = graph.pick(graph.pick(y, axes.y_time, 0), axes.state_dirs, 1)
-        return forward, backward
-    return graph.pick(y_h, axes.state_dirs, 0), graph.pick(y_h, axes.state_dirs, 1)
-
-
 def next_layer_input(graph: _Graph, y: str, layer: LayerSpec) -> str:
     """A stacked layer's Y as the next layer's X; a go_backwards layer's is flipped to
     processing order, which is what Keras hands on."""
@@ -211,9 +199,9 @@ def build_graph(spec: AnySpec, dtype: str, axes: _Axes, masked: bool,
     ranks = {"Y": 4, "Y_h": 3, "Y_c": 3, "merged": 3 if top_layer(spec).return_sequences else 2}
     if isinstance(spec, BidirectionalSpec) and spec.merge_mode is not None:
         if spec.layer.return_sequences:
-            pair = (graph.pick(roles["Y"], axes.y_dirs, 0), graph.pick(roles["Y"], axes.y_dirs, 1))
-        else:
-            pair = bidirectional_last_outputs(graph, spec.layer, roles["Y"], roles["Y_h"], masked)
+            pair = tuple(graph.pick(roles["Y"], axes.y_dirs, d) for d in (0, 1))
+        else:  # Keras forces zero_output_for_mask off here: y_T is each direction's Y_h
+            pair = tuple(graph.pick(roles["Y_h"], axes.state_dirs, d) for d in (0, 1))
         roles["merged"] = merge(graph, spec.merge_mode, *pair)
     return graph.model(roles, ranks), roles
 
@@ -319,7 +307,7 @@ class OnnxNativeAdapter(Adapter):
                          for d in range(y.shape[2])]
         state_list = [s for direction in per_direction for s in direction]
         if isinstance(spec, BidirectionalSpec):
-            heads = self._bidirectional_heads(spec, y, outputs, per_direction, masked)
+            heads = self._bidirectional_heads(spec, y, outputs, per_direction)
         else:
             sequence = y[:, ::-1, 0] if layer.go_backwards else y[:, :, 0]
             zeroed = masked and layer.zero_output_for_mask and not isinstance(spec, EncoderDecoderSpec)
@@ -329,16 +317,18 @@ class OnnxNativeAdapter(Adapter):
         return [np.ascontiguousarray(a) for a in listed]
 
     def _bidirectional_heads(self, spec: BidirectionalSpec, y: np.ndarray, outputs: dict,
-                             per_direction: list, masked: bool) -> list[np.ndarray]:
-        """``[merged]`` or, with merge_mode=None, ``[forward, backward]`` (backward in input order)."""
-        layer = spec.layer
+                             per_direction: list) -> list[np.ndarray]:
+        """``[merged]`` or, with merge_mode=None, ``[forward, backward]`` (backward in input order).
+
+        Keras sets both copies' zero_output_for_mask to return_sequences
+        (bidirectional.py ``force_zero_output_for_mask``): a returned sequence has
+        zeros at padded steps, as ORT's Y does, and a last output is Y_h.
+        """
         if spec.merge_mode is not None:
             merged = outputs["merged"]
-            return [self._axes.seq_batch_major(merged) if layer.return_sequences else merged]
-        if layer.return_sequences:
+            return [self._axes.seq_batch_major(merged) if spec.layer.return_sequences else merged]
+        if spec.layer.return_sequences:
             return [y[:, :, 0], y[:, :, 1]]
-        if masked and layer.zero_output_for_mask:
-            return [y[:, -1, 0], y[:, 0, 1]]
         return [per_direction[0][0], per_direction[1][0]]
 
 

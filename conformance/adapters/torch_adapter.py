@@ -219,9 +219,8 @@ class TorchAdapter(Adapter):
         one tensor (reverse direction aligned with the input positions), Keras
         merges them with ``merge_mode``.
         """
-        layer = spec.layer
-        if layer.return_sequences:
-            layer = replace(layer, zero_output_for_mask=True)  # as Keras's Bidirectional does
+        # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both copies.
+        layer = replace(spec.layer, zero_output_for_mask=spec.layer.return_sequences)
         key = self._key(layer, case.features, True, lengths is not None, case.dtype, device)
         layers = spec.sublayers()
         params = torch_module_params([(layers[name], case.weights[name]) for name in ("forward", "backward")])
