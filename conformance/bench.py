@@ -49,7 +49,9 @@ def _median_seconds(function, repeats: int = REPEATS) -> float:
 
 def measure_matrix(adapter: str, report_dir: Path, keyword: str = "") -> dict:
     """Wall time and peak RSS of one adapter's whole matrix in a pytest process."""
-    command = [sys.executable, "-m", "pytest", str(TEST_MODULE), "-q", "--no-header", "-p",
+    from conformance.runner import plugin_args
+
+    command = [sys.executable, "-m", "pytest", str(TEST_MODULE), *plugin_args(), "-q", "--no-header", "-p",
                "no:cacheprovider", "--tb=no", "-rN", "-o", "addopts=", "-W", "default",
                "--adapter", adapter, "--device", "cpu", "--report-dir", str(report_dir)]
     if keyword:

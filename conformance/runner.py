@@ -56,8 +56,16 @@ def parse_test_id(test_id: str) -> tuple[str, str, str, str]:
     return case_id, adapter, device, dtype
 
 
+def plugin_args() -> list[str]:
+    """``-p conformance.plugin`` when the package isn't installed (so its pytest11 entry point is absent)."""
+    from importlib import metadata
+
+    installed = any(ep.value == "conformance.plugin" for ep in metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "conformance.plugin"]
+
+
 def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
-    command = [sys.executable, "-m", "pytest", str(TEST_MODULE), "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", str(TEST_MODULE), *plugin_args(), "-p", "no:cacheprovider",
                "-q", "--no-header", "-rN", "--tb=no",
                "--adapter", group.adapter, "--device", options["device"], "--dtype", options["dtype"],
                "--report-dir", str(group.stream.parent), "--results-stream", str(group.stream),
