@@ -88,7 +88,7 @@ def overhead(adapter, cases) -> dict:
         bound = case.for_dtype("float32")
         if adapter.supports(bound):
             continue
-        run_s = _median_seconds(lambda: adapter.run(bound, "cpu"))
+        run_s = _median_seconds(lambda bound=bound: adapter.run(bound, "cpu"))
         bare_s = _median_seconds(bare(bound, "cpu"))
         rows.append({"case": case.id, "run_s": run_s, "bare_s": bare_s, "ratio": run_s / bare_s})
     if not rows:

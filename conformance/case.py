@@ -81,7 +81,7 @@ class Case:
             steps += int(self.decoder_x.shape[1])
         return tolerance_for(dtype or self.dtype, steps)
 
-    def for_dtype(self, dtype: str) -> "Case":
+    def for_dtype(self, dtype: str) -> Case:
         """This case with every input and weight cast to ``dtype``."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not allowed; expected one of {DTYPES}")

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from conformance.case import Case
-from conformance.spec import (CELLS, MERGE_MODES, AnySpec, BidirectionalSpec, EncoderDecoderSpec,
-                              LayerSpec, StackedSpec, flag_label)
+from conformance.spec import (
+    CELLS,
+    MERGE_MODES,
+    AnySpec,
+    BidirectionalSpec,
+    EncoderDecoderSpec,
+    LayerSpec,
+    StackedSpec,
+    flag_label,
+)
 from conformance.weights import as_float32_values, make_weights
 
 FLAGS = ((False, False), (True, False), (False, True), (True, True))

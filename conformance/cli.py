@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -103,11 +103,9 @@ def command_adapters(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from conformance.report import render_report
-    from conformance.reports_io import load_any
-
     from conformance.junit import write_junit
-    from conformance.reports_io import expand
+    from conformance.report import render_report
+    from conformance.reports_io import expand, load_any
     from conformance.results import write_json_atomic
 
     sources = expand(args.results)

@@ -22,8 +22,14 @@ from conformance.case import Case
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
 from conformance.known_failures import load_known_failures
 from conformance.machine import machine_info, package_versions
-from conformance.results import (JsonlWriter, make_record, read_jsonl, results_document, test_id,
-                                 write_json_atomic)
+from conformance.results import (
+    JsonlWriter,
+    make_record,
+    read_jsonl,
+    results_document,
+    test_id,
+    write_json_atomic,
+)
 
 DEVICES = ("cpu", "cuda")
 DEFAULT_KNOWN_FAILURES = Path(__file__).with_name("known_failures.txt")

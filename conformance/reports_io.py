@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.results import (ResultsFileError, load_results, merge_documents, read_jsonl,
-                                 results_document, validate_document)
+from conformance.results import (
+    ResultsFileError,
+    load_results,
+    merge_documents,
+    read_jsonl,
+    results_document,
+    validate_document,
+)
 
 
 def load_stream(path: Path) -> dict:
@@ -20,7 +26,7 @@ def load_stream(path: Path) -> dict:
     except UnicodeDecodeError:
         raise ResultsFileError(f"{path}: not a results stream (not UTF-8 text)") from None
     records = [line for line in lines if isinstance(line, dict) and line.get("record") == "result"]
-    if lines and not records and not any(isinstance(l, dict) and l.get("record") for l in lines):
+    if lines and not records and not any(isinstance(line, dict) and line.get("record") for line in lines):
         raise ResultsFileError(f"{path}: not a conformance results stream")
     document = results_document(records, complete=False, created="", fixtures_sha256="",
                                 machine={}, adapters={})

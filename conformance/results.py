@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 SCHEMA = "rnn-conformance/results/1"
 STATUSES = ("pass", "fail", "unsupported", "error", "skipped")

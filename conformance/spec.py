@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 CELLS = ("simple_rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid", "legacy_hard_sigmoid")
@@ -82,7 +82,7 @@ class LayerSpec:
         """The Keras output list, by name: ``output`` then the final states."""
         return ["output", *self.state_names] if self.return_state else ["output"]
 
-    def sublayers(self) -> dict[str, "LayerSpec"]:
+    def sublayers(self) -> dict[str, LayerSpec]:
         return {"layer": self}
 
     def describe(self) -> str:
@@ -218,7 +218,7 @@ class EncoderDecoderSpec:
         return {"kind": self.kind, "encoder": self.encoder.to_dict(), "decoder": self.decoder.to_dict()}
 
 
-AnySpec = Union[LayerSpec, BidirectionalSpec, StackedSpec, EncoderDecoderSpec]
+AnySpec = LayerSpec | BidirectionalSpec | StackedSpec | EncoderDecoderSpec
 
 
 def spec_from_dict(data: dict[str, Any]) -> AnySpec:

@@ -30,7 +30,7 @@ def test_an_entry_without_a_reason_is_refused():
 
 
 def test_the_shipped_list_parses():
-    from conformance.plugin import DEFAULT_KNOWN_FAILURES
     from conformance.known_failures import load_known_failures
+    from conformance.plugin import DEFAULT_KNOWN_FAILURES
 
     assert load_known_failures(DEFAULT_KNOWN_FAILURES).entries

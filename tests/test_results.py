@@ -5,8 +5,15 @@ import json
 import pytest
 
 from conformance.reports_io import load_any
-from conformance.results import (JsonlWriter, ResultsFileError, load_results, merge_documents,
-                                 read_jsonl, results_document, write_json_atomic)
+from conformance.results import (
+    JsonlWriter,
+    ResultsFileError,
+    load_results,
+    merge_documents,
+    read_jsonl,
+    results_document,
+    write_json_atomic,
+)
 
 
 def test_a_torn_last_line_is_dropped_not_fatal(tmp_path):

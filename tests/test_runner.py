@@ -1,7 +1,6 @@
 """`conformance run` survives crashing and hanging adapters, and an interrupted run loses nothing."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -243,6 +243,8 @@ class OnnxNativeAdapter(Adapter):
         if isinstance(spec, StackedSpec) and any(layer.go_backwards for layer in spec.layers[:-1]):
             return ("a go_backwards layer inside a masked stack hands on its sequence in processing "
                     "order while the mask stays in input order; sequence_lens cannot follow it")
+        # With go_backwards the padded steps come first in processing order, where Keras
+        # "repeats" its initial zeros; Bidirectional forces zeros; a decoder sees no mask.
         layer = case.layer
         repeats = (layer.return_sequences and not layer.zero_output_for_mask and not layer.go_backwards
                    and not isinstance(spec, (BidirectionalSpec, EncoderDecoderSpec)))
@@ -310,6 +312,8 @@ class OnnxNativeAdapter(Adapter):
             heads = self._bidirectional_heads(spec, y, outputs, per_direction)
         else:
             sequence = y[:, ::-1, 0] if layer.go_backwards else y[:, :, 0]
+            # Keras's y_T is the last processed step's output: zeros for a padded row under
+            # zero_output_for_mask, else the output of its last real step, which is Y_h.
             zeroed = masked and layer.zero_output_for_mask and not isinstance(spec, EncoderDecoderSpec)
             last = sequence[:, -1] if zeroed else per_direction[0][0]
             heads = [sequence if layer.return_sequences else last]

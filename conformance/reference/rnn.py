@@ -9,7 +9,7 @@ reversed and the returned sequence stays in processing order.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
