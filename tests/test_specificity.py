@@ -1,0 +1,69 @@
+"""Correct adapters don't cry wolf: three runs of the whole matrix, no result flips.
+
+Runs real frameworks (skipped with the reason when they are not installed):
+torch and Keras-on-torch, the two fastest complete adapters, through
+`conformance run`, three times. Every fail or error must be a documented known
+difference, and the three results files must agree on everything but timings.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.results import VOLATILE_FIELDS
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+ADAPTERS = ("torch", "keras-torch")
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory) -> list[dict]:
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    documents = []
+    for n in range(3):
+        report_dir = tmp_path_factory.mktemp(f"run{n}")
+        args = [a for name in ADAPTERS for a in ("--adapter", name)]
+        done = subprocess.run([sys.executable, "-m", "conformance", "run", *args, "--device", "cpu",
+                               "--report-dir", str(report_dir)], cwd=REPO, capture_output=True, text=True,
+                              timeout=1200)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        documents.append(json.loads((report_dir / "results.json").read_text()))
+    return documents
+
+
+def stable_view(document: dict) -> dict:
+    return {r["test_id"]: {k: v for k, v in r.items() if k not in VOLATILE_FIELDS}
+            for r in document["results"]}
+
+
+def test_every_fail_or_error_is_a_documented_difference(three_runs):
+    for document in three_runs:
+        unexplained = [r["test_id"] for r in document["results"]
+                       if r["status"] in ("fail", "error") and not r["run_info"].get("known_failure")]
+        assert not unexplained, unexplained[:5]
+
+
+def test_every_case_ran_on_every_adapter(three_runs):
+    statuses = {r["status"] for r in three_runs[0]["results"] if r["device"] == "cpu"}
+    assert "pass" in statuses and "skipped" not in statuses
+
+
+def test_no_result_flips_between_three_runs(three_runs):
+    first = stable_view(three_runs[0])
+    for other in three_runs[1:]:
+        view = stable_view(other)
+        assert view.keys() == first.keys()
+        flipped = [test_id for test_id in first if view[test_id]["status"] != first[test_id]["status"]]
+        assert not flipped, flipped[:5]
+
+
+def test_three_runs_agree_on_everything_but_timings(three_runs):
+    first = stable_view(three_runs[0])
+    for other in three_runs[1:]:
+        differing = [t for t, record in stable_view(other).items() if record != first[t]]
+        assert not differing, differing[:5]
