@@ -25,6 +25,7 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "onnx-keras": "conformance.adapters.onnx_keras_adapter:OnnxKerasAdapter",
     "onnx-torch": "conformance.adapters.onnx_torch_adapter:OnnxTorchAdapter",
     "onnx-native": "conformance.adapters.onnx_native_adapter:OnnxNativeAdapter",
+    "onnx-native-layout1": "conformance.adapters.onnx_native_adapter:OnnxNativeLayout1Adapter",
 }
 
 

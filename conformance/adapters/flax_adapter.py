@@ -24,7 +24,10 @@ other JAX user in the process (e.g. Keras on JAX) computes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -89,19 +92,37 @@ class FlaxAdapter(Adapter):
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         import jax
 
-        dev = _device(device)
-        # The float32 verdict needs full-precision matmuls: JAX's "default" precision may
-        # use TF32 on GPUs (on an H100, jax 0.11.2, these small cases came out identical).
-        with jax.enable_x64(case.dtype == "float64"), jax.default_matmul_precision("highest"):
-            compiled = self._compiled_for(case, device)
+        with _precision(case.dtype):
+            forward = self._forward(case, device)
             traces = self._traces
-            params = self._params(compiled, case, dev)
-            inputs = _inputs(case, dev)
-            results = jax.tree_util.tree_map(np.asarray, compiled.forward(params, compiled.rest, *inputs))
-        self._info = {"device": str(dev), "jit_traced": self._traces != traces}
+            results = jax.tree_util.tree_map(np.asarray, forward())
+        self._info = {"device": str(_device(device)), "jit_traced": self._traces != traces}
         # The mask belongs to the encoder; a decoder's last step is its last step.
         masked_top = case.mask is not None and not isinstance(case.spec, EncoderDecoderSpec)
         return _keras_outputs(case, results, mapping.seq_lengths(case.mask) if masked_top else None)
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """For ``conformance bench``: the jitted forward alone, parameters and inputs
+        already on the device, in ``run``'s precision scope; returns JAX's raw result."""
+        with _precision(case.dtype):
+            forward = self._forward(case, device)
+
+        def call() -> Any:
+            with _precision(case.dtype):
+                return forward()
+
+        return call
+
+    def _forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """The structure's jitted forward with ``case``'s parameters and inputs put on the
+        device: a closure of the call alone, which waits for the result (call inside ``_precision``)."""
+        import jax
+
+        dev = _device(device)
+        compiled = self._compiled_for(case, device)
+        params = self._params(compiled, case, dev)
+        inputs = _inputs(case, dev)
+        return lambda: jax.block_until_ready(compiled.forward(params, compiled.rest, *inputs))
 
     # --- building and compiling -------------------------------------------------------
 
@@ -138,6 +159,17 @@ class FlaxAdapter(Adapter):
                 by_path[prefix + path] = value
         leaves = [jax.device_put(np.asarray(by_path[path], dtype=case.dtype), dev) for path in compiled.paths]
         return jax.tree_util.tree_unflatten(compiled.treedef, leaves)
+
+
+@contextlib.contextmanager
+def _precision(dtype: str) -> Iterator[None]:
+    """float64 JAX for float64 cases; full-precision matmuls for the float32 verdict
+    (JAX's "default" precision may use TF32 on GPUs; on an H100, jax 0.11.2, these
+    small cases came out identical)."""
+    import jax
+
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("highest"):
+        yield
 
 
 # --- devices ------------------------------------------------------------------------------

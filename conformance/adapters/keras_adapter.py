@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -47,6 +48,7 @@ from conformance.adapters.keras_common import (
     cudnn_args_ok,
     cudnn_mask_ok,
     mask_reaching,
+    tensorflow_call,
 )
 from conformance.case import Case
 from conformance.spec import LayerSpec
@@ -238,15 +240,14 @@ class _Keras3Adapter(KerasFamilyAdapter):
             tf.config.experimental.enable_tensor_float_32_execution(False)
         self._tf32_off = True
 
-    def _call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Any:
+    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        ops = self._module().ops
+        tensors = [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs]
         if self.backend == "jax":
-            return self._jax_call(built, inputs)
+            return self._jax_forward(built, tensors)
         if self.backend == "torch":
-            import torch
-
-            with torch.no_grad():
-                return built.model(inputs, training=False)
-        return built.model(inputs, training=False)
+            return _torch_call(built.model, tensors)
+        return tensorflow_call(lambda: built.model(tensors, training=False), tensors)
 
     def _to_numpy(self, tensor: Any) -> np.ndarray:
         if self.backend == "torch":
@@ -255,20 +256,20 @@ class _Keras3Adapter(KerasFamilyAdapter):
             return tensor.detach().cpu().numpy()
         return self._module().ops.convert_to_numpy(tensor)
 
-    def _jax_call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Any:
+    def _jax_forward(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
         """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments."""
         import jax
 
+        model = built.model
         if built.compiled is None:
-            model = built.model
 
             def call(trainable, non_trainable, arrays):
                 return model.stateless_call(trainable, non_trainable, arrays, training=False)[0]
 
             built.compiled = jax.jit(call)
-        model = built.model
-        return built.compiled([v.value for v in model.trainable_variables],
-                              [v.value for v in model.non_trainable_variables], inputs)
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return lambda: jax.block_until_ready(built.compiled(trainable, non_trainable, tensors))
 
     def _kernels(self, case: Case, device: str) -> dict[str, str]:
         return {name: keras3_kernel(self.backend, layer, device, mask_reaching(case.spec, name, case.mask))
@@ -288,3 +289,19 @@ class KerasJaxAdapter(_Keras3Adapter):
 class KerasTorchAdapter(_Keras3Adapter):
     name = "keras-torch"
     backend = "torch"
+
+
+def _torch_call(model: Any, tensors: list[Any]) -> Callable[[], Any]:
+    """The model under ``no_grad``; on CUDA, waiting for its kernels (they run asynchronously)."""
+    import torch
+
+    on_gpu = tensors[0].is_cuda
+
+    def call() -> Any:
+        with torch.no_grad():
+            result = model(tensors, training=False)
+        if on_gpu:
+            torch.cuda.synchronize()
+        return result
+
+    return call

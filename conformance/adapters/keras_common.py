@@ -250,6 +250,21 @@ def cudnn_args_ok(layer: LayerSpec) -> bool:
             and layer.use_bias and reset_ok)
 
 
+def tensorflow_call(call: Callable[[], Any], tensors: list[Any]) -> Callable[[], Any]:
+    """``call``, then on a GPU a wait for its kernels: eager TensorFlow returns before
+    they finish, and ``conformance bench`` times the closure."""
+    if "GPU" not in tensors[0].device:
+        return call
+    import tensorflow as tf
+
+    def synced() -> Any:
+        result = call()
+        tf.test.experimental.sync_devices()
+        return result
+
+    return synced
+
+
 def summarize_kernels(kernels: dict[str, str]) -> dict[str, Any]:
     """``{"kernel": "cudnn" | "generic" | "mixed", "kernels": per sub-layer}``."""
     kinds = {"cudnn" if k == "cudnn" else "generic" for k in kernels.values()}
@@ -261,7 +276,7 @@ class KerasFamilyAdapter(Adapter):
     """What the Keras 3 and tf_keras adapters share: cache, weights, inputs, list.
 
     Subclasses provide ``_module()``, ``_activation(name)``, ``_scope(dtype,
-    device)``, ``_call(built, inputs)``, ``_to_numpy(tensor)``,
+    device)``, ``_forward(built, inputs)``, ``_to_numpy(tensor)``,
     ``_kernels(case, device)`` and optionally ``_build(structure, inputs)``.
     A functional model with a single output returns the bare tensor, so
     results always go through ``output_list``. Outputs are never cast: a
@@ -286,8 +301,9 @@ class KerasFamilyAdapter(Adapter):
     def _scope(self, dtype: str, device: str) -> AbstractContextManager:
         return contextlib.nullcontext()
 
-    def _call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Any:
-        """The model's raw result for these inputs."""
+    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        """Inputs converted to the framework's tensors: a closure of the model call alone,
+        returning its raw result once computed."""
         raise NotImplementedError
 
     def _to_numpy(self, tensor: Any) -> np.ndarray:
@@ -302,19 +318,36 @@ class KerasFamilyAdapter(Adapter):
 
     # --- contract ----------------------------------------------------------------------
     def run(self, case: Case, device: str) -> list[np.ndarray]:
-        structure = Structure.of(case, device)
         with self._scope(case.dtype, device):
-            built = self._models.get(structure.key())
-            if built is None:
-                built = self._build(structure, model_inputs(case))
-                self._models[structure.key()] = built
-            set_case_weights(built, case)
-            outputs = [self._to_numpy(t) for t in output_list(self._call(built, model_inputs(case)))]
+            forward = self._forward(self._prepared(case, device), model_inputs(case))
+            outputs = [self._to_numpy(t) for t in output_list(forward())]
         self._info = summarize_kernels(self._kernels(case, device))
         custom = self._custom_activations(case)
         if custom:
             self._info["custom_activations"] = custom
         return outputs
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """For ``conformance bench``: the model call alone on the prepared model and
+        inputs, in the same device/precision scope as ``run``; returns the raw result."""
+        with self._scope(case.dtype, device):
+            forward = self._forward(self._prepared(case, device), model_inputs(case))
+
+        def call() -> Any:
+            with self._scope(case.dtype, device):
+                return forward()
+
+        return call
+
+    def _prepared(self, case: Case, device: str) -> BuiltModel:
+        """The structure's model (built once, cached) holding ``case``'s weights; call inside ``_scope``."""
+        structure = Structure.of(case, device)
+        built = self._models.get(structure.key())
+        if built is None:
+            built = self._build(structure, model_inputs(case))
+            self._models[structure.key()] = built
+        set_case_weights(built, case)
+        return built
 
     def last_run_info(self) -> dict:
         """``kernel``/``kernels`` (see ``summarize_kernels``), and ``custom_activations``

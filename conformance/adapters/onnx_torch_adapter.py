@@ -28,6 +28,7 @@ import logging
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -44,6 +45,7 @@ class OnnxTorchAdapter(TorchAdapter):
     """torch.onnx.export -> onnxruntime; see the module docstring."""
 
     name = "onnx-torch"
+    export_cache = True  # False: export and open a session on every call (see _session)
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,9 +74,9 @@ class OnnxTorchAdapter(TorchAdapter):
             return "CUDAExecutionProvider"
         return super().device_name(device)
 
-    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None,
-                    states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _forward(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
+                 lengths: np.ndarray | None, states: list[np.ndarray] | None) -> Callable[[], list]:
+        """The session and its feeds: a closure of ``session.run`` alone."""
         session, info = self._session(key, x.shape[1])
         batch = x.shape[0]
         zeros = np.zeros((key.directions, batch, key.units), dtype=key.dtype)
@@ -89,20 +91,30 @@ class OnnxTorchAdapter(TorchAdapter):
         missing = [PARAMETER_PREFIX + name for name in params if PARAMETER_PREFIX + name not in wanted]
         if missing:
             raise RuntimeError(f"the session cannot take weights {missing} as inputs")
-        outputs = session.run(None, {name: value for name, value in feeds.items() if name in wanted})
+        feeds = {name: value for name, value in feeds.items() if name in wanted}
         self._info = dict(info, provider=session.get_providers()[0])
-        return outputs[0], list(outputs[1:])
+        return lambda: session.run(None, feeds)
+
+    @staticmethod
+    def _host_array(array: np.ndarray) -> np.ndarray:
+        return array
 
     def _session(self, key: ModuleKey, steps: int):
-        """One session per structure; per length too when the export fixed the time axis."""
-        for cache_key in ((key, None), (key, steps)):
-            if cache_key in self._sessions:
-                return self._sessions[cache_key]
+        """One session per structure; per length too when the export fixed the time axis.
+
+        With ``export_cache`` off, every call exports and opens a new session (for
+        ``conformance bench``, which times the cache's effect).
+        """
+        cached = [self._sessions[k] for k in ((key, None), (key, steps)) if k in self._sessions]
+        if self.export_cache and cached:
+            return cached[0]
         model, info = export_module(key, max(steps, 2))  # size 1 would be specialised by torch.export
         if static_steps(model) not in (None, steps):
             model, info = export_module(key, steps)
-        self._sessions[(key, static_steps(model))] = (make_session(model, key.device), info)
-        return self._sessions[(key, static_steps(model))]
+        entry = (make_session(model, key.device), info)
+        if self.export_cache:
+            self._sessions[(key, static_steps(model))] = entry
+        return entry
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ process with any one Keras 3 adapter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -29,6 +30,7 @@ from conformance.adapters.keras_common import (
     cudnn_args_ok,
     cudnn_mask_ok,
     mask_reaching,
+    tensorflow_call,
 )
 from conformance.case import Case
 from conformance.spec import LayerSpec
@@ -125,14 +127,15 @@ class TfKerasAdapter(KerasFamilyAdapter):
         LSTM/GRU traces both its cuDNN and generic implementations (~1.7 s a model
         here, against ~0.1 s for an eager first call). The layers are the same."""
         built = build_eager(self._module(), structure, self._activation)
-        self._call(built, inputs)
+        self._forward(built, inputs)()
         return built
 
-    def _call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Any:
+    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
         import tensorflow as tf
 
         # tf_keras's RNN.__call__ takes initial states only as tensors, not numpy arrays.
-        return built.apply([tf.constant(a) for a in inputs])
+        tensors = [tf.constant(a) for a in inputs]
+        return tensorflow_call(lambda: built.apply(tensors), tensors)
 
     def _to_numpy(self, tensor: Any) -> np.ndarray:
         return tensor.numpy()

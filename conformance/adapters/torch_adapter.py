@@ -15,7 +15,10 @@ step (``h_n`` of a packed run); the Keras list built from ``output, h_n``.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+
+from typing import Any
 
 import numpy as np
 
@@ -150,6 +153,7 @@ class TorchAdapter(Adapter):
     def __init__(self) -> None:
         self._modules: dict[ModuleKey, object] = {}
         self._info: dict = {}
+        self._recording: list[Callable[[], tuple]] | None = None
 
     # --- contract ------------------------------------------------------------------------
 
@@ -194,6 +198,22 @@ class TorchAdapter(Adapter):
                                            case.initial_state, case.dtype, device)
             outputs = layer_list(spec, sequence, states, lengths is not None)
         return [np.asarray(o, dtype=case.dtype) for o in outputs]
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """The framework's forward pass alone, for ``conformance bench``.
+
+        Runs ``run`` once, recording each module call prepared (weights set, inputs
+        already tensors); the closure replays only those calls and returns torch's
+        raw results (one call's ``(output, h_n[, c_n])``, or a list of them for
+        stacks and encoder-decoders, each layer on the input the recorded run gave it).
+        """
+        self._recording = []
+        try:
+            self.run(case, device)
+            calls = self._recording
+        finally:
+            self._recording = None
+        return calls[0] if len(calls) == 1 else (lambda: [call() for call in calls])
 
     # --- Keras structures as torch modules ------------------------------------------------
 
@@ -266,6 +286,15 @@ class TorchAdapter(Adapter):
                     lengths: np.ndarray | None,
                     states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
         """torch's ``output`` (batch, T, dirs*units) and ``[h_n]`` / ``[h_n, c_n]`` (dirs, batch, units)."""
+        forward = self._forward(key, params, x, lengths, states)
+        if self._recording is not None:
+            self._recording.append(forward)
+        outputs = [self._host_array(tensor) for tensor in forward()]
+        return outputs[0], outputs[1:]
+
+    def _forward(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
+                 lengths: np.ndarray | None, states: list[np.ndarray] | None) -> Callable[[], tuple]:
+        """The module with these weights in and the inputs as tensors: a closure of the forward pass alone."""
         import torch
 
         module = self._module(key)
@@ -273,14 +302,28 @@ class TorchAdapter(Adapter):
         with torch.no_grad():
             for name, parameter in module.named_parameters():
                 parameter.copy_(torch.from_numpy(params[name]))
-            hx = None if states is None else [torch.from_numpy(s).to(device) for s in states]
-            lengths_t = None if lengths is None else torch.from_numpy(lengths)
-            outputs = forward_rnn(module, torch.from_numpy(np.ascontiguousarray(x)).to(device), lengths_t, hx)
+        hx = None if states is None else [torch.from_numpy(s).to(device) for s in states]
+        lengths_t = None if lengths is None else torch.from_numpy(lengths)
+        x_t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
         self._info = {"kernel": self._kernel(key)}
-        return outputs[0].cpu().numpy(), [s.cpu().numpy() for s in outputs[1:]]
+
+        def forward() -> tuple:
+            with torch.no_grad():
+                outputs = forward_rnn(module, x_t, lengths_t, hx)
+            if key.device == "cuda":
+                torch.cuda.synchronize()
+            return outputs
+
+        return forward
+
+    @staticmethod
+    def _host_array(tensor) -> np.ndarray:
+        return tensor.cpu().numpy()
 
     def _module(self, key: ModuleKey):
         module_key = replace(key, packed=False)  # one torch module serves packed and plain calls
+        if self._recording is not None:
+            return build_module(module_key)  # bare_forward: each recorded call keeps its own weights
         if module_key not in self._modules:
             self._modules[module_key] = build_module(module_key)
         return self._modules[module_key]
