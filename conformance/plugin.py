@@ -85,6 +85,7 @@ class ConformanceSession:
         self.adapters: dict[str, Any] = {}
         self.records: list[dict[str, Any]] = []
         self.done_ids: set[str] = set()
+        self.recorded_ids: set[str] = set()
         self.writer: JsonlWriter | None = None
         self.created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -115,6 +116,7 @@ class ConformanceSession:
     def record(self, record: dict[str, Any]) -> None:
         assert self.writer is not None
         self.records.append(record)
+        self.recorded_ids.add(record["test_id"])
         self.writer.append(record)
 
     def adapter_summary(self) -> dict[str, dict[str, Any]]:
@@ -189,6 +191,21 @@ def conformance_session(request: pytest.FixtureRequest) -> ConformanceSession:
     return session_of(request.config)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A conformance test that broke before recording its result still leaves an ``error`` record."""
+    report = yield
+    state = item.config._conformance
+    param = getattr(item, "callspec", None) and item.callspec.params.get("conformance_param")
+    if state is None or param is None or not report.failed or param.test_id in state.recorded_ids:
+        return report
+    adapter = state.adapters.get(param.adapter)
+    state.record(record_for(param, adapter, "error", f"the test harness raised during {report.when}: "
+                            f"{call.excinfo.typename if call.excinfo else 'failure'}",
+                            stderr=report.longreprtext[-4000:]))
+    return report
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Tell a supervisor how many tests this process will run (after -k deselection)."""
     state = session.config._conformance
@@ -227,7 +244,12 @@ def skip_reason(adapter: Any, device: str) -> str | None:
 
 
 def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> dict:
-    device_name = optional_call(adapter, "device_name", param.device, param.device)
+    device_name = param.device
+    if status != "skipped":  # a device the framework doesn't see has no name to ask for
+        try:
+            device_name = optional_call(adapter, "device_name", param.device, param.device)
+        except Exception:  # noqa: BLE001 - an optional nicety must not lose the result
+            pass
     return make_record(case=param.case, adapter=param.adapter, device=param.device, dtype=param.dtype,
                        status=status, message=message, device_name=device_name, **extra)
 

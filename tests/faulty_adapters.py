@@ -257,3 +257,12 @@ class ScriptInjectingAdapter(OracleAdapter):
 
     def run(self, case, device):
         raise RuntimeError("<script>alert('xss')</script> & <b>bold</b>")
+
+
+class RaisingSupportsAdapter(OracleAdapter):
+    """``supports()`` itself raises: the harness must still leave an error record."""
+
+    name = "crash-supports"
+
+    def supports(self, case):
+        raise KeyError("no such option")

@@ -100,3 +100,13 @@ def test_two_runs_give_identical_results_apart_from_timings(tmp_path):
         assert process.returncode == 0
         documents.append(results(tmp_path / str(n)))
     assert comparable(documents[0]) == comparable(documents[1])
+
+
+def test_an_adapter_that_breaks_the_harness_still_leaves_an_error_per_test(tmp_path):
+    process = conformance("--adapter", "tests.faulty_adapters:RaisingSupportsAdapter", "-k", "tutorial",
+                          "--report-dir", str(tmp_path))
+    process.communicate(timeout=300)
+    records = results(tmp_path)["results"]
+    assert process.returncode == 1
+    assert len(records) == 12 and {r["status"] for r in records} == {"error"}
+    assert all("KeyError" in r["message"] for r in records)
