@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from conformance.adapters import onnx_mapping
-from conformance.adapters.onnx_mapping import (activation_attributes, is_right_padded, onnx_direction_weights,
-                                               onnx_weights, sequence_lengths)
+from conformance.adapters.onnx_mapping import (
+    activation_attributes,
+    is_right_padded,
+    onnx_direction_weights,
+    onnx_weights,
+    sequence_lengths,
+)
 from conformance.cases import build_cases
 from conformance.check import check_case
 from conformance.reference import expected_outputs

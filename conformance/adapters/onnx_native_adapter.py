@@ -26,11 +26,15 @@ import numpy as np
 
 from conformance.adapters import onnx_runtime
 from conformance.adapters.base import Adapter, missing_module_reason
-from conformance.adapters.onnx_mapping import (ONNX_OP, activation_attributes, is_right_padded,
-                                               onnx_weights, sequence_lengths)
+from conformance.adapters.onnx_mapping import (
+    ONNX_OP,
+    activation_attributes,
+    is_right_padded,
+    onnx_weights,
+    sequence_lengths,
+)
 from conformance.case import Case
-from conformance.spec import (AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec,
-                              top_layer)
+from conformance.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec, top_layer
 
 OPSET = 22
 IR_VERSION = 10

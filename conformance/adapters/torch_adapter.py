@@ -17,7 +17,6 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-
 from typing import Any
 
 import numpy as np
