@@ -39,6 +39,8 @@ def build_parser() -> Parser:
     run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS")
     run.add_argument("--fixtures-dir", type=Path, default=None)
     run.add_argument("--known-failures", type=Path, default=None)
+    run.add_argument("--tf32", action="store_true",
+                     help="labelled mode: leave TF32 on on GPUs (the float32 verdict runs with it off)")
 
     report = commands.add_parser("report", help="render index.html from results files")
     report.add_argument("results", nargs="+", type=Path,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
+from conformance.adapters.base import TF32_VARIABLE, tf32_allowed
 from conformance.case import Case
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
 from conformance.known_failures import load_known_failures
@@ -62,6 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default="reports", metavar="DIR")
     group.addoption("--known-failures", default=str(DEFAULT_KNOWN_FAILURES), metavar="FILE",
                     help="test ids with reasons whose failures are documented findings")
+    group.addoption("--tf32", action="store_true",
+                    help="labelled mode: leave TF32 matmuls on on GPUs (results carry run_info.tf32)")
     group.addoption("--skip-done", action="store_true",
                     help="leave out tests already in the results stream (resuming after a crash)")
 
@@ -141,6 +144,8 @@ class ConformanceSession:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: a case run through an adapter")
+    if getattr(config.option, "tf32", False):
+        os.environ[TF32_VARIABLE] = "1"  # read by the adapters (adapters.base.tf32_allowed)
     config._conformance = None  # created when a conformance test is collected
 
 
@@ -250,6 +255,8 @@ def record_for(param: ConformanceParam, adapter: Any, status: str, message: str,
             device_name = optional_call(adapter, "device_name", param.device, param.device)
         except Exception:  # noqa: BLE001 - an optional nicety must not lose the result
             pass
+    if param.device != "cpu" and tf32_allowed():
+        extra["run_info"] = dict(extra.get("run_info") or {}, tf32=True)
     return make_record(case=param.case, adapter=param.adapter, device=param.device, dtype=param.dtype,
                        status=status, message=message, device_name=device_name, **extra)
 

@@ -66,7 +66,7 @@ def validated_options(args: argparse.Namespace) -> dict:
         raise UsageError(str(exc)) from None
     return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword,
             "fixtures_dir": args.fixtures_dir, "known_failures": str(known_failures),
-            "case_timeout": args.case_timeout}
+            "case_timeout": args.case_timeout, "tf32": args.tf32}
 
 
 class Progress:

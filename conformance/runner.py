@@ -77,6 +77,8 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
         command += ["-k", options["keyword"]]
     if resume:
         command.append("--skip-done")
+    if options.get("tf32"):
+        command.append("--tf32")
     return command
 
 

@@ -23,3 +23,14 @@ class OracleAdapter(Adapter):
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         return [np.asarray(out, dtype=case.dtype) for out in expected_outputs(case)]
+
+
+class Tf32ProbeAdapter(OracleAdapter):
+    """Reports whether the labelled TF32 mode reached the adapter's process."""
+
+    name = "tf32-probe"
+
+    def last_run_info(self) -> dict:
+        from conformance.adapters.base import tf32_allowed
+
+        return {"tf32_seen": tf32_allowed()}

@@ -110,3 +110,11 @@ def test_an_adapter_that_breaks_the_harness_still_leaves_an_error_per_test(tmp_p
     assert process.returncode == 1
     assert len(records) == 12 and {r["status"] for r in records} == {"error"}
     assert all("KeyError" in r["message"] for r in records)
+
+
+@pytest.mark.parametrize("flag, seen", [([], False), (["--tf32"], True)])
+def test_the_tf32_mode_reaches_the_adapter_process_only_when_asked(tmp_path, flag, seen):
+    process = conformance("--adapter", "tests.oracle_adapters:Tf32ProbeAdapter", "-k", "tutorial and lstm",
+                          "--report-dir", str(tmp_path), *flag)
+    process.communicate(timeout=300)
+    assert {r["run_info"]["tf32_seen"] for r in results(tmp_path)["results"]} == {seen}

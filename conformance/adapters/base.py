@@ -57,6 +57,16 @@ class Adapter:
         return {}
 
 
+TF32_VARIABLE = "CONFORMANCE_TF32"
+
+
+def tf32_allowed() -> bool:
+    """The labelled TF32 mode (``conformance run --tf32``); off for the float32 verdict (SPEC 5)."""
+    import os
+
+    return os.environ.get(TF32_VARIABLE) == "1"
+
+
 def missing_module_reason(*modules: str) -> str | None:
     """None when every module imports, else 'module X is not installed (...)'."""
     import importlib

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from conformance.adapters import flax_mapping as mapping
-from conformance.adapters.base import Adapter, missing_module_reason
+from conformance.adapters.base import Adapter, missing_module_reason, tf32_allowed
 from conformance.case import Case
 from conformance.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 
@@ -168,7 +168,7 @@ def _precision(dtype: str) -> Iterator[None]:
     small cases came out identical)."""
     import jax
 
-    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("highest"):
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("default" if tf32_allowed() else "highest"):
         yield
 
 

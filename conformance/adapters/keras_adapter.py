@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import missing_module_reason
+from conformance.adapters.base import missing_module_reason, tf32_allowed
 from conformance.adapters.keras_common import (
     BuiltModel,
     KerasFamilyAdapter,
@@ -228,16 +228,16 @@ class _Keras3Adapter(KerasFamilyAdapter):
         if self.backend == "jax":
             import jax
 
-            stack.enter_context(jax.default_matmul_precision("highest"))
+            stack.enter_context(jax.default_matmul_precision("default" if tf32_allowed() else "highest"))
         elif not self._tf32_off and self.backend == "torch":
             import torch
 
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
+            torch.backends.cudnn.allow_tf32 = tf32_allowed()
         elif not self._tf32_off:
             import tensorflow as tf
 
-            tf.config.experimental.enable_tensor_float_32_execution(False)
+            tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
         self._tf32_off = True
 
     def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:

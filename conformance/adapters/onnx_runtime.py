@@ -35,7 +35,10 @@ def make_session(model_bytes: bytes, device: str):
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     provider = PROVIDERS[device]
-    provider_options = [CUDA_OPTIONS if device == "cuda" else {}]
+    from conformance.adapters.base import tf32_allowed
+
+    cuda_options = dict(CUDA_OPTIONS, use_tf32=str(int(tf32_allowed())))
+    provider_options = [cuda_options if device == "cuda" else {}]
     return onnxruntime.InferenceSession(model_bytes, options, providers=[provider],
                                         provider_options=provider_options)
 

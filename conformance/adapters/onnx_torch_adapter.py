@@ -33,7 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from conformance.adapters.base import missing_module_reason
+from conformance.adapters.base import missing_module_reason, tf32_allowed
 from conformance.adapters.torch_adapter import ModuleKey, TorchAdapter, build_module, forward_rnn
 
 INPUT_NAMES = ["x", "lengths", "h0", "c0"]
@@ -252,5 +252,5 @@ def make_session(model, device: str):
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         # TF32 off for the float32 verdict (SPEC.md section 5).
-        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": "0"}))
+        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": str(int(tf32_allowed()))}))
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=providers)

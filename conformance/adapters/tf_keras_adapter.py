@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import missing_module_reason
+from conformance.adapters.base import missing_module_reason, tf32_allowed
 from conformance.adapters.keras_common import (
     BuiltModel,
     KerasFamilyAdapter,
@@ -118,7 +118,7 @@ class TfKerasAdapter(KerasFamilyAdapter):
 
         if device == "cuda" and not self._tf32_off:
             # TF32 matmuls off for the float32 verdict (SPEC section 5).
-            tf.config.experimental.enable_tensor_float_32_execution(False)
+            tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
             self._tf32_off = True
         return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")
 

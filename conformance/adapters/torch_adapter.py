@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import Adapter, missing_module_reason
+from conformance.adapters.base import Adapter, missing_module_reason, tf32_allowed
 from conformance.adapters.torch_mapping import (
     RNN_NONLINEARITY,
     flip_valid_prefix,
@@ -358,8 +358,8 @@ def build_module(key: ModuleKey):
     module = getattr(torch.nn, TORCH_CLASS[key.cell])(key.input_size, key.units, **kwargs)
     if key.device == "cuda":
         # The float32 verdict needs true float32 matmuls (SPEC.md section 5).
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
+        torch.backends.cudnn.allow_tf32 = tf32_allowed()
     return module.to(device=key.device, dtype=getattr(torch, key.dtype)).eval()
 
 
