@@ -93,18 +93,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def write_json_atomic(path: str | Path, document: Any) -> None:
     """Write to a temporary file beside ``path`` and rename it over: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=1, sort_keys=True, allow_nan=False)
-            stream.write("\n")
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; reports are for everyone to read
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
