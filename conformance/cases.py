@@ -241,9 +241,5 @@ def build_cases() -> list[Case]:
     return cases
 
 
-def case_ids() -> list[str]:
-    return [case.id for case in build_cases()]
-
-
 def replace_expected(case: Case, expected: tuple[np.ndarray, ...]) -> Case:
     return dataclasses.replace(case, expected=expected)

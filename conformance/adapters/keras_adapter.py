@@ -49,6 +49,7 @@ from conformance.adapters.keras_common import (
     cudnn_mask_ok,
     mask_reaching,
     tensorflow_call,
+    tensorflow_gpu_name,
 )
 from conformance.case import Case
 from conformance.spec import LayerSpec
@@ -187,10 +188,7 @@ class _Keras3Adapter(KerasFamilyAdapter):
             import jax
 
             return jax.devices("gpu")[0].device_kind
-        import tensorflow as tf
-
-        gpu = tf.config.list_physical_devices("GPU")[0]
-        return tf.config.experimental.get_device_details(gpu).get("device_name", "cuda")
+        return tensorflow_gpu_name()
 
     def _activation(self, name: str) -> Any:
         return keras_activation(name)

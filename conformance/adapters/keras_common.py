@@ -361,3 +361,11 @@ class KerasFamilyAdapter(Adapter):
             if layer.cell != "simple_rnn":
                 names.add(layer.recurrent_activation)
         return names
+
+
+def tensorflow_gpu_name() -> str:
+    """The first GPU's name as TensorFlow reports it."""
+    import tensorflow as tf
+
+    gpu = tf.config.list_physical_devices("GPU")[0]
+    return tf.config.experimental.get_device_details(gpu).get("device_name", "cuda")

@@ -31,6 +31,7 @@ from conformance.adapters.keras_common import (
     cudnn_mask_ok,
     mask_reaching,
     tensorflow_call,
+    tensorflow_gpu_name,
 )
 from conformance.case import Case
 from conformance.spec import LayerSpec
@@ -100,10 +101,7 @@ class TfKerasAdapter(KerasFamilyAdapter):
     def device_name(self, device: str) -> str:
         if device != "cuda":
             return device
-        import tensorflow as tf
-
-        gpu = tf.config.list_physical_devices("GPU")[0]
-        return tf.config.experimental.get_device_details(gpu).get("device_name", "cuda")
+        return tensorflow_gpu_name()
 
     def _activation(self, name: str) -> Any:
         return tf_keras_activation(name)
