@@ -27,7 +27,7 @@ from conformance.spec import (
     StackedSpec,
     flag_label,
 )
-from conformance.weights import as_float32_values, make_weights
+from conformance.weights import as_float32_values, make_weights, uniform
 
 FLAGS = ((False, False), (True, False), (False, True), (True, True))
 UNITS = 4
@@ -85,17 +85,17 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
               x: np.ndarray | None = None, dtypes: tuple[str, ...] = ("float32",)) -> Case:
     rng = rng_for(case_id)
     if x is None:
-        x = rng.uniform(-1.0, 1.0, size=(batch, steps, features))
+        x = uniform(rng, -1.0, 1.0, (batch, steps, features))
     weights = {name: make_weights(layer, _layer_input_width(spec, name, features), scheme, rng)
                for name, layer in _spec_layers(spec).items()}
     decoder_x = None
     if isinstance(spec, EncoderDecoderSpec):
-        decoder_x = as_float32_values(rng.uniform(-1.0, 1.0, size=(batch, max(1, steps - 1), features)))
+        decoder_x = as_float32_values(uniform(rng, -1.0, 1.0, (batch, max(1, steps - 1), features)))
     states = None
     if initial_state:
         first = next(iter(_spec_layers(spec).values()))
         copies = 2 if isinstance(spec, BidirectionalSpec) else 1
-        states = tuple(as_float32_values(rng.uniform(-0.8, 0.8, size=(batch, first.units)))
+        states = tuple(as_float32_values(uniform(rng, -0.8, 0.8, (batch, first.units)))
                        for _ in range(copies * len(first.state_names)))
     return Case(id=case_id, spec=spec, x=as_float32_values(x), weights=weights,
                 mask=None if mask is None else mask(batch, steps), initial_state=states,

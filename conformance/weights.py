@@ -39,6 +39,16 @@ def as_float32_values(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float32).astype(np.float64)
 
 
+def uniform(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
+    """``rng.uniform(low, high, size)``'s values, computed so that no CPU can round them otherwise.
+
+    ``rng.random`` scales integers by 2**-53 (exact); the multiply and the add are
+    then two numpy operations, each rounded once, where numpy's compiled
+    ``uniform`` may be fused into one FMA on some CPUs (aarch64) and round differently.
+    """
+    return low + (high - low) * rng.random(size)
+
+
 def bias_shape(layer: LayerSpec) -> tuple[int, ...]:
     width = len(layer.gates) * layer.units
     if layer.cell == "gru" and layer.reset_after:
@@ -94,7 +104,7 @@ def random_weights(layer: LayerSpec, features: int, rng: np.random.Generator) ->
     shapes = weight_shapes(layer, features)
     scale = {"kernel": 0.6, "recurrent_kernel": 0.6, "bias": 0.3}
     return {
-        name: as_float32_values(rng.uniform(-scale[name], scale[name], size=shape))
+        name: as_float32_values(uniform(rng, -scale[name], scale[name], shape))
         for name, shape in shapes.items()
     }
 

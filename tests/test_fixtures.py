@@ -124,6 +124,20 @@ def test_a_stored_answer_the_oracle_no_longer_gives_is_named(copy, capsys):
     assert path.name in err and "oracle" in err
 
 
+def test_a_stored_answer_one_ulp_off_the_exact_one_is_named(copy, capsys):
+    """A last-bit change passes every tolerance; only the exact replay can catch it."""
+    path = first_case_file(copy)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    flat = arrays["expected.0"].ravel().copy()
+    flat[0] = np.nextafter(flat[0], np.inf)
+    arrays["expected.0"] = flat.reshape(arrays["expected.0"].shape)
+    path.write_bytes(fixtures.npz_bytes(arrays))
+    _rehash(copy, path)
+    err = verify_fails_with(copy, capsys)
+    assert path.name in err and "exact oracle" in err
+
+
 def test_load_cases_attaches_expected_outputs(copy):
     cases = fixtures.load_cases(copy)
     assert all(len(c.expected) == len(c.output_names) for c in cases)

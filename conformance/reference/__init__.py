@@ -17,13 +17,18 @@
 Returns the Keras output list, always a list (one array when
 ``return_state`` is False). Bad shapes or dtypes raise ValueError naming the
 tensor, the expected and the actual shape.
+
+``forward`` computes in float64 numpy (fast; its last bits depend on the CPU's
+BLAS). ``exact_forward`` runs the same equations on exact enclosures and
+returns the correctly rounded float64 of the exact result: the same bytes on
+every machine, which is what the golden fixtures store (``numbers`` says how).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from conformance.reference import bidirectional, composite, validation
+from conformance.reference import bidirectional, composite, numbers, validation
 from conformance.reference.rnn import layer_output_list, run_layer
 from conformance.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 
@@ -52,7 +57,22 @@ def _input_features(spec: AnySpec, features: int, decoder_features: int | None) 
 
 
 def forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np.ndarray]:
-    """The Keras output list for ``spec`` with these weights and inputs (see module doc)."""
+    """The Keras output list for ``spec`` with these weights and inputs, in float64 (module doc)."""
+    return _forward(spec, weights, x, initial_state, mask, exact=False)
+
+
+def _exact_weights(spec: AnySpec, checked: dict) -> dict:
+    """Validated float64 weights as exact point intervals, nested as ``checked`` is."""
+    if isinstance(spec, LayerSpec):
+        return {key: numbers.to_exact(value) for key, value in checked.items()}
+    return {name: _exact_weights(layer, checked[name]) for name, layer in spec.sublayers().items()}
+
+
+def _exact_or_none(array):
+    return None if array is None else numbers.to_exact(array)
+
+
+def _forward(spec: AnySpec, weights, x, initial_state, mask, *, exact: bool) -> list[np.ndarray]:
     decoder_x = None
     if isinstance(spec, EncoderDecoderSpec):
         if not isinstance(x, (tuple, list)) or len(x) != 2:
@@ -71,6 +91,9 @@ def forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np
         spec.layer if isinstance(spec, BidirectionalSpec) else spec)
     copies = 2 if isinstance(spec, BidirectionalSpec) else 1
     states = validation.state_list(initial_state, first, batch, copies)
+    if exact:
+        checked, x, decoder_x = _exact_weights(spec, checked), numbers.to_exact(x), _exact_or_none(decoder_x)
+        states = None if states is None else [numbers.to_exact(state) for state in states]
 
     if isinstance(spec, LayerSpec):
         sequence, final_states = run_layer(spec, checked, x, states, mask)
@@ -84,11 +107,39 @@ def forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np
     raise ValueError(f"spec: expected a LayerSpec or composite spec, got {type(spec).__name__}")
 
 
-__all__ = ["forward", "expected_outputs"]
+# Bits of the exact enclosures, tried in turn until every output rounds to one float64.
+# 128 suffices for every case of the matrix; the rest is for cases yet to come.
+EXACT_PRECISIONS = (128, 256, 1024)
+
+
+def exact_forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np.ndarray]:
+    """``forward``'s list, each value the correctly rounded float64 of the exact result."""
+    for bits in EXACT_PRECISIONS:
+        with numbers.working_precision(bits):
+            enclosures = _forward(spec, weights, x, initial_state, mask, exact=True)
+            try:
+                return [numbers.round_to_float64(output) for output in enclosures]
+            except numbers.StraddlesRounding as exc:
+                straddle = exc
+    raise ArithmeticError(f"an output's enclosure {straddle} at {EXACT_PRECISIONS[-1]} bits still "
+                          "straddles a float64 rounding boundary (an exact tie or an exact zero "
+                          "computed by cancellation?)")
+
+
+__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs"]
+
+
+def _case_arguments(case) -> tuple:
+    x = case.x if case.decoder_x is None else (case.x, case.decoder_x)
+    weights = case.weights["layer"] if isinstance(case.spec, LayerSpec) else case.weights
+    return case.spec, weights, x, case.initial_state, case.mask
 
 
 def expected_outputs(case) -> list[np.ndarray]:
-    """The oracle's answer for a ``conformance.case.Case`` (float64, whatever case.dtype)."""
-    x = case.x if case.decoder_x is None else (case.x, case.decoder_x)
-    weights = case.weights["layer"] if isinstance(case.spec, LayerSpec) else case.weights
-    return forward(case.spec, weights, x, case.initial_state, case.mask)
+    """The float64 oracle's answer for a ``conformance.case.Case`` (whatever case.dtype)."""
+    return forward(*_case_arguments(case))
+
+
+def exact_expected_outputs(case) -> list[np.ndarray]:
+    """The correctly rounded answer for a ``Case``: what the golden fixtures store."""
+    return exact_forward(*_case_arguments(case))

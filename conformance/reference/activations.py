@@ -1,9 +1,10 @@
-"""Activation functions by their Keras names, in float64 numpy.
+"""Activation functions by their Keras names, in either of the oracle's number systems.
 
 Two hard sigmoids exist and both are selectable: Keras 3's
 ``hard_sigmoid(x) = clip(x/6 + 1/2, 0, 1)`` and Keras <= 2's
 ``clip(0.2*x + 0.5, 0, 1)`` (named ``legacy_hard_sigmoid`` here), which old
-published results need.
+published results need. The real number 0.2 is written ``x / 5``: in the
+exact number system ``0.2`` would be the float64 nearest to it, not 1/5.
 """
 
 from __future__ import annotations
@@ -12,31 +13,27 @@ from collections.abc import Callable
 
 import numpy as np
 
+from conformance.reference import numbers
+
 Activation = Callable[[np.ndarray], np.ndarray]
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # Split by sign so exp never overflows for large |x|.
-    out = np.empty_like(x)
-    positive = x >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
-    exp_x = np.exp(x[~positive])
-    out[~positive] = exp_x / (1.0 + exp_x)
-    return out
-
-
 def hard_sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+    return numbers.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
 def legacy_hard_sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+    return numbers.clip(x / 5.0 + 0.5, 0.0, 1.0)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return numbers.clip(x, 0.0, np.inf)
 
 
 ACTIVATION_FUNCTIONS: dict[str, Activation] = {
-    "tanh": np.tanh,
-    "sigmoid": sigmoid,
-    "relu": lambda x: np.maximum(x, 0.0),
+    "tanh": numbers.tanh,
+    "sigmoid": numbers.sigmoid,
+    "relu": relu,
     "linear": lambda x: x,
     "hard_sigmoid": hard_sigmoid,
     "legacy_hard_sigmoid": legacy_hard_sigmoid,

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.reference import numbers
 from conformance.reference.activations import activation
 from conformance.spec import LayerSpec
 
 
 def _biases(layer: LayerSpec, weights: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(input bias, recurrent bias), zeros where the layer has none."""
-    width = weights["recurrent_kernel"].shape[1]
+    recurrent = weights["recurrent_kernel"]
+    zero = numbers.zeros((recurrent.shape[1],), like=recurrent)
     if not layer.use_bias:
-        return np.zeros(width), np.zeros(width)
+        return zero, zero
     if layer.reset_after:
         return weights["bias"][0], weights["bias"][1]
-    return weights["bias"], np.zeros(width)
+    return weights["bias"], zero
 
 
 def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,

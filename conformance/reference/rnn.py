@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conformance.reference import gru, lstm, simple_rnn
+from conformance.reference import gru, lstm, numbers, simple_rnn
 from conformance.spec import LayerSpec
 
 Step = Callable[..., tuple[np.ndarray, list[np.ndarray]]]
@@ -25,17 +25,17 @@ def run_layer(layer: LayerSpec, weights: dict[str, np.ndarray], x: np.ndarray,
               mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """The whole sequence of outputs (batch, T, units), processing order, and final states."""
     batch, timesteps, _ = x.shape
-    states = ([np.zeros((batch, layer.units)) for _ in layer.state_names]
-              if initial_state is None else [np.asarray(s, dtype=np.float64) for s in initial_state])
+    states = ([numbers.zeros((batch, layer.units), like=x) for _ in layer.state_names]
+              if initial_state is None else list(initial_state))
     step = CELL_STEPS[layer.cell]
     order = range(timesteps - 1, -1, -1) if layer.go_backwards else range(timesteps)
-    previous_output = np.zeros((batch, layer.units))
+    previous_output = numbers.zeros((batch, layer.units), like=x)
     outputs = []
     for t in order:
         output, new_states = step(layer, weights, x[:, t, :], states)
         if mask is not None:
             keep = mask[:, t][:, None]
-            fallback = np.zeros_like(output) if layer.zero_output_for_mask else previous_output
+            fallback = numbers.zeros(output.shape, like=output) if layer.zero_output_for_mask else previous_output
             output = np.where(keep, output, fallback)
             new_states = [np.where(keep, new, old) for new, old in zip(new_states, states)]
         outputs.append(output)
