@@ -4,7 +4,7 @@
 
 The names and shapes come from ``conformance.spec.LayerSpec`` (the Keras list
 is the reference). How PyTorch, ONNX and Flax return the same tensors is kept
-below as small tables, taken from SPEC.md section 4; they are claims checked by
+below as small tables, taken from SEMANTICS.md §4; they are claims checked by
 the adapters' tests against the real frameworks: correct the table, not the
 code, if a framework disagrees. Nothing here imports a framework.
 """

@@ -1,6 +1,6 @@
 """How close an answer must be: one stated rule, recorded per case in the fixtures.
 
-SPEC.md: for float32, |got - want| <= atol + rtol*|want| with atol = rtol = 1e-5
+SEMANTICS.md §6: for float32, |got - want| <= atol + rtol*|want| with atol = rtol = 1e-5
 (Keras's own RNN tests) on short sequences. Rounding error builds up along the
 recurrence, so the bound grows linearly with the number of steps past ten. A
 wrong gate order or GRU variant gives errors of 1e-2 to 1e-1, three orders of

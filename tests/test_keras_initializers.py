@@ -1,6 +1,6 @@
 """The ``constant`` weight scheme and the two hard sigmoids, checked against real Keras.
 
-SPEC section 2 claims what Keras builds from ``Constant`` initializers
+SEMANTICS.md §2 claims what Keras builds from ``Constant`` initializers
 (including LSTM's ``unit_forget_bias``) and how Keras 3 and tf_keras define
 ``hard_sigmoid``; these tests hold those claims to the installed frameworks.
 """
@@ -55,7 +55,7 @@ def test_constant_scheme_is_what_keras_builds_from_constant_initializers(layer):
 
 
 def test_unit_forget_bias_replaces_the_forget_block_of_constant_bias():
-    """SPEC: Constant(0.03) with unit_forget_bias gives [0.03..., 1..., 0.03..., 0.03...]."""
+    """SEMANTICS.md §2: Constant(0.03) with unit_forget_bias gives [0.03..., 1..., 0.03..., 0.03...]."""
     bias = keras_weights_from_constants(keras, LayerSpec("lstm", UNITS), 0.1, 0.1, 0.03)["bias"]
     expected = np.concatenate([np.full(UNITS, 0.03), np.ones(UNITS), np.full(2 * UNITS, 0.03)])
     np.testing.assert_array_equal(bias, expected.astype(np.float32))

@@ -1,4 +1,4 @@
-"""The oracle's behaviours, one per test, as SPEC.md states them (proved against Keras elsewhere)."""
+"""The oracle's behaviours, one per test, as SEMANTICS.md states them (proved against Keras elsewhere)."""
 
 import dataclasses
 
