@@ -121,14 +121,24 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from conformance.regression import compare_runs
+    """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input."""
+    from conformance.regression import check_growth_factor, compare_runs, summary_text
     from conformance.report import render_regression
     from conformance.reports_io import load_any
 
+    try:
+        check_growth_factor(args.growth_factor)
+    except ValueError:
+        raise UsageError(f"--growth-factor {args.growth_factor:g}: expected a finite number > 1") from None
+    if args.output.resolve() in (args.baseline.resolve(), args.current.resolve()):
+        raise UsageError(f"{args.output}: the report would overwrite a results file being compared")
     baseline, current = load_any([args.baseline]), load_any([args.current])
     regression = compare_runs(baseline, current, args.growth_factor)
-    path = render_regression(regression, baseline, current, args.output)
-    print(regression.summary_text())
+    try:
+        path = render_regression(regression, baseline, current, args.output)
+    except OSError as exc:
+        raise UsageError(f"{args.output}: not writable ({exc.strerror or exc})") from None
+    print(summary_text(regression))
     print(f"regression report: {path}")
     return EXIT_FAILED if regression.regressed else EXIT_OK
 

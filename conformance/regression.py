@@ -77,16 +77,27 @@ class ErrorChange:
             return math.inf
         return self.after / self.before
 
-    def line(self) -> str:
+    def ratio_text(self) -> str:
+        """'x500' for growth, '/500' for shrinkage; 'now exact' only when the error became 0."""
+        if self.after == 0:
+            return "now exact"
         factor = self.factor
-        ratio = f"x{factor:.3g}" if factor >= 1 else f"/{1 / factor:.3g}" if factor else "-> exact"
+        if factor >= 1:
+            return f"x{factor:.3g}"
+        return f"/{1 / factor:.3g}" if factor else "/inf"  # factor 0: it was infinitely wrong before
+
+    def line(self) -> str:
         return (f"{self.test_id} {self.tensor}: max abs {_sci(self.before)} -> {_sci(self.after)} "
-                f"({ratio}, {self.status})")
+                f"({self.ratio_text()}, {self.status})")
 
 
 @dataclass
 class Regression:
+    """Everything that changed between two runs, by category; ``regressed`` is the verdict."""
+
     growth_factor: float
+    baseline_count: int = 0
+    current_count: int = 0
     newly_failing: list[StatusChange] = field(default_factory=list)
     newly_erroring: list[StatusChange] = field(default_factory=list)
     newly_unsupported: list[StatusChange] = field(default_factory=list)
@@ -108,16 +119,30 @@ class Regression:
     def regressed(self) -> bool:
         return bool(self.newly_failing or self.newly_erroring or self.error_grew or self.lost_passes)
 
+    def regressing_sections(self) -> list[tuple[str, list]]:
+        """The kinds of change that make ``regressed`` true, each with its items."""
+        return [("newly failing", self.newly_failing), ("newly erroring", self.newly_erroring),
+                (f"error grew >{self.growth_factor:g}x", self.error_grew),
+                ("passed before, now unsupported/skipped/removed", self.lost_passes)]
+
+    def other_sections(self) -> list[tuple[str, list]]:
+        """Changes reported but not regressions (lost passes are left out: they are listed above)."""
+        def not_lost(items: list[StatusChange]) -> list[StatusChange]:
+            return [c for c in items if c.before != "pass"]
+
+        return [("newly unsupported", not_lost(self.newly_unsupported)),
+                ("newly skipped", not_lost(self.newly_skipped)), ("newly passing", self.newly_passing),
+                (f"error shrank >{self.growth_factor:g}x", self.error_shrank), ("added", self.added),
+                ("removed", not_lost(self.removed))]
+
     def reasons(self) -> list[str]:
         """Why ``regressed`` is true, one phrase per kind, e.g. '2 newly failing'."""
-        kinds = (("newly failing", self.newly_failing), ("newly erroring", self.newly_erroring),
-                 (f"error grew >{self.growth_factor:g}x", self.error_grew),
-                 ("passed before, now unsupported/skipped/removed", self.lost_passes))
-        return [f"{len(items)} {label}" for label, items in kinds if items]
+        return [f"{len(items)} {label}" for label, items in self.regressing_sections() if items]
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"regressed": self.regressed, "reasons": self.reasons(),
                                 "growth_factor": self.growth_factor, "noise_floor": NOISE_FLOOR,
+                                "baseline_count": self.baseline_count, "current_count": self.current_count,
                                 "notes": list(self.notes)}
         for name in CATEGORIES:
             data[name] = [_json_safe(asdict(item)) for item in getattr(self, name)]
@@ -197,25 +222,48 @@ def error_changes(before: dict[str, Any], after: dict[str, Any],
     return sorted(grew, key=key), sorted(shrank, key=key)
 
 
+def _adapters(document: dict[str, Any]) -> set[str]:
+    return {str(r.get("adapter") or "?") for r in document.get("results", [])}
+
+
+def _adapter_note(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Runs of different adapter sets compare fine, but every result of the odd ones out is added/removed."""
+    only_old, only_new = _adapters(baseline) - _adapters(current), _adapters(current) - _adapters(baseline)
+    if not (only_old or only_new):
+        return []
+    sides = [f"only in the baseline: {', '.join(sorted(only_old))}" if only_old else "",
+             f"only in the current run: {', '.join(sorted(only_new))}" if only_new else ""]
+    return ["the runs cover different adapters (" + "; ".join(s for s in sides if s)
+            + "): their results show as removed/added"]
+
+
 def _notes(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
     notes = []
-    if baseline.get("fixtures_sha256") != current.get("fixtures_sha256"):
+    # a .jsonl stream records no fixtures hash: only two known hashes can disagree
+    old_sha, new_sha = baseline.get("fixtures_sha256"), current.get("fixtures_sha256")
+    if old_sha and new_sha and old_sha != new_sha:
         notes.append("the runs used different fixtures (fixtures_sha256 differs): the expected values "
                      "may have changed")
     for label, document in (("baseline", baseline), ("current", current)):
         if not document.get("complete", False):
             notes.append(f"the {label} run is INCOMPLETE: missing results show as added/removed")
-    return notes
+    return notes + _adapter_note(baseline, current)
+
+
+def check_growth_factor(growth_factor: float) -> None:
+    """A factor of 1 or less flags every wobble; inf or NaN flags nothing: both are mistakes."""
+    if not (math.isfinite(growth_factor) and growth_factor > 1):
+        raise ValueError(f"growth_factor={growth_factor!r} is not allowed; expected a finite number > 1")
 
 
 def compare_runs(baseline: dict[str, Any], current: dict[str, Any],
                  growth_factor: float = 10.0) -> Regression:
     """What changed from ``baseline`` to ``current`` (both results documents)."""
-    if not growth_factor > 1:
-        raise ValueError(f"growth_factor={growth_factor!r} is not allowed; expected a number > 1")
+    check_growth_factor(growth_factor)
     old = {r["test_id"]: r for r in baseline.get("results", [])}
     new = {r["test_id"]: r for r in current.get("results", [])}
-    regression = Regression(growth_factor=growth_factor, notes=_notes(baseline, current))
+    regression = Regression(growth_factor=growth_factor, baseline_count=len(old), current_count=len(new),
+                            notes=_notes(baseline, current))
     for test_id in sorted(old.keys() | new.keys()):
         before, after = old.get(test_id), new.get(test_id)
         if before is None:
@@ -231,21 +279,34 @@ def compare_runs(baseline: dict[str, Any], current: dict[str, Any],
     return regression
 
 
-def summary_text(regression: Regression, limit: int = SUMMARY_LIMIT) -> str:
-    """The terminal summary: the verdict, then each non-empty category, ``limit`` lines each."""
+def verdict_line(regression: Regression) -> str:
+    """'REGRESSED: <reasons>' or 'OK: no regressions (...)': the line a CI log is searched for."""
     if regression.regressed:
-        lines = ["REGRESSED: " + "; ".join(regression.reasons())]
-    else:
-        lines = ["No regression."]
-    lines += [f"note: {note}" for note in regression.notes]
-    titles = {"error_grew": f"error grew >{regression.growth_factor:g}x",
-              "error_shrank": f"error shrank >{regression.growth_factor:g}x"}
-    for name in CATEGORIES:
-        items = getattr(regression, name)
-        if not items:
-            continue
-        lines.append(f"{titles.get(name, name.replace('_', ' '))} ({len(items)}):")
-        lines += [f"  {item.line()}" for item in items[:limit]]
-        if len(items) > limit:
-            lines.append(f"  ... and {len(items) - limit} more")
+        return "REGRESSED: " + "; ".join(regression.reasons())
+    return (f"OK: no regressions ({regression.baseline_count} results in the baseline, "
+            f"{regression.current_count} in the current run)")
+
+
+def _section_lines(title: str, items: list, limit: int) -> list[str]:
+    lines = [f"{title} ({len(items)}):"] + [f"  {item.line()}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more")
+    return lines
+
+
+def summary_text(regression: Regression, limit: int = SUMMARY_LIMIT) -> str:
+    """The terminal summary: the verdict, notes, what regressed (named first), then the other changes.
+
+    Each section shows at most ``limit`` lines, so a huge change can't flood a CI log; the HTML
+    report has them all.
+    """
+    lines = [verdict_line(regression)] + [f"note: {note}" for note in regression.notes]
+    for title, items in regression.regressing_sections():
+        if items:
+            lines += _section_lines(title, items, limit)
+    others = [(title, items) for title, items in regression.other_sections() if items]
+    if others:
+        lines.append("other changes (not regressions):")
+        for title, items in others:
+            lines += _section_lines(title, items, limit)
     return "\n".join(lines)

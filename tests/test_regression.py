@@ -44,7 +44,7 @@ def test_equal_runs_are_no_regression() -> None:
     regression = compare_runs(BASELINE, copy.deepcopy(BASELINE))
     assert not regression.regressed
     assert all(not getattr(regression, name) for name in CATEGORIES)
-    assert summary_text(regression).startswith("No regression.")
+    assert summary_text(regression).startswith("OK: no regressions (3 results in the baseline, 3 in the current run)")
 
 
 def test_pass_to_fail_is_a_regression() -> None:
@@ -142,6 +142,12 @@ def test_growth_factor_must_exceed_one() -> None:
         compare_runs(BASELINE, BASELINE, growth_factor=1)
 
 
+@pytest.mark.parametrize("factor", [float("inf"), float("nan")])
+def test_a_growth_factor_that_flags_nothing_is_refused(factor: float) -> None:
+    with pytest.raises(ValueError, match="finite number > 1"):
+        compare_runs(BASELINE, BASELINE, growth_factor=factor)
+
+
 def test_regression_report_renders_both_runs(tmp_path: Path) -> None:
     current = document(record(A, "fail", {"output": 0.05, "h": 1e-8}), record(B, errors={"output": 5e-6}),
                        record(C, "unsupported"))
@@ -150,3 +156,74 @@ def test_regression_report_renders_both_runs(tmp_path: Path) -> None:
     assert "REGRESSED" in html
     assert "Newly failing" in html and "Error grew" in html
     assert html.count('<div class="side-title">baseline</div>') == 2  # one per changed result
+
+
+def test_summary_names_what_regressed_before_the_other_changes() -> None:
+    D = "gru-seq0-state1-random-b3t5-relu[torch-cpu-float32]"
+    current = document(record(A, "fail", {"output": 0.05, "h": 1e-8}), record(B), record(C), record(D))
+    lines = summary_text(compare_runs(BASELINE, current)).splitlines()
+    assert lines[0] == "REGRESSED: 1 newly failing"
+    assert lines.index("newly failing (1):") < lines.index("other changes (not regressions):")
+    assert lines[lines.index("newly failing (1):") + 1].startswith(f"  {A}  pass -> fail")
+    assert lines.index("other changes (not regressions):") < lines.index("newly passing (1):")
+    assert "added (1):" in lines
+
+
+def test_a_lost_pass_is_listed_once_among_the_regressions() -> None:
+    lines = summary_text(compare_runs(BASELINE, document(record(A), record(C, "unsupported")))).splitlines()
+    assert lines[0] == "REGRESSED: 1 passed before, now unsupported/skipped/removed"
+    assert sum(B in line for line in lines) == 1
+    assert "removed (1):" not in lines
+
+
+def test_summary_caps_each_section_and_says_how_many_more() -> None:
+    ids = [f"gru-seq0-state1-random-b3t5-n{n}[torch-cpu-float32]" for n in range(5)]
+    regression = compare_runs(document(*(record(i) for i in ids)), document(*(record(i, "fail") for i in ids)))
+    lines = summary_text(regression, limit=2).splitlines()
+    assert lines[1:] == ["newly failing (5):", f"  {regression.newly_failing[0].line()}",
+                         f"  {regression.newly_failing[1].line()}", "  ... and 3 more"]
+
+
+def test_runs_of_different_adapters_are_noted() -> None:
+    onnx = A.replace("[torch-", "[onnx-native-")
+    notes = compare_runs(BASELINE, document(record(A), record(onnx))).notes
+    assert notes == ["the runs cover different adapters (only in the current run: onnx-native): "
+                     "their results show as removed/added"]
+
+
+def test_a_stream_without_a_fixtures_hash_is_not_said_to_use_other_fixtures() -> None:
+    stream = copy.deepcopy(BASELINE)
+    stream["fixtures_sha256"] = ""  # what a .jsonl stream of an interrupted run records
+    assert compare_runs(BASELINE, stream).notes == []
+
+
+def test_an_error_that_was_infinite_and_is_now_finite_is_not_called_exact() -> None:
+    baseline = document(record(A, errors={"output": 1e-3}))
+    baseline["results"][0]["tensors"][0]["max_abs"] = "inf"
+    [shrank] = compare_runs(baseline, document(record(A, errors={"output": 1e-3}))).error_shrank
+    assert shrank.ratio_text() == "/inf"
+    assert "exact" not in shrank.line()
+
+
+def test_an_error_that_became_zero_is_called_exact() -> None:
+    [shrank] = compare_runs(document(record(A, errors={"output": 5e-6})),
+                            document(record(A, errors={"output": 0.0}))).error_shrank
+    assert shrank.ratio_text() == "now exact"
+
+
+@pytest.mark.parametrize("status", ["error", "unsupported", "skipped"])
+def test_results_without_tensors_compare_with_themselves_cleanly(status: str) -> None:
+    run = document(record(A, status), record(B, status))
+    for item in run["results"]:
+        del item["tensors"], item["max_abs"]  # records written by other producers may lack them
+    regression = compare_runs(run, copy.deepcopy(run))
+    assert not regression.regressed and not any(getattr(regression, name) for name in CATEGORIES)
+
+
+def test_minimal_records_render_in_the_regression_report(tmp_path: Path) -> None:
+    baseline = document({"test_id": A, "status": "pass"})
+    current = document({"test_id": A, "status": "fail"}, {"test_id": "not-a-test-id", "status": "error"})
+    regression = compare_runs(baseline, current)
+    assert [c.test_id for c in regression.newly_failing] == [A]
+    html = render_regression(regression, baseline, current, tmp_path / "regression.html").read_text("utf-8")
+    assert A in html and "not-a-test-id" in html
