@@ -152,7 +152,8 @@ def bench_command(args: argparse.Namespace) -> int:
         if entry.get("available"):
             entry.update(measure_matrix(adapter, scratch / adapter, QUICK_KEYWORD if args.quick else ""))
         figures[adapter] = entry
-    measured = [f for f in figures.values() if "matrix_wall_s" in f]
+    broken = [name for name, f in figures.items() if not _matrix_ran(f)]
+    measured = [f for f in figures.values() if "matrix_wall_s" in f and _matrix_ran(f)]
     document = {"machine": machine_info(), "versions": package_versions(), "quick": args.quick,
                 "cpu_count": os.cpu_count(), "adapters": figures,
                 "total_matrix_wall_s": round(sum(f["matrix_wall_s"] for f in measured), 2),
@@ -160,7 +161,16 @@ def bench_command(args: argparse.Namespace) -> int:
     write_json_atomic(args.output, document)
     print(summary(document))
     print(f"benchmark: {args.output}")
+    if broken:  # a timing of a pytest run that broke measures nothing: say so, exit 1
+        print(f"bench: the matrix run broke for {', '.join(broken)} (see exit_status); "
+              "left out of the totals", file=sys.stderr)
+        return 1
     return 0
+
+
+def _matrix_ran(entry: dict) -> bool:
+    """pytest ran the tests (0: all passed, 1: some failed); 2-5 mean it broke or ran nothing."""
+    return "exit_status" not in entry or (entry["exit_status"] in (0, 1) and entry["results"] > 0)
 
 
 def summary(document: dict) -> str:
@@ -168,6 +178,10 @@ def summary(document: dict) -> str:
     for name, entry in document["adapters"].items():
         if "matrix_wall_s" not in entry:
             lines.append(f"{name:<18} unavailable: {entry.get('reason')}")
+            continue
+        if not _matrix_ran(entry):
+            lines.append(f"{name:<18} matrix run broke: pytest exit status {entry['exit_status']}, "
+                         f"{entry['results']} results")
             continue
         measured = entry["overhead"].get("measured")
         share = f"{entry['overhead']['overhead_fraction']:+.1%}" if measured else "n/a"
