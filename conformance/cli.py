@@ -38,7 +38,10 @@ def build_parser() -> Parser:
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
     run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS")
     run.add_argument("--fixtures-dir", type=Path, default=None)
-    run.add_argument("--known-failures", type=Path, default=None)
+    run.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
+                     help="a further known-differences list (repeatable; added after the built-in one)")
+    run.add_argument("--no-builtin-known-failures", action="store_true",
+                     help="leave out the built-in list, conformance/known_failures.txt")
     run.add_argument("--tf32", action="store_true",
                      help="labelled mode: leave TF32 on on GPUs (the float32 verdict runs with it off)")
 

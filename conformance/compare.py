@@ -31,7 +31,7 @@ class TensorComparison:
     actual_dtype: str | None = None
     problem: str | None = None  # shape / dtype / values, in words
     max_abs: float | None = None
-    max_rel: float | None = None
+    max_rel: float | None = None  # over nonzero expected values only: see relative_error
     max_ulp: float | None = None
     mismatched: int = 0
     total: int = 0
@@ -127,6 +127,19 @@ def _first_divergence(bad: np.ndarray, got: np.ndarray, want: np.ndarray) -> dic
             "window_axis": "time" if bad.ndim == 3 else "unit"}
 
 
+def relative_error(abs_error: np.ndarray, expected: np.ndarray) -> float | None:
+    """max |got - want| / |want| over the values whose expected value is not 0; None when all are 0.
+
+    Relative error is not defined where the answer is 0 (dividing by the
+    smallest float there gave figures like 2.8e307 that said nothing); those
+    values are judged by ``atol`` and show in ``max_abs``.
+    """
+    nonzero = expected != 0
+    if not nonzero.any():
+        return None
+    return float((abs_error[nonzero] / np.abs(expected[nonzero])).max())
+
+
 def compare_tensor(name: str, actual: Any, expected: np.ndarray, dtype: str,
                    atol: float, rtol: float) -> TensorComparison:
     result = TensorComparison(name=name, expected_shape=list(expected.shape))
@@ -146,7 +159,7 @@ def compare_tensor(name: str, actual: Any, expected: np.ndarray, dtype: str,
         worst = np.unravel_index(int(np.argmax(abs_error)), abs_error.shape)
         result.worst_index = [int(i) for i in worst]
         result.max_abs = float(abs_error.max())
-        result.max_rel = float((abs_error / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)).max())
+        result.max_rel = relative_error(abs_error, expected)
         if got.dtype in (np.float32, np.float64):
             result.max_ulp = float(ulp_distance(got, expected, str(got.dtype)).max())
         result.error_map = error_map(abs_error) if abs_error.ndim >= 2 else None

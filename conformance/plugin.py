@@ -21,7 +21,7 @@ from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapte
 from conformance.adapters.base import TF32_VARIABLE, tf32_allowed
 from conformance.case import Case
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
-from conformance.known_failures import load_known_failures
+from conformance.known_failures import Audit, known_failure_files, load_known_failures
 from conformance.machine import machine_info, package_versions
 from conformance.results import (
     JsonlWriter,
@@ -33,7 +33,6 @@ from conformance.results import (
 )
 
 DEVICES = ("cpu", "cuda")
-DEFAULT_KNOWN_FAILURES = Path(__file__).with_name("known_failures.txt")
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--results-json", default=None, metavar="FILE",
                     help="write the session's results document here (default: REPORT_DIR/results.json)")
     group.addoption("--report-dir", default="reports", metavar="DIR")
-    group.addoption("--known-failures", default=str(DEFAULT_KNOWN_FAILURES), metavar="FILE",
-                    help="test ids with reasons whose failures are documented findings")
+    group.addoption("--known-failures", action="append", default=[], metavar="FILE",
+                    help="a further list of test ids with reasons whose fails and errors are documented "
+                         "findings (repeatable; added after the built-in list)")
+    group.addoption("--no-builtin-known-failures", action="store_true",
+                    help="leave out the built-in list, conformance/known_failures.txt")
     group.addoption("--tf32", action="store_true",
                     help="labelled mode: leave TF32 matmuls on on GPUs (results carry run_info.tf32)")
     group.addoption("--skip-done", action="store_true",
@@ -84,7 +86,9 @@ class ConformanceSession:
         self.stream_path = Path(option.results_stream or report_dir / "results.jsonl")
         self.json_path = Path(option.results_json or report_dir / "results.json")
         self.fixtures_dir = Path(option.fixtures_dir) if option.fixtures_dir else default_fixtures_dir()
-        self.known = load_known_failures(option.known_failures)
+        self.known = load_known_failures(known_failure_files(
+            option.known_failures, builtin=not option.no_builtin_known_failures))
+        self.case_dtypes: dict[str, tuple[str, ...]] = {}  # the whole matrix, before -k
         self.adapters: dict[str, Any] = {}
         self.records: list[dict[str, Any]] = []
         self.done_ids: set[str] = set()
@@ -134,11 +138,16 @@ class ConformanceSession:
             }
         return summary
 
-    def write_document(self, complete: bool) -> None:
+    def known_audit(self) -> Audit:
+        """The known-differences entries this session checked and those that matched no result."""
+        return self.known.audit(self.records, self.case_dtypes, selected=bool(self.config.option.keyword))
+
+    def write_document(self, complete: bool, audit: Audit | None) -> None:
         document = results_document(
             self.records, complete=complete, created=self.created,
             fixtures_sha256=manifest_sha256(self.fixtures_dir), machine=machine_info(),
-            adapters=self.adapter_summary())
+            adapters=self.adapter_summary(), known_checked=audit and audit.checked,
+            known_unmatched=audit and audit.unmatched_patterns)
         write_json_atomic(self.json_path, document)
 
 
@@ -187,6 +196,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             session.adapter(name)
     except (FixtureError, UnknownAdapterError) as exc:
         pytest.exit(str(exc), returncode=2)
+    session.case_dtypes = {case.id: case.dtypes for case in cases}
     params = _params(session, cases)
     metafunc.parametrize("conformance_param", params, ids=[p.test_id for p in params])
 
@@ -223,12 +233,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or state.writer is None:
         return
     interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-    state.write_document(complete=not interrupted)
-    unused = state.known.unused() if not session.config.option.keyword else []
+    audit = None if interrupted else state.known_audit()
+    state.write_document(complete=not interrupted, audit=audit)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        for pattern in unused:
-            reporter.write_line(f"conformance: known-failure entry matched no test: {pattern}")
+        for entry in audit.unmatched if audit else ():
+            reporter.write_line(f"conformance: known-differences entry matched no result: {entry.pattern} "
+                                f"({entry.origin})")
         reporter.write_line(f"conformance: results written to {state.json_path}")
 
 

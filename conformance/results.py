@@ -7,10 +7,19 @@ At the end the streams are merged into ``results.json``, written atomically
 
     {"schema": "rnn-conformance/results/1", "complete": true, "created": ...,
      "fixtures_sha256": ..., "machine": {...}, "adapters": {name: {...}},
-     "results": [record, ...]}
+     "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
+     "known_unmatched": [pattern, ...], "results": [record, ...]}
 
 A record's key is ``test_id`` (``case[adapter-device-dtype]``); its
-``status`` is one of ``STATUSES``.
+``status`` is one of ``STATUSES``. What a record means for the run is its
+``outcome`` (one of ``OUTCOMES``), decided here and nowhere else: a fail or
+error that the known-differences list explains (``run_info.known_failure``)
+is ``known``, so the ``fail`` and ``error`` outcomes are the unexpected ones.
+``counts`` holds the outcome counts that every report shows.
+``known_checked`` / ``known_unmatched`` are the known-differences entries this
+run could check and those it found matching no result
+(``conformance.known_failures.KnownFailures.audit``); both are null when the
+run checked none (an interrupted run, or an older file).
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from typing import Any
 
 SCHEMA = "rnn-conformance/results/1"
 STATUSES = ("pass", "fail", "unsupported", "error", "skipped")
+OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped")
+UNEXPECTED = ("fail", "error")
 VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
 
 
@@ -101,7 +112,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        # backslashreplace: a lone surrogate in an adapter's message (undecodable bytes
+        # decoded with surrogateescape) must not lose the whole report.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
             stream.write(text)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
@@ -110,13 +123,40 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise
 
 
+def outcome(record: dict[str, Any]) -> str:
+    """What a result means for the run: its status, or ``known`` for a documented fail or error.
+
+    The one place that decides it, so that the summary table, results.json,
+    the HTML report, JUnit and the exit status can never disagree.
+    """
+    status = record["status"]
+    if status in UNEXPECTED and (record.get("run_info") or {}).get("known_failure"):
+        return "known"
+    return status
+
+
+def outcome_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many records have each outcome, every outcome present (zero if none)."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for record in records:
+        counts[outcome(record)] += 1
+    return counts
+
+
+def unexpected_count(counts: dict[str, int]) -> int:
+    """Fails and errors that no known-differences entry explains: what makes a run red."""
+    return sum(counts[name] for name in UNEXPECTED)
+
+
 def results_document(records: Iterable[dict[str, Any]], *, complete: bool, created: str,
                      fixtures_sha256: str, machine: dict[str, Any],
-                     adapters: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                     adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
+                     known_unmatched: list[str] | None = None) -> dict[str, Any]:
     ordered = sorted(records, key=lambda r: r["test_id"])
     return {"schema": SCHEMA, "complete": complete, "created": created,
             "fixtures_sha256": fixtures_sha256, "machine": machine, "adapters": adapters,
-            "results": ordered}
+            "counts": outcome_counts(ordered), "known_checked": known_checked,
+            "known_unmatched": known_unmatched, "results": ordered}
 
 
 def validate_document(document: Any, origin: str) -> dict[str, Any]:
@@ -159,15 +199,26 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
         for record in document["results"]:
             by_id[record["test_id"]] = record
     first = documents[0] if documents else {}
+    checked, unmatched = merge_known_audits(documents)
     return results_document(
         by_id.values(), complete=all(d.get("complete", False) for d in documents),
         created=max((d.get("created", "") for d in documents), default=""),
         fixtures_sha256=first.get("fixtures_sha256", ""), machine=first.get("machine", {}),
-        adapters=adapters)
+        adapters=adapters, known_checked=checked, known_unmatched=unmatched)
 
 
-def status_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
-    for record in records:
-        counts[record["status"]] += 1
-    return counts
+def merge_known_audits(documents: list[dict[str, Any]]) -> tuple[list[str] | None, list[str] | None]:
+    """Entries unmatched in the merged run: unmatched in some part and cleared by none.
+
+    Each part (one tox env, say) checks only the entries for the adapters it
+    ran; an entry one part found unmatched still matched if another part that
+    checked it did not find it unmatched.
+    """
+    audited = [d for d in documents if d.get("known_checked") is not None]
+    if not audited:
+        return None, None
+    checked = list(dict.fromkeys(p for d in audited for p in d["known_checked"]))
+    cleared = {p for d in audited for p in d["known_checked"] if p not in (d.get("known_unmatched") or ())}
+    unmatched = [p for p in dict.fromkeys(p for d in audited for p in d.get("known_unmatched") or ())
+                 if p not in cleared]
+    return checked, unmatched

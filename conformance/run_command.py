@@ -3,8 +3,11 @@
 Writes ``results.json``, ``junit.xml`` and ``index.html`` to the report dir
 (each atomically), plus per-adapter streams under ``REPORT_DIR/streams/``.
 An interrupted run (Ctrl-C, SIGTERM) still writes all three, marked
-incomplete. Exit 0 when nothing failed or errored (documented known
-differences aside), 1 when something did, 2 on bad usage.
+incomplete. Every output counts outcomes with ``conformance.results.outcome``
+(known differences apart from unexpected fails and errors), and the
+known-differences entries that matched no result are named at the end of the
+run and in the reports. Exit 0 when nothing failed or errored unexpectedly,
+1 when something did, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -21,10 +24,9 @@ from pathlib import Path
 from conformance.adapters import adapter_paths, load_adapter
 from conformance.cli import EXIT_FAILED, EXIT_OK, UsageError
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
-from conformance.known_failures import load_known_failures
+from conformance.known_failures import Audit, known_failure_files, load_known_failures
 from conformance.machine import machine_info
-from conformance.plugin import DEFAULT_KNOWN_FAILURES
-from conformance.results import results_document, status_counts, write_json_atomic
+from conformance.results import OUTCOMES, outcome_counts, results_document, unexpected_count, write_json_atomic
 from conformance.runner import GroupRun, group_records, new_group, progress_line, supervise
 
 PROGRESS_EVERY = 5.0
@@ -59,13 +61,14 @@ def validated_options(args: argparse.Namespace) -> dict:
         raise UsageError("--jobs must be >= 1 and --case-timeout > 0")
     for name in args.adapter:
         load_adapter(name)  # UnknownAdapterError -> one line, exit 2
-    known_failures = args.known_failures or DEFAULT_KNOWN_FAILURES
+    builtin = not args.no_builtin_known_failures
     try:
-        load_known_failures(known_failures)
+        known = load_known_failures(known_failure_files(args.known_failures, builtin))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword,
-            "fixtures_dir": args.fixtures_dir, "known_failures": str(known_failures),
+            "fixtures_dir": args.fixtures_dir, "known": known, "builtin_known_failures": builtin,
+            "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
             "case_timeout": args.case_timeout, "tf32": args.tf32}
 
 
@@ -94,39 +97,51 @@ def adapter_summaries(groups: list[GroupRun]) -> dict:
     return summary
 
 
-def write_outputs(report_dir: Path, groups: list[GroupRun], fixtures_dir: Path, complete: bool,
-                  created: str) -> dict:
+def write_outputs(report_dir: Path, records: list[dict], groups: list[GroupRun], fixtures_dir: Path,
+                  complete: bool, created: str, audit: Audit | None) -> dict:
     from conformance.junit import write_junit
     from conformance.report import render_report
 
-    records = [record for group in groups for record in group_records(group)]
     document = results_document(records, complete=complete, created=created,
                                 fixtures_sha256=manifest_sha256(fixtures_dir), machine=machine_info(),
-                                adapters=adapter_summaries(groups))
+                                adapters=adapter_summaries(groups), known_checked=audit and audit.checked,
+                                known_unmatched=audit and audit.unmatched_patterns)
     write_json_atomic(report_dir / "results.json", document)
     write_junit(report_dir / "junit.xml", document["results"])
     render_report(document, report_dir)
     return document
 
 
+SUMMARY_COLUMNS = {"pass": "pass", "fail": "fail", "error": "error", "known": "known",
+                   "unsupported": "unsup", "skipped": "skip"}
+
+
 def summary_table(document: dict) -> str:
+    """Outcome counts per adapter and in all; fail and error are the unexpected ones."""
     by_adapter: dict[str, list[dict]] = {}
     for record in document["results"]:
         by_adapter.setdefault(record["adapter"], []).append(record)
-    header = f"{'adapter':<20} {'pass':>6} {'fail':>6} {'known':>6} {'unsup':>6} {'error':>6} {'skip':>6}"
-    # "known" counts the fails and errors that known_failures.txt explains; fail/error the rest.
+    rows = [(adapter, outcome_counts(records)) for adapter, records in sorted(by_adapter.items())]
+    rows.append(("all", outcome_counts(document["results"])))
+    header = f"{'adapter':<20}" + "".join(f" {SUMMARY_COLUMNS[name]:>6}" for name in OUTCOMES)
     lines = [header, "-" * len(header)]
-    for adapter, records in sorted(by_adapter.items()):
-        known = [r for r in records if r["run_info"].get("known_failure")]
-        counts = status_counts(r for r in records if not r["run_info"].get("known_failure"))
-        lines.append(f"{adapter:<20} {counts['pass']:>6} {counts['fail']:>6} {len(known):>6} "
-                     f"{counts['unsupported']:>6} {counts['error']:>6} {counts['skipped']:>6}")
+    lines += [f"{name:<20}" + "".join(f" {counts[o]:>6}" for o in OUTCOMES) for name, counts in rows]
+    totals = rows[-1][1]
+    lines.append(f"{unexpected_count(totals)} unexpected (fail, error), {totals['known']} known differences "
+                 f"(fails and errors the known-differences lists explain)")
     return "\n".join(lines)
 
 
+def unmatched_lines(audit: Audit | None) -> list[str]:
+    """The known-differences entries that matched no result, each with where it is written."""
+    if audit is None or not audit.unmatched:
+        return []
+    return [f"known-differences entries that matched no result ({len(audit.unmatched)}):"] + [
+        f"  {entry.pattern}   # {entry.reason}  ({entry.origin})" for entry in audit.unmatched]
+
+
 def unexpected_failures(document: dict) -> int:
-    return sum(1 for r in document["results"]
-               if r["status"] in ("fail", "error") and not r["run_info"].get("known_failure"))
+    return unexpected_count(outcome_counts(document["results"]))
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: finish the reports
@@ -160,8 +175,13 @@ def run_command(args: argparse.Namespace) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
         signal.signal(signal.SIGTERM, previous_handler)
     progress(force=True)
-    document = write_outputs(args.report_dir, groups, fixtures_dir, complete, created)
+    records = [record for group in groups for record in group_records(group)]
+    audit = options["known"].audit(records, {c.id: c.dtypes for c in cases.values()},
+                                   selected=bool(args.keyword)) if complete else None
+    document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit)
     print(summary_table(document))
+    for line in unmatched_lines(audit):
+        print(line)
     print(f"reports: {args.report_dir / 'index.html'}, results.json, junit.xml"
           + ("" if complete else "  (INCOMPLETE run)"))
     if not complete:

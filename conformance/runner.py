@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.case import Case
-from conformance.results import JsonlWriter, make_record, read_jsonl
+from conformance.results import UNEXPECTED, JsonlWriter, make_record, outcome, read_jsonl
 
 TEST_MODULE = Path(__file__).with_name("test_conformance.py")
 STDERR_TAIL = 4000
@@ -69,7 +69,7 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
                "-q", "--no-header", "-rN", "--tb=no",
                "--adapter", group.adapter, "--device", options["device"], "--dtype", options["dtype"],
                "--report-dir", str(group.stream.parent), "--results-stream", str(group.stream),
-               "--results-json", str(group.group_json), "--known-failures", options["known_failures"],
+               "--results-json", str(group.group_json), *known_failure_args(options),
                "-o", "addopts=", "-W", "default"]
     if options.get("fixtures_dir"):
         command += ["--fixtures-dir", str(options["fixtures_dir"])]
@@ -80,6 +80,12 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
     if options.get("tf32"):
         command.append("--tf32")
     return command
+
+
+def known_failure_args(options: dict) -> list[str]:
+    """The run's known-differences lists, passed on as given (the child resolves them the same way)."""
+    args = [arg for path in options.get("known_failures", ()) for arg in ("--known-failures", str(path))]
+    return args + ([] if options.get("builtin_known_failures", True) else ["--no-builtin-known-failures"])
 
 
 def start(group: GroupRun, options: dict, resume: bool) -> None:
@@ -105,7 +111,7 @@ def follow(group: GroupRun) -> None:
             group.current, group.current_since = line["test_id"], time.monotonic()
         elif kind == "result":
             group.done += 1
-            group.failed += line["status"] in ("fail", "error") and not line["run_info"].get("known_failure")
+            group.failed += outcome(line) in UNEXPECTED
             if line["test_id"] == group.current:
                 group.current = None
     group.seen_lines = len(lines)

@@ -1,14 +1,44 @@
-"""Known differences are data: every entry needs a reason, and brackets in ids are literal."""
+"""Known differences are data: every entry needs a reason, lists add up, and an entry that matches nothing is named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from conformance.known_failures import parse_known_failures
+from conformance.cli import main
+from conformance.known_failures import (
+    BUILTIN_KNOWN_FAILURES,
+    known_failure_files,
+    load_known_failures,
+    parse_known_failures,
+)
+from conformance.runner import known_failure_args
 
 TEXT = """
 # comment lines are ignored
 *-mask_empty_row[keras-jax-*-float32]   # masked leading steps output initial h
 gru-seq0-state0-random-b1t1[torch-cpu-float32]  # an exact id
 """
+MATRIX = {"lstm-seq0-state1-random-b3t5-mask_empty_row": ("float32",),
+          "gru-seq0-state0-random-b1t1": ("float32", "float64")}
+
+
+def result(test_id: str, status: str, known: str | None = None) -> dict:
+    case_id, rest = test_id.split("[")
+    adapter, device, dtype = rest.rstrip("]").rsplit("-", 2)
+    return {"test_id": test_id, "case_id": case_id, "adapter": adapter, "device": device, "dtype": dtype,
+            "status": status, "run_info": {"known_failure": known} if known else {}}
+
+
+def unmatched(known, records, selected: bool = False) -> list[str]:
+    return known.audit(records, MATRIX, selected).unmatched_patterns
+
+
+# --- the format ---------------------------------------------------------------------------------
 
 
 def test_a_pattern_matches_ids_with_their_brackets_literal():
@@ -18,19 +48,179 @@ def test_a_pattern_matches_ids_with_their_brackets_literal():
     assert known.reason_for("lstm-seq0-state1-random-b3t5-mask_empty_rowk[keras-jax-cpu-float32]") is None
 
 
-def test_entries_that_matched_nothing_are_reported():
-    known = parse_known_failures(TEXT)
-    known.reason_for("gru-seq0-state0-random-b1t1[torch-cpu-float32]")
-    assert known.unused() == ["*-mask_empty_row[keras-jax-*-float32]"]
-
-
 def test_an_entry_without_a_reason_is_refused():
-    with pytest.raises(ValueError, match="needs '# reason'"):
+    with pytest.raises(ValueError, match="kf.txt:1: an entry needs '# reason'"):
         parse_known_failures("lstm-*[torch-cpu-float32]\n", "kf.txt")
 
 
-def test_the_shipped_list_parses():
-    from conformance.known_failures import load_known_failures
-    from conformance.plugin import DEFAULT_KNOWN_FAILURES
+@pytest.mark.parametrize("pattern", ["lstm-* [torch-*]", "lstm[a][torch-*]"])
+def test_a_pattern_that_can_match_no_test_id_is_refused(pattern):
+    with pytest.raises(ValueError, match="can match no test id"):
+        parse_known_failures(f"{pattern}  # why\n", "kf.txt")
 
-    assert load_known_failures(DEFAULT_KNOWN_FAILURES).entries
+
+def test_the_shipped_list_parses():
+    assert load_known_failures([BUILTIN_KNOWN_FAILURES]).entries
+
+
+# --- several lists ------------------------------------------------------------------------------
+
+
+def test_extra_lists_come_after_the_builtin_one():
+    assert known_failure_files(["a.txt", "b.txt"]) == [BUILTIN_KNOWN_FAILURES, Path("a.txt"), Path("b.txt")]
+
+
+def test_the_builtin_list_can_be_left_out():
+    assert known_failure_files(["a.txt"], builtin=False) == [Path("a.txt")]
+
+
+def test_several_files_make_one_list_and_the_first_match_gives_the_reason(tmp_path):
+    (tmp_path / "a.txt").write_text("lstm-*[torch-*]  # from a\n")
+    (tmp_path / "b.txt").write_text("lstm-*[torch-*-float64]  # from b\ngru-*[torch-*]  # gru from b\n")
+    known = load_known_failures([tmp_path / "a.txt", tmp_path / "b.txt"])
+    assert [e.origin for e in known.entries] == [f"{tmp_path / 'a.txt'}:1", f"{tmp_path / 'b.txt'}:1",
+                                                 f"{tmp_path / 'b.txt'}:2"]
+    assert known.reason_for("lstm-x[torch-cpu-float64]") == "from a"
+    assert known.reason_for("gru-x[torch-cpu-float64]") == "gru from b"
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d / "missing.txt", "known-failures file not found"),
+    (lambda d: d, "known-failures file cannot be read"),
+    (lambda d: (d / "bin.txt").write_bytes(b"\xff\xfe") and d / "bin.txt", "not UTF-8 text"),
+])
+def test_a_bad_file_is_a_one_line_error(tmp_path, make, words):
+    with pytest.raises(ValueError, match=words) as info:
+        load_known_failures([make(tmp_path)])
+    assert "\n" not in str(info.value)
+
+
+def test_a_bad_file_given_to_the_run_command_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "bad.txt").write_text("lstm-*[torch-*]\n")
+    code = main(["run", "--known-failures", str(tmp_path / "bad.txt"), "--report-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"conformance: error: {tmp_path / 'bad.txt'}:1: an entry needs '# reason' after the test id"]
+
+
+def test_each_adapter_process_gets_the_same_lists():
+    options = {"known_failures": ["/x/a.txt", "/x/b.txt"], "builtin_known_failures": False}
+    assert known_failure_args(options) == ["--known-failures", "/x/a.txt", "--known-failures", "/x/b.txt",
+                                           "--no-builtin-known-failures"]
+    assert known_failure_args({"known_failures": []}) == []
+
+
+# --- entries that matched no result -----------------------------------------------------------
+
+
+def test_an_entry_that_explained_no_result_is_unmatched():
+    known = parse_known_failures(TEXT)
+    records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "an exact id"),
+               result("lstm-seq0-state1-random-b3t5-mask_empty_row[keras-jax-cpu-float32]", "pass")]
+    assert unmatched(known, records) == ["*-mask_empty_row[keras-jax-*-float32]"]
+
+
+def test_an_entry_over_an_unsupported_result_explains_nothing():
+    known = parse_known_failures("gru-*[torch-*]  # torch has no such flag\n")
+    records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "unsupported")]
+    assert unmatched(known, records) == ["gru-*[torch-*]"]
+
+
+def test_an_entry_for_an_adapter_that_did_not_run_is_not_checked():
+    known = parse_known_failures(TEXT)
+    records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "an exact id")]
+    audit = known.audit(records, MATRIX, selected=False)
+    assert audit.checked == ["gru-seq0-state0-random-b1t1[torch-cpu-float32]"] and audit.unmatched == []
+
+
+def test_an_entry_for_a_device_that_was_only_skipped_is_not_checked():
+    known = parse_known_failures("*[torch-cuda-*]  # a GPU finding\n")
+    records = [result("gru-seq0-state0-random-b1t1[torch-cuda-float32]", "skipped"),
+               result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "pass")]
+    assert known.audit(records, MATRIX, selected=False).checked == []
+
+
+def test_an_entry_without_brackets_is_checked_by_any_run():
+    known = parse_known_failures("no-such-case*  # stale\n")
+    assert unmatched(known, [result("gru-seq0-state0-random-b1t1[flax-cpu-float32]", "pass")]) == ["no-such-case*"]
+
+
+def test_an_entry_shadowed_by_an_earlier_one_still_counts_as_matched():
+    known = parse_known_failures("gru-*[torch-*]  # broad\ngru-seq0-*[torch-cpu-*]  # narrow\n")
+    records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "broad")]
+    assert unmatched(known, records) == []
+
+
+def test_with_k_only_an_entry_that_can_match_no_test_at_all_is_unmatched():
+    known = parse_known_failures("gru-*-b1t1[torch-*-float64]  # not selected\nno-such-case[torch-*]  # typo\n")
+    records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "pass")]
+    assert unmatched(known, records, selected=True) == ["no-such-case[torch-*]"]
+
+
+def test_with_k_an_entry_for_a_dtype_the_case_lacks_can_match_no_test():
+    known = parse_known_failures("lstm-*-mask_empty_row[torch-*-float64]  # that case has no float64\n")
+    records = [result("lstm-seq0-state1-random-b3t5-mask_empty_row[torch-cpu-float64]", "pass"),
+               result("gru-seq0-state0-random-b1t1[torch-cpu-float64]", "pass")]
+    assert unmatched(known, records, selected=True) == ["lstm-*-mask_empty_row[torch-*-float64]"]
+
+
+# --- the installed command, end to end (onnx-native runs the tutorial cases in about two seconds) ----
+
+EXTRA = """\
+no-such-case-*[onnx-native-*]            # a stale entry: no such case
+lstm-*-tutorial[onnx-native-cpu-float64]  # onnxruntime LSTM has no float64 kernel (extra list)
+*[torch-*]                                 # an entry for an adapter this run does not use
+"""
+
+
+def conformance_run(report_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the onnx extra)")
+    script = Path(sys.executable).with_name("conformance")  # the installed console script
+    extra = report_dir.parent / "extra.txt"
+    extra.write_text(EXTRA)
+    return subprocess.run([str(script), "run", "--adapter", "onnx-native", "--device", "cpu", "-k", "tutorial",
+                           "--known-failures", str(extra), "--report-dir", str(report_dir), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_with_extra(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    report_dir = tmp_path_factory.mktemp("extra") / "reports"
+    return conformance_run(report_dir), report_dir
+
+
+def test_an_extra_entry_that_matches_nothing_is_named_in_stdout_html_and_results(run_with_extra):
+    process, report_dir = run_with_extra
+    assert process.returncode == 0, process.stderr
+    assert "known-differences entries that matched no result (1):" in process.stdout
+    assert "no-such-case-*[onnx-native-*]   # a stale entry: no such case" in process.stdout
+    assert "<code>no-such-case-*[onnx-native-*]</code>" in (report_dir / "index.html").read_text()
+    assert json.loads((report_dir / "results.json").read_text())["known_unmatched"] == [
+        "no-such-case-*[onnx-native-*]"]
+
+
+def test_entries_for_adapters_that_did_not_run_are_not_reported(run_with_extra):
+    process, report_dir = run_with_extra
+    document = json.loads((report_dir / "results.json").read_text())
+    assert "*[torch-*]" not in document["known_checked"] and "[torch-*]" not in process.stdout
+    assert "*[keras-jax-*-float64]" not in document["known_checked"]
+
+
+def test_an_extra_entry_adds_to_the_builtin_list(run_with_extra):
+    _, report_dir = run_with_extra
+    document = json.loads((report_dir / "results.json").read_text())
+    assert "lstm-*-tutorial[onnx-native-cpu-float64]" in document["known_checked"]
+    assert "lstm-*-tutorial[onnx-native-cpu-float64]" not in document["known_unmatched"]
+    assert document["counts"]["known"] == 12  # every float64 tutorial result: the built-in list's entry
+
+
+def test_without_the_builtin_list_only_the_extra_entries_explain(tmp_path):
+    process = conformance_run(tmp_path / "reports", "--no-builtin-known-failures")
+    document = json.loads((tmp_path / "reports" / "results.json").read_text())
+    known = [r for r in document["results"] if r["run_info"].get("known_failure")]
+    assert process.returncode == 1  # the gru and simple_rnn float64 errors are now unexpected
+    assert {r["cell"] for r in known} == {"lstm"} and len(known) == document["counts"]["known"] == 4
+    assert {r["run_info"]["known_failure"] for r in known} == {
+        "onnxruntime LSTM has no float64 kernel (extra list)"}
+    assert document["counts"]["error"] == 8
+    assert "8 unexpected (fail, error), 4 known differences" in process.stdout

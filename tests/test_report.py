@@ -2,7 +2,9 @@
 
 Documents are built from real cases, the oracle's answer and deliberately
 perturbed 'actual' outputs (``synthetic_document``), so no framework is needed.
-``tests/test_report_browser.py`` reuses that builder.
+``tests/test_report_browser.py`` reuses that builder; ``mixed_run_document``
+(one small run with every outcome, known differences among them) is shared
+with the results and JUnit tests.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from conformance.compare import compare_outputs
 from conformance.reference import expected_outputs
 from conformance.report import render_report
 from conformance.report.html import heat_level, sci
-from conformance.results import make_record, results_document, status_counts
+from conformance.results import make_record, outcome_counts, results_document
 
 XSS = "<script>alert(1)</script>"
 MACHINE = {"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu": "AMD EPYC 7B13", "gpu": "none"}
@@ -98,6 +101,29 @@ def synthetic_document(cases, adapters=ADAPTERS, devices=DEVICES, *, complete: b
                             fixtures_sha256="ab" * 32, machine=MACHINE, adapters=versions)
 
 
+# kind -> how many results of it the mixed run has (distinct numbers, so a swapped count shows).
+MIXED_RUN = {"pass": 5, "fail": 1, "error": 2, "known fail": 2, "known error": 1, "unsupported": 4, "skipped": 6}
+MIXED_COUNTS = {"pass": 5, "fail": 1, "error": 2, "known": 3, "unsupported": 4, "skipped": 6}
+KNOWN_REASON = "a documented finding (known_failures.txt)"
+
+
+def mixed_run_document(known_unmatched=None) -> dict:
+    """A small run of one adapter: passes, unexpected and known fails and errors, unsupported, skipped."""
+    cases = [c.for_dtype(d) for c in solved_cases() if c.id.startswith(("lstm-seq1-state1", "gru-seq0-state1"))
+             for d in c.dtypes]
+    records = []
+    for kind, count in MIXED_RUN.items():
+        for _ in range(count):
+            base = kind.removeprefix("known ")
+            record = synthetic_record(cases[len(records)], "torch", "cpu", "gate" if base == "fail" else base)
+            if kind.startswith("known"):
+                record["run_info"]["known_failure"] = KNOWN_REASON
+            records.append(record)
+    return results_document(records, complete=True, created="2025-11-22T17:50:00+00:00",
+                            fixtures_sha256="ab" * 32, machine=MACHINE, adapters={"torch": {}},
+                            known_checked=list(known_unmatched or []), known_unmatched=known_unmatched)
+
+
 def small_document(**options) -> dict:
     cases = [c for c in solved_cases() if c.id.startswith(("lstm-seq1-state1-random", "gru-seq0-state1"))]
     return synthetic_document(cases[:12], adapters=("torch", "flax"), devices=("cpu",), **options)
@@ -148,12 +174,81 @@ def test_complete_run_has_no_banner(tmp_path: Path) -> None:
     assert 'class="banner incomplete"' not in html
 
 
-def test_header_shows_totals_by_status(tmp_path: Path) -> None:
+def chip_counts(html: str) -> dict[str, int]:
+    """The Totals card's chips, outcome -> count."""
+    card = html.split("<h3>Totals</h3>", 1)[1].split("</div>", 1)[0]
+    return {name: int(n) for name, n in re.findall(r'<span class="chip \w">(\w+)<span class="n">(\d+)</span>', card)}
+
+
+def test_header_shows_totals_by_outcome(tmp_path: Path) -> None:
     document = small_document()
     html = render_report(document, tmp_path).read_text(encoding="utf-8")
-    for status, count in status_counts(document["results"]).items():
-        assert f'<span class="chip {status[0]}">{status}<span class="n">{count}</span></span>' in html
+    assert chip_counts(html) == outcome_counts(document["results"])
     assert f'total<span class="n">{len(document["results"])}</span>' in html
+
+
+def test_header_says_how_many_are_unexpected_beside_how_many_are_known(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    header = html.split('<header class="top">', 1)[1].split("</header>", 1)[0]
+    assert '<span class="verdict bad">3 unexpected</span><span class="verdict known">3 known</span>' in header
+
+
+def test_a_run_whose_every_fail_is_known_reads_zero_unexpected(tmp_path: Path) -> None:
+    document = mixed_run_document()
+    for record in document["results"]:
+        if record["status"] in ("fail", "error"):
+            record["run_info"]["known_failure"] = KNOWN_REASON
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert '<span class="verdict ok">0 unexpected</span><span class="verdict known">6 known</span>' in html
+    assert chip_counts(html)["fail"] == chip_counts(html)["error"] == 0
+
+
+def test_totals_and_adapter_table_count_known_apart_from_unexpected(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    assert chip_counts(html) == MIXED_COUNTS
+    row = html.split("<td><b>torch</b></td>", 1)[1].split("</tr>", 1)[0]
+    assert [int(n) for n in re.findall(r'<td class="num[^"]*">(\d+)</td>', row)] == list(MIXED_COUNTS.values())
+
+
+def test_a_known_difference_is_its_own_kind_of_matrix_cell(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    body = html.split('<table id="matrix">', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
+    assert Counter(re.findall(r'<td class="([pfeuks])"', body)) == {"p": 5, "f": 1, "e": 2, "k": 3, "u": 4, "s": 6}
+
+
+def test_a_known_panel_names_its_reason_and_keeps_its_diff(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    known_panels = re.findall(r'<details class="panel k".*?</details>', html, flags=re.S)
+    assert len(known_panels) == 3
+    assert all("known difference (" in p and KNOWN_REASON in p for p in known_panels)
+    assert sum('<table class="t out">' in p for p in known_panels) == 2  # the two known fails
+
+
+def test_known_differences_entries_that_matched_no_result_are_listed(tmp_path: Path) -> None:
+    document = mixed_run_document(known_unmatched=["no-such-case[torch-*]"])
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert '<a class="verdict stale" href="#known-unmatched">1 known-differences entry matched no result' in html
+    card = html.split('id="known-unmatched"', 1)[1].split("</div>", 1)[0]
+    assert "<code>no-such-case[torch-*]</code>" in card
+
+
+def test_no_list_of_unmatched_entries_when_every_entry_matched(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(known_unmatched=[]), tmp_path).read_text(encoding="utf-8")
+    assert 'id="known-unmatched"' not in html and "verdict stale" not in html
+
+
+def test_relative_error_reads_not_defined_where_every_expected_value_is_zero(tmp_path: Path) -> None:
+    case = next(c for c in solved_cases() if c.id.startswith("gru-seq0-state1")).for_dtype("float32")
+    zero = replace_expected(case, tuple(np.zeros_like(e) for e in case.expected))
+    verdict = compare_outputs(zero, [np.full_like(e, 1e-3, dtype=np.float32) for e in case.expected])
+    assert [t.max_rel for t in verdict.tensors] == [None, None]
+    record = make_record(case=zero, adapter="torch", device="cpu", dtype="float32", status="fail",
+                         message=verdict.message, verdict=verdict.to_dict())
+    html = render_report(results_document([record], complete=True, created="", fixtures_sha256="", machine={},
+                                          adapters={}), tmp_path).read_text(encoding="utf-8")
+    table = html.split('<table class="t out">', 1)[1].split("</table>", 1)[0]
+    assert table.count('title="not defined: every expected value of this tensor is 0">n/a') == 2
+    assert "e30" not in table
 
 
 def test_header_shows_machine_versions_and_fixture_hash(tmp_path: Path) -> None:
@@ -169,7 +264,7 @@ def test_every_result_is_one_matrix_cell(tmp_path: Path) -> None:
     document = small_document()
     html = render_report(document, tmp_path).read_text(encoding="utf-8")
     body = html.split('<table id="matrix">', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
-    assert len(re.findall(r'<td class="[pfues]"', body)) == len(document["results"])
+    assert len(re.findall(r'<td class="[pfeuks]"', body)) == len(document["results"])
 
 
 def test_only_results_that_did_not_pass_get_a_panel(tmp_path: Path) -> None:

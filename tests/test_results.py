@@ -1,19 +1,23 @@
-"""Results files: streamed lines survive a crash; foreign files get one clear line."""
+"""Results files: streamed lines survive a crash; foreign files get one clear line; one meaning of 'known'."""
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
 from conformance.reports_io import load_any
 from conformance.results import (
+    OUTCOMES,
     JsonlWriter,
     ResultsFileError,
     load_results,
     merge_documents,
+    outcome,
     read_jsonl,
     results_document,
     write_json_atomic,
 )
+from tests.test_report import MIXED_COUNTS, chip_counts, mixed_run_document
 
 
 def test_a_torn_last_line_is_dropped_not_fatal(tmp_path):
@@ -58,3 +62,83 @@ def test_merge_keeps_every_adapter_and_marks_incomplete_if_any_part_is():
     merged = merge_documents([a, b])
     assert set(merged["adapters"]) == {"a", "b"} and merged["complete"] is False
     assert len(merged["results"]) == 2
+
+
+# --- one meaning of "known" -----------------------------------------------------------------
+
+
+def record(status: str, known: str | None = None, test_id: str = "x[a-cpu-float32]") -> dict:
+    return {"test_id": test_id, "status": status, "run_info": {"known_failure": known} if known else {}}
+
+
+@pytest.mark.parametrize("status", ["fail", "error"])
+def test_a_fail_or_error_with_a_known_reason_has_the_outcome_known(status):
+    assert outcome(record(status, known="documented")) == "known"
+    assert outcome(record(status)) == status
+
+
+@pytest.mark.parametrize("status", ["pass", "unsupported", "skipped"])
+def test_only_fails_and_errors_become_known(status):
+    assert outcome(record(status, known="documented")) == status
+
+
+def test_results_json_counts_every_outcome():
+    document = mixed_run_document()
+    assert document["counts"] == MIXED_COUNTS
+
+
+def test_a_merged_document_counts_the_merged_results():
+    a = results_document([record("fail", "why", "x[a-cpu-float32]")], complete=True, created="1",
+                         fixtures_sha256="h", machine={}, adapters={})
+    b = results_document([record("fail", None, "x[b-cpu-float32]")], complete=True, created="1",
+                         fixtures_sha256="h", machine={}, adapters={})
+    counts = merge_documents([a, b])["counts"]
+    assert (counts["known"], counts["fail"]) == (1, 1)
+
+
+def test_every_output_gives_the_same_counts(tmp_path):
+    from conformance.junit import write_junit
+    from conformance.report import render_report
+    from conformance.run_command import summary_table
+
+    document = mixed_run_document()
+    write_json_atomic(tmp_path / "results.json", document)
+    write_junit(tmp_path / "junit.xml", document["results"])
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+
+    all_row = next(line for line in summary_table(document).splitlines() if line.startswith("all "))
+    table = dict(zip(OUTCOMES, map(int, all_row.split()[1:])))
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    skipped = [s.get("message") for s in suite.iter("skipped")]
+    junit = {"pass": sum(1 for case in suite if len(case) == 0), "fail": int(suite.get("failures")),
+             "error": int(suite.get("errors")),
+             "known": sum(m.startswith("known difference:") for m in skipped),
+             "unsupported": sum(m.startswith("unsupported:") for m in skipped),
+             "skipped": sum(m.startswith("skipped:") for m in skipped)}
+    stored = load_results(tmp_path / "results.json")["counts"]
+    assert table == stored == chip_counts(html) == junit == MIXED_COUNTS
+    assert "3 unexpected (fail, error), 3 known differences" in summary_table(document)
+
+
+# --- known-differences entries across merged parts ---------------------------------------------
+
+
+def audited(checked: list[str] | None, unmatched: list[str] | None) -> dict:
+    return results_document([], complete=True, created="", fixtures_sha256="", machine={}, adapters={},
+                            known_checked=checked, known_unmatched=unmatched)
+
+
+def test_an_entry_unmatched_in_one_part_but_matched_in_another_is_not_reported():
+    merged = merge_documents([audited(["a", "b"], ["a", "b"]), audited(["a"], [])])
+    assert merged["known_unmatched"] == ["b"]
+    assert merged["known_checked"] == ["a", "b"]
+
+
+def test_an_entry_only_one_part_checked_stays_unmatched():
+    merged = merge_documents([audited(["torch-entry"], ["torch-entry"]), audited(["flax-entry"], [])])
+    assert merged["known_unmatched"] == ["torch-entry"]
+
+
+def test_parts_that_checked_nothing_leave_the_merged_list_undecided():
+    merged = merge_documents([audited(None, None), audited(None, None)])
+    assert merged["known_checked"] is None and merged["known_unmatched"] is None

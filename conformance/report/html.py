@@ -5,6 +5,8 @@
 side, adapter x device x dtype across the top, one coloured cell per result.
 Every result that did not pass gets a diff panel; ``render_regression`` draws a
 ``conformance.regression.Regression`` with the baseline beside the current run.
+Cells, totals and filters are by outcome (``conformance.results.outcome``), so
+a known difference is never drawn or counted as an unexpected fail or error.
 
 Adapter messages and stderr are untrusted text, so the templates are rendered
 with autoescaping on and nothing is embedded in ``<script>``: the page's script
@@ -28,11 +30,18 @@ import jinja2
 
 from conformance.compare import WINDOW
 from conformance.regression import CATEGORIES, NOISE_FLOOR
-from conformance.results import STATUSES, status_counts, write_text_atomic
+from conformance.results import (
+    OUTCOMES,
+    UNEXPECTED,
+    outcome,
+    outcome_counts,
+    unexpected_count,
+    write_text_atomic,
+)
 from conformance.spec import CELLS
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATUS_CODES = {"pass": "p", "fail": "f", "unsupported": "u", "error": "e", "skipped": "s"}
+OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsupported": "u", "skipped": "s"}
 CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
 DEVICE_ORDER = ("cpu", "cuda")
 DTYPE_ORDER = ("float32", "float64")
@@ -173,6 +182,7 @@ class TensorView:
     problem: str | None
     max_abs: Any
     max_rel: Any
+    max_rel_text: str
     max_ulp: Any
     mismatched: int
     total: int
@@ -186,7 +196,9 @@ class TensorView:
 class Panel:
     id: str
     record: dict[str, Any]
+    outcome: str
     code: str
+    known: str  # the known-differences reason, or ""
     expected: list[dict[str, str]]
     tensors: list[TensorView]
     stderr: str
@@ -200,13 +212,17 @@ class RunSummary:
     created: str
     complete: bool
     fixtures: str
-    counts: dict[str, int]
+    counts: dict[str, int]  # by outcome
+
+    @property
+    def unexpected(self) -> int:
+        return unexpected_count(self.counts)
 
 
 def run_summary(document: dict[str, Any]) -> RunSummary:
     records = document.get("results") or []
     return RunSummary(str(document.get("created") or ""), bool(document.get("complete", False)),
-                      str(document.get("fixtures_sha256") or ""), status_counts(records))
+                      str(document.get("fixtures_sha256") or ""), outcome_counts(records))
 
 
 @dataclass
@@ -221,8 +237,9 @@ class ReportView:
     adapter_rows: list[dict[str, Any]]
     machine: list[tuple[str, str]]
     cells: list[str]
-    statuses: tuple[str, ...] = STATUSES
-    codes: dict[str, str] = field(default_factory=lambda: dict(STATUS_CODES))
+    known_unmatched: list[str]  # known-differences entries that matched no result
+    outcomes: tuple[str, ...] = OUTCOMES
+    codes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_CODES))
 
 
 # --- building the view -----------------------------------------------------------------------
@@ -250,7 +267,7 @@ def _row_label(case_id: str, group: str) -> str:
 
 def matrix_cell(record: dict[str, Any], panel_id: str | None) -> MatrixCell:
     status = record["status"]
-    code = STATUS_CODES[status]
+    code = OUTCOME_CODES[outcome(record)]
     if status in CELL_TEXT:
         text = CELL_TEXT[status]
     elif record.get("max_abs") is not None:
@@ -322,13 +339,21 @@ def tensor_verdict(tensor: dict[str, Any], dtype: str) -> str:
     return "values differ"
 
 
+def max_rel_text(tensor: dict[str, Any]) -> str:
+    """'n/a' where values were compared but every expected value is 0 (see compare.relative_error)."""
+    if tensor.get("max_rel") is None and tensor.get("max_abs") is not None:
+        return "n/a"
+    return sci(tensor.get("max_rel"), 3)
+
+
 def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
     expected_shape = tensor.get("expected_shape") or []
     return TensorView(
         name=str(tensor.get("name", "?")), expected_shape=shape_text(expected_shape),
         expected_dtype=dtype, actual_shape=shape_text(tensor.get("actual_shape")),
         actual_dtype=str(tensor.get("actual_dtype") or "–"), problem=tensor.get("problem"),
-        max_abs=tensor.get("max_abs"), max_rel=tensor.get("max_rel"), max_ulp=tensor.get("max_ulp"),
+        max_abs=tensor.get("max_abs"), max_rel=tensor.get("max_rel"), max_rel_text=max_rel_text(tensor),
+        max_ulp=tensor.get("max_ulp"),
         mismatched=int(tensor.get("mismatched") or 0), total=int(tensor.get("total") or 0),
         worst_index=shape_text(tensor.get("worst_index")), verdict=tensor_verdict(tensor, dtype),
         divergence=_divergence(tensor.get("first_divergence")),
@@ -350,7 +375,9 @@ def build_panel(record: dict[str, Any], panel_id: str) -> Panel:
     run_info = ", ".join(f"{k}={v}" for k, v in sorted((record.get("run_info") or {}).items()))
     expected = [{"name": str(e.get("name", "?")), "shape": shape_text(e.get("shape"))}
                 for e in record.get("expected") or []]
-    return Panel(panel_id, record, STATUS_CODES[record["status"]], expected,
+    kind = outcome(record)
+    known = str((record.get("run_info") or {}).get("known_failure") or "") if kind == "known" else ""
+    return Panel(panel_id, record, kind, OUTCOME_CODES[kind], known, expected,
                  [tensor_view(t, dtype, atol) for t in record.get("tensors") or []],
                  stderr[-MAX_STDERR_CHARS:], truncated, run_info, bound)
 
@@ -370,7 +397,7 @@ def machine_rows(machine: dict[str, Any]) -> list[tuple[str, str]]:
 
 def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
                  columns: list[Column]) -> list[dict[str, Any]]:
-    """One row per adapter: its versions, devices and totals by status."""
+    """One row per adapter: its versions, devices and totals by outcome."""
     adapters = document.get("adapters") or {}
     names = list(adapters) + sorted({c.adapter for c in columns} - set(adapters))
     rows = []
@@ -382,7 +409,7 @@ def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
                 devices[column.device] = devices.get(column.device) or column.device_name
         rows.append({"name": name, "versions": info.get("versions") or {},
                      "devices": [f"{d} ({n})" if n else d for d, n in devices.items()],
-                     "counts": status_counts(r for r in records if r.get("adapter") == name)})
+                     "counts": outcome_counts(r for r in records if r.get("adapter") == name)})
     return rows
 
 
@@ -406,9 +433,10 @@ def build_view(document: dict[str, Any]) -> ReportView:
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
     return ReportView(document, run_summary(document), columns, spans, groups, panels,
-                      status_counts(records),
+                      outcome_counts(records),
                       adapter_rows(document, records, columns),
-                      machine_rows(document.get("machine") or {}), cells)
+                      machine_rows(document.get("machine") or {}), cells,
+                      [str(p) for p in document.get("known_unmatched") or []])
 
 
 # --- the regression report ------------------------------------------------------------------
@@ -502,7 +530,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(sci=sci, short=short, shape=shape_text, one_line=one_line)
-    env.globals.update(STATUS_CODES=STATUS_CODES, STATUSES=STATUSES)
+    env.globals.update(OUTCOME_CODES=OUTCOME_CODES, OUTCOMES=OUTCOMES, UNEXPECTED=UNEXPECTED)
     return env
 
 
