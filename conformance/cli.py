@@ -82,7 +82,8 @@ def command_fixtures(args: argparse.Namespace) -> int:
         print(f"built {len(manifest['cases'])} cases in {args.fixtures_dir or fixtures.default_fixtures_dir()}")
         return EXIT_OK
     count = fixtures.verify(args.fixtures_dir)
-    print(f"verified {count} cases: hashes match and the oracle reproduces every stored answer")
+    print(f"verified {count} cases: hashes match, the exact oracle reproduces every stored answer bit for "
+          f"bit, and the float64 oracle is within {fixtures.FORWARD_ULPS} ULPs of it")
     return EXIT_OK
 
 
