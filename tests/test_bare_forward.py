@@ -65,8 +65,9 @@ def _assert_bare_matches_run(adapter_name: str, dtypes: tuple[str, ...] = ("floa
             expected = adapter.run(case, "cpu")[0]
             forward = adapter.bare_forward(case, "cpu")
             forward()
-            np.testing.assert_array_equal(FIRST_OUTPUT[adapter_name](forward()), expected,
-                                          err_msg=f"{case.id}[{dtype}]")
+            bare = FIRST_OUTPUT[adapter_name](forward())
+            np.testing.assert_array_equal(bare, expected, err_msg=f"{case.id}[{dtype}]")
+            assert bare.dtype == expected.dtype == np.dtype(dtype), f"{case.id}[{dtype}]"  # run casts nothing
             compared += 1
     assert compared, f"{adapter_name} supports none of {SEQUENCE_CASES}"
 

@@ -2,6 +2,7 @@
 
 import collections
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conformance.spec import CELLS, LayerSpec
 from conformance.weights import per_gate_weights
 
 CASES = build_cases()
+README = Path(__file__).resolve().parent.parent / "README.md"
 ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random)-b\d+t\d+(-[a-z_]+)?$")
 
 
@@ -18,8 +20,24 @@ def combos(cases):
     return {(c.cell, c.layer.return_sequences, c.layer.return_state) for c in cases}
 
 
-def test_several_hundred_cases():
-    assert 300 <= len(CASES) <= 1000
+def readme_counts() -> tuple[int, int]:
+    """What the README states: 'a deterministic, curated list of N cases (P case × dtype pairs)'."""
+    match = re.search(r"curated list of (\d+)\s+cases \((\d+) case × dtype pairs\)", README.read_text())
+    assert match, "README.md no longer states the case count in the form this test reads"
+    return int(match[1]), int(match[2])
+
+
+def readme_core_shapes() -> set[tuple[int, int]]:
+    """The core family's shapes as the README lists them: 'shapes b1t1, b2t5, ... and a long b4t48'."""
+    match = re.search(r"shapes ((?:b\d+t\d+,?\s+)+)and a long (b\d+t\d+)", README.read_text())
+    assert match, "README.md no longer lists the core shapes in the form this test reads"
+    return {(int(b), int(t)) for b, t in re.findall(r"b(\d+)t(\d+)", match[1] + match[2])}
+
+
+def test_the_matrix_has_exactly_the_cases_and_pairs_the_readme_states():
+    cases, pairs = readme_counts()
+    assert len(CASES) == cases
+    assert sum(len(c.dtypes) for c in CASES) == pairs
 
 
 def test_ids_are_unique_and_readable():
@@ -40,10 +58,8 @@ def test_every_scheme_covers_all_twelve_combinations():
         assert len(combos(c for c in CASES if c.scheme == scheme)) == 12
 
 
-def test_shapes_include_single_and_long_sequences_batch_one_and_three():
-    shapes = {(c.batch, c.timesteps) for c in CASES}
-    assert any(b == 1 for b, _ in shapes) and any(b >= 3 for b, _ in shapes)
-    assert any(t == 1 for _, t in shapes) and max(t for _, t in shapes) >= 40
+def test_the_core_shapes_are_the_readme_s_from_a_single_step_to_a_long_sequence():
+    assert {(c.batch, c.timesteps) for c in CASES if c.option == "plain"} == readme_core_shapes()
 
 
 def test_units_differ_from_features():
@@ -58,8 +74,15 @@ def test_the_tutorial_case_exists_for_all_twelve_combinations():
         assert case.layer.units == 1
 
 
-def test_float64_is_part_of_the_matrix():
-    assert sum("float64" in c.dtypes for c in CASES) >= 50
+def test_every_case_runs_in_float32_and_the_readme_s_remaining_pairs_in_float64():
+    cases, pairs = readme_counts()
+    assert all(c.dtypes[0] == "float32" for c in CASES)
+    assert sum("float64" in c.dtypes for c in CASES) == pairs - cases
+
+
+def test_float64_covers_the_tutorial_and_the_per_gate_and_random_schemes():
+    assert all("float64" in c.dtypes for c in CASES if c.option == "tutorial")
+    assert {c.scheme for c in CASES if "float64" in c.dtypes} == {"constant", "per_gate", "random"}
 
 
 @pytest.mark.parametrize("option", ["go_backwards", "initial_state", "mask_right", "mask_holes",
@@ -99,9 +122,17 @@ def test_per_gate_constants_differ_between_gates_so_a_permutation_shows():
             assert len({float(b[0]) for b in blocks}) == len(layer.gates)
 
 
-def test_values_are_float32_numbers_so_both_dtypes_share_one_answer():
-    for case in CASES[:50]:
-        np.testing.assert_array_equal(case.x, case.x.astype(np.float32).astype(np.float64))
+def _arrays(case) -> list[np.ndarray]:
+    """Every number a case feeds an adapter: inputs, states and weights."""
+    weights = [value for layer in case.weights.values() for value in layer.values()]
+    optional = [case.decoder_x, *(case.initial_state or ())]
+    return [case.x, *weights, *(a for a in optional if a is not None)]
+
+
+def test_every_input_and_weight_is_a_float32_number_so_both_dtypes_share_one_answer():
+    for case in CASES:
+        for array in _arrays(case):
+            np.testing.assert_array_equal(array, array.astype(np.float32).astype(np.float64), err_msg=case.id)
 
 
 def test_counts_by_cell_are_balanced():

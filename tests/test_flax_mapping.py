@@ -38,6 +38,7 @@ def test_simple_rnn_bias_goes_to_the_input_projection_only():
     params = mapping.simple_rnn_params(LayerSpec("simple_rnn", UNITS), weights)
     assert set(params) == {("dense_i", "kernel"), ("dense_i", "bias"), ("dense_h", "kernel")}
     assert params[("dense_i", "kernel")] is weights["kernel"]
+    assert np.array_equal(params[("dense_i", "bias")], weights["bias"])
     assert params[("dense_h", "kernel")] is weights["recurrent_kernel"]
 
 
@@ -121,12 +122,22 @@ def test_mask_reasons_follow_what_reaches_the_output_list():
     assert "holes" in mapping.mask_reason(last, mask_with_holes(3, 5))
 
 
-def test_merge_directions_follows_keras_merge_modes():
-    a, b = np.full((1, 2), 2.0, np.float32), np.full((1, 2), 4.0, np.float32)
-    assert mapping.merge_directions("concat", a, b)[0].shape == (1, 4)
-    assert mapping.merge_directions("ave", a, b)[0].tolist() == [[3.0, 3.0]]
-    assert mapping.merge_directions("ave", a, b)[0].dtype == np.float32
-    assert len(mapping.merge_directions(None, a, b)) == 2
+@pytest.mark.parametrize("merge_mode, merged", [
+    ("concat", [[1.0, 2.0, 3.0, 5.0]]),  # forward's units first
+    ("sum", [[4.0, 7.0]]),
+    ("ave", [[2.0, 3.5]]),
+    ("mul", [[3.0, 10.0]]),
+])
+def test_merge_directions_follows_keras_merge_modes_in_the_inputs_dtype(merge_mode, merged):
+    forward, backward = np.array([[1.0, 2.0]], np.float32), np.array([[3.0, 5.0]], np.float32)
+    (result,) = mapping.merge_directions(merge_mode, forward, backward)
+    assert result.tolist() == merged and result.dtype == np.float32
+
+
+def test_merge_mode_none_keeps_both_directions_forward_first():
+    forward, backward = np.zeros((1, 2)), np.ones((1, 2))
+    outputs = mapping.merge_directions(None, forward, backward)
+    assert len(outputs) == 2 and outputs[0] is forward and outputs[1] is backward
 
 
 # --- against real Flax ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from conformance.adapters.keras_adapter import (
     loaded_keras_backend,
 )
 from conformance.adapters.keras_common import (
+    Structure,
     cudnn_mask_ok,
     layer_kwargs,
     output_list,
@@ -143,9 +144,10 @@ def test_plain_layer_returns_one_tensor(keras):
 
 
 def test_bidirectional_merge_none_with_states_lists_both_outputs_then_states(keras):
-    inner = keras.layers.LSTM(4, return_state=True)
+    """[y_fw, y_bw, h_fw, c_fw, h_bw, c_bw]: with return_sequences the two outputs are the (batch, T, units) ones."""
+    inner = keras.layers.LSTM(4, return_sequences=True, return_state=True)
     outputs = output_list(keras.layers.Bidirectional(inner, merge_mode=None)(np.zeros((2, 3, 3), "float32")))
-    assert len(outputs) == 6  # [y_fw, y_bw, h_fw, c_fw, h_bw, c_bw]
+    assert [tuple(t.shape) for t in outputs] == [(2, 3, 4)] * 2 + [(2, 4)] * 4
 
 
 def test_another_backends_adapter_is_unavailable_in_this_process(keras):
@@ -239,4 +241,7 @@ def test_bidirectional_spec_builds_one_keras_bidirectional(adapter):
     case = next(c for c in build_cases() if c.id == "gru-seq1-state1-random-b3t5-bidi_none").for_dtype("float32")
     assert isinstance(case.spec, BidirectionalSpec)
     got = adapter.run(case, "cpu")
-    assert len(got) == len(case.output_names) == 4
+    model = adapter._models[Structure.of(case, "cpu").key()].model
+    wrappers = [layer for layer in model.layers if type(layer).__name__ == "Bidirectional"]
+    assert len(wrappers) == 1 and type(wrappers[0].forward_layer).__name__ == "GRU"
+    assert [g.shape for g in got] == [(3, 5, 4), (3, 5, 4), (3, 4), (3, 4)]

@@ -216,6 +216,68 @@ def test_onnxruntime_gives_activation_alpha_only_to_functions_that_take_one():
     assert y.item() == pytest.approx(3.0 * 2.0 + 0.25)
 
 
+# --- sessions: the device's provider or a refusal, never a silent move to the CPU ----------------
+
+
+@pytest.fixture
+def ort():
+    """onnxruntime, with the cached "does a CUDA session open" answer forgotten before and after."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from conformance.adapters import onnx_runtime
+
+    onnx_runtime._cuda_session_opens.cache_clear()
+    yield onnxruntime
+    onnx_runtime._cuda_session_opens.cache_clear()
+
+
+@pytest.fixture
+def gpu_build_without_a_gpu(ort, monkeypatch):
+    """onnxruntime listing the CUDA provider, as a GPU build does on a machine with no GPU.
+
+    Its own provider check still knows better: asked for CUDA it warns and opens a CPU session.
+    """
+    listed = ort.get_available_providers() + ["CUDAExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    return ort
+
+
+def test_a_cuda_session_is_refused_when_this_onnxruntime_has_no_cuda_provider(ort):
+    from conformance.adapters.onnx_runtime import ProviderUnavailable, _identity_model, make_session
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has the CUDA provider")
+    with pytest.raises(ProviderUnavailable, match="needs CUDAExecutionProvider, which this onnxruntime build lacks"):
+        make_session(_identity_model(), "cuda")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
+def test_a_cuda_session_that_onnxruntime_opens_on_the_cpu_is_refused(gpu_build_without_a_gpu):
+    from conformance.adapters.onnx_runtime import ProviderUnavailable, _identity_model, make_session
+
+    with pytest.raises(ProviderUnavailable, match=r"opened the session on \['CPUExecutionProvider'\] instead"):
+        make_session(_identity_model(), "cuda")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
+def test_a_listed_cuda_provider_that_opens_no_cuda_session_is_no_cuda_device(gpu_build_without_a_gpu):
+    from conformance.adapters import onnx_runtime
+
+    assert onnx_runtime.devices() == ["cpu"]
+
+
+def test_onnx_torch_refuses_a_cuda_row_it_cannot_run_on_cuda_instead_of_running_it_on_the_cpu(ort):
+    for module in ("torch", "onnxscript"):
+        pytest.importorskip(module)
+    from conformance.adapters import onnx_runtime
+    from conformance.adapters.onnx_torch_adapter import OnnxTorchAdapter
+
+    if "cuda" in onnx_runtime.devices():
+        pytest.skip("onnxruntime runs CUDA sessions here")
+    with pytest.raises(onnx_runtime.ProviderUnavailable, match="CUDAExecutionProvider"):
+        OnnxTorchAdapter().run(CASES[PLAIN_LSTM].for_dtype("float32"), "cuda")
+
+
 # --- locating exported weights (onnx-keras) -------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """`conformance run` survives crashing and hanging adapters, and an interrupted run loses nothing."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +48,9 @@ def test_an_aborting_adapter_becomes_an_error_with_its_stderr_and_the_run_goes_o
     errors = [r for r in records if r["status"] == "error"]
     assert {r["cell"] for r in errors} == {"lstm"} and len(errors) == 2
     assert all("SIGABRT" in r["message"] for r in errors)
-    assert all(r["stderr"] is not None for r in errors)
+    # What the dying process wrote: faulthandler's report, down to the adapter line that aborted.
+    assert all("Fatal Python error: Aborted" in r["stderr"] for r in errors)
+    assert all(re.search(r'File ".*faulty_adapters\.py", line \d+ in run', r["stderr"]) for r in errors)
     assert {r["status"] for r in records if r["cell"] != "lstm"} == {"pass"}
     assert code == 1
 

@@ -31,8 +31,10 @@ def test_bad_values_raise_naming_field_and_allowed_values(field, value, words):
 
 
 def test_both_hard_sigmoids_are_selectable_by_distinct_names():
-    assert LayerSpec("lstm", 1, recurrent_activation="hard_sigmoid").recurrent_activation == "hard_sigmoid"
-    assert LayerSpec("lstm", 1, recurrent_activation="legacy_hard_sigmoid")
+    keras3 = LayerSpec("lstm", 1, recurrent_activation="hard_sigmoid")
+    legacy = LayerSpec("lstm", 1, recurrent_activation="legacy_hard_sigmoid")
+    assert (keras3.recurrent_activation, legacy.recurrent_activation) == ("hard_sigmoid", "legacy_hard_sigmoid")
+    assert keras3 != legacy
 
 
 def test_bidirectional_lstm_return_state_lists_forward_states_then_backward():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.cases import build_cases
 from conformance.results import VOLATILE_FIELDS
 
 pytestmark = pytest.mark.slow
@@ -49,8 +50,12 @@ def test_every_fail_or_error_is_a_documented_difference(three_runs):
 
 
 def test_every_case_ran_on_every_adapter(three_runs):
-    statuses = {r["status"] for r in three_runs[0]["results"] if r["device"] == "cpu"}
-    assert "pass" in statuses and "skipped" not in statuses
+    pairs = {(case.id, dtype) for case in build_cases() for dtype in case.dtypes}
+    for name in ADAPTERS:
+        records = [r for r in three_runs[0]["results"] if r["adapter"] == name]
+        assert {(r["case_id"], r["dtype"]) for r in records} == pairs, name
+        assert {r["device"] for r in records} == {"cpu"}, name
+        assert "skipped" not in {r["status"] for r in records}, name
 
 
 def test_no_result_flips_between_three_runs(three_runs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -43,11 +45,12 @@ def test_gru_gate_blocks_go_from_keras_z_r_h_to_torch_r_z_n():
 
 
 def test_weights_are_keras_kernels_transposed():
-    layer = LayerSpec("lstm", 4)
-    params = torch_layer_params(layer, _keras_weights(layer, 3, (16,)))
-    assert params["weight_ih_l0"].shape == (16, 3)
+    layer = LayerSpec("lstm", 4)  # i, f, c, o in both frameworks: nothing but the transpose
+    weights = _keras_weights(layer, 3, (16,))
+    params = torch_layer_params(layer, weights)
+    assert params["weight_ih_l0"].shape == (16, 3) and np.array_equal(params["weight_ih_l0"], weights["kernel"].T)
     assert params["weight_hh_l0"].shape == (16, 4)
-    assert params["bias_ih_l0"].shape == params["bias_hh_l0"].shape == (16,)
+    assert np.array_equal(params["weight_hh_l0"], weights["recurrent_kernel"].T)
 
 
 def test_single_keras_bias_goes_to_b_ih_with_zero_b_hh():
@@ -126,3 +129,27 @@ def test_per_gate_case_matches_oracle_only_with_torch_gate_order(case_id, wrong_
     cell = case.cell
     monkeypatch.setitem(torch_mapping.TORCH_GATE_ORDER, cell, wrong_order)
     assert _max_error(TorchAdapter().run(case, "cpu"), want) > 1e-3
+
+
+def test_a_float64_case_comes_back_in_the_float64_torch_computed():
+    pytest.importorskip("torch")
+    from conformance.adapters.torch_adapter import TorchAdapter
+
+    case = _case("lstm-seq1-state1-per_gate-b2t5").for_dtype("float64")
+    assert [output.dtype for output in TorchAdapter().run(case, "cpu")] == [np.float64] * 3
+
+
+def test_outputs_keep_the_dtype_torch_gave_and_so_fail_the_dtype_check(monkeypatch):
+    """A framework answering a float64 case in float32 must show as a dtype failure, not be cast to
+    float64 on the way out. Torch is made to answer in float32 where its result leaves torch."""
+    pytest.importorskip("torch")
+    from conformance.adapters.torch_adapter import TorchAdapter
+    from conformance.check import check_case
+
+    monkeypatch.setattr(TorchAdapter, "_host_array", staticmethod(lambda tensor: tensor.float().numpy()))
+    case = _case("gru-seq1-state1-per_gate-b2t5").for_dtype("float64")
+    case = dataclasses.replace(case, expected=tuple(expected_outputs(case)))
+    outcome = check_case(TorchAdapter(), case, "cpu")
+    assert outcome.status == "fail"
+    assert [t.actual_dtype for t in outcome.verdict.tensors] == ["float32", "float32"]
+    assert outcome.verdict.tensors[0].problem == "output: dtype float32, expected float64"

@@ -5,11 +5,14 @@ members (subclassing ``Adapter`` is optional; the suite only calls them):
 
 - ``name``: a short, stable identifier, e.g. ``keras-tensorflow``;
 - ``available() -> str | None``: None when the framework imports, else why not;
-- ``devices() -> list[str]``: ``"cpu"``, plus ``"cuda"`` when a GPU is seen;
+- ``devices() -> list[str]``: ``"cpu"``, plus ``"cuda"`` when the framework
+  really sees a GPU (reports list these devices; a row for another is skipped);
 - ``supports(case) -> str | None``: None, or why ``case`` cannot be expressed
   in this framework (a true, specific reason: it is reported as ``unsupported``);
 - ``run(case, device) -> list[np.ndarray]``: the outputs in Keras output-list
-  order (``case.output_names``), computed by the framework in ``case.dtype``.
+  order (``case.output_names``), computed by the framework in ``case.dtype``
+  and returned in the dtype the framework gave: never cast, so that a
+  framework computing in another dtype fails the dtype check.
 
 Optional members the suite uses when present:
 

@@ -17,7 +17,9 @@ Weights: the exported parameters stay initializers named as in the torch
 state dict (``rnn.weight_ih_l0``...) and are also declared as graph inputs,
 which ONNX Runtime lets a feed override; one session per structure then serves
 every case. A runtime that refuses a model raises with its message (an error,
-not "unsupported").
+not "unsupported"). Sessions come from ``onnx_runtime.make_session``, like the
+other ONNX adapters': a ``cuda`` row runs on the CUDA provider or is refused,
+never quietly moved to the CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from conformance.adapters.base import missing_module_reason, tf32_allowed
+from conformance.adapters import onnx_runtime
+from conformance.adapters.base import missing_module_reason
 from conformance.adapters.torch_adapter import ModuleKey, TorchAdapter, build_module, forward_rnn
 
 INPUT_NAMES = ["x", "lengths", "h0", "c0"]
@@ -64,15 +67,10 @@ class OnnxTorchAdapter(TorchAdapter):
                 "onnxruntime": onnxruntime.__version__, "onnxscript": onnxscript.__version__}
 
     def devices(self) -> list[str]:
-        import onnxruntime
-
-        has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        return ["cpu", "cuda"] if has_cuda else ["cpu"]
+        return onnx_runtime.devices()
 
     def device_name(self, device: str) -> str:
-        if device == "cuda":
-            return "CUDAExecutionProvider"
-        return super().device_name(device)
+        return onnx_runtime.device_name(device)
 
     def _forward(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
                  lengths: np.ndarray | None, states: list[np.ndarray] | None) -> Callable[[], list]:
@@ -111,7 +109,7 @@ class OnnxTorchAdapter(TorchAdapter):
         model, info = export_module(key, max(steps, 2))  # size 1 would be specialised by torch.export
         if static_steps(model) not in (None, steps):
             model, info = export_module(key, steps)
-        entry = (make_session(model, key.device), info)
+        entry = (onnx_runtime.make_session(model.SerializeToString(), key.device), info)
         if self.export_cache:
             self._sessions[(key, static_steps(model))] = entry
         return entry
@@ -240,17 +238,3 @@ def static_steps(model) -> int | None:
     x = next(value for value in model.graph.input if value.name == "x")
     dim = x.type.tensor_type.shape.dim[1]
     return dim.dim_value if dim.HasField("dim_value") else None
-
-
-def make_session(model, device: str):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    # Fatal only: its warning that initializers are overridable is our intent, and its
-    # errors reach the caller anyway as the exception of session.run.
-    options.log_severity_level = 4
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda":
-        # TF32 off for the float32 verdict (SPEC.md section 5).
-        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": str(int(tf32_allowed()))}))
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=providers)
