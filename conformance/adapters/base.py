@@ -64,7 +64,7 @@ TF32_VARIABLE = "CONFORMANCE_TF32"
 
 
 def tf32_allowed() -> bool:
-    """The labelled TF32 mode (``conformance run --tf32``); off for the float32 verdict (SPEC 5)."""
+    """The labelled TF32 mode (``conformance run --tf32``); off for the float32 verdict (SEMANTICS.md §6)."""
     import os
 
     return os.environ.get(TF32_VARIABLE) == "1"

@@ -222,7 +222,7 @@ class _Keras3Adapter(KerasFamilyAdapter):
         return "gpu:0" if device == "cuda" else "cpu:0"
 
     def _disable_tf32(self, stack: contextlib.ExitStack) -> None:
-        """TF32 matmuls off for the float32 verdict (SPEC section 5)."""
+        """TF32 matmuls off for the float32 verdict (SEMANTICS.md §6)."""
         if self.backend == "jax":
             import jax
 

@@ -115,7 +115,7 @@ class TfKerasAdapter(KerasFamilyAdapter):
         import tensorflow as tf
 
         if device == "cuda" and not self._tf32_off:
-            # TF32 matmuls off for the float32 verdict (SPEC section 5).
+            # TF32 matmuls off for the float32 verdict (SEMANTICS.md §6).
             tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
             self._tf32_off = True
         return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")

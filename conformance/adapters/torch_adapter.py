@@ -357,7 +357,7 @@ def build_module(key: ModuleKey):
         kwargs["nonlinearity"] = key.nonlinearity
     module = getattr(torch.nn, TORCH_CLASS[key.cell])(key.input_size, key.units, **kwargs)
     if key.device == "cuda":
-        # The float32 verdict needs true float32 matmuls (SPEC.md section 5).
+        # The float32 verdict needs true float32 matmuls (SEMANTICS.md §6).
         torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
         torch.backends.cudnn.allow_tf32 = tf32_allowed()
     return module.to(device=key.device, dtype=getattr(torch, key.dtype)).eval()
