@@ -260,8 +260,8 @@ def skip_reason(adapter: Any, device: str) -> str | None:
 
 
 def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> dict:
-    device_name = param.device
-    if status != "skipped":  # a device the framework doesn't see has no name to ask for
+    device_name = ""  # a skipped row names no device: the framework may not see one
+    if status != "skipped":
         try:
             device_name = optional_call(adapter, "device_name", param.device, param.device)
         except Exception:  # noqa: BLE001 - an optional nicety must not lose the result

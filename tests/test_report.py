@@ -210,6 +210,35 @@ def test_totals_and_adapter_table_count_known_apart_from_unexpected(tmp_path: Pa
     assert [int(n) for n in re.findall(r'<td class="num[^"]*">(\d+)</td>', row)] == list(MIXED_COUNTS.values())
 
 
+def cpu_run_with_skipped_cuda_rows(adapter_info: dict) -> dict:
+    """One adapter on a machine without a GPU: cpu rows ran, cuda rows were skipped."""
+    cases = [c.for_dtype("float32") for c in solved_cases()[:3]]
+    records = [synthetic_record(case, "torch", "cpu", "pass") for case in cases]
+    for case in cases:
+        record = synthetic_record(case, "torch", "cuda", "skipped", "torch: no cuda device visible")
+        record["device_name"] = ""
+        records.append(record)
+    return results_document(records, complete=True, created="2025-11-22T17:50:00+00:00",
+                            fixtures_sha256="ab" * 32, machine=MACHINE, adapters={"torch": adapter_info})
+
+
+def adapter_table_row(html: str, adapter: str) -> str:
+    return html.split(f"<td><b>{adapter}</b></td>", 1)[1].split("</tr>", 1)[0]
+
+
+def test_the_adapter_table_lists_only_devices_the_framework_saw(tmp_path: Path) -> None:
+    info = {"devices": ["cpu"], "device_names": {"cpu": "x86_64"}, "versions": {"torch": "2.13.0"}}
+    row = adapter_table_row(render_report(cpu_run_with_skipped_cuda_rows(info), tmp_path).read_text("utf-8"),
+                            "torch")
+    assert "cpu (x86_64)" in row and "cuda" not in row
+
+
+def test_without_the_adapters_own_list_skipped_rows_claim_no_device(tmp_path: Path) -> None:
+    row = adapter_table_row(render_report(cpu_run_with_skipped_cuda_rows({}), tmp_path).read_text("utf-8"),
+                            "torch")
+    assert "cpu" in row and "cuda" not in row
+
+
 def test_a_known_difference_is_its_own_kind_of_matrix_cell(tmp_path: Path) -> None:
     html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
     body = html.split('<table id="matrix">', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]

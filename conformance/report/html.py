@@ -395,21 +395,35 @@ def machine_rows(machine: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), _text(machine[k])) for k in keys]
 
 
+def seen_devices(info: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, str]:
+    """Device -> name, as the adapter reported them; else from the rows that ran.
+
+    Skipped rows don't count: a cuda row skipped on a CPU machine is no cuda device.
+    """
+    if info.get("devices"):
+        names = info.get("device_names") or {}
+        return {device: str(names.get(device) or "") for device in info["devices"]}
+    devices: dict[str, str] = {}
+    for record in records:
+        if record.get("status") != "skipped":
+            device = record.get("device", "?")
+            devices[device] = devices.get(device) or record.get("device_name", "")
+    return devices
+
+
 def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
                  columns: list[Column]) -> list[dict[str, Any]]:
-    """One row per adapter: its versions, devices and totals by outcome."""
+    """One row per adapter: its versions, the devices it saw and totals by outcome."""
     adapters = document.get("adapters") or {}
     names = list(adapters) + sorted({c.adapter for c in columns} - set(adapters))
     rows = []
     for name in names:
         info = adapters.get(name) or {}
-        devices: dict[str, str] = {}
-        for column in columns:
-            if column.adapter == name:
-                devices[column.device] = devices.get(column.device) or column.device_name
+        own = [r for r in records if r.get("adapter") == name]
+        devices = seen_devices(info, own)
         rows.append({"name": name, "versions": info.get("versions") or {},
-                     "devices": [f"{d} ({n})" if n else d for d, n in devices.items()],
-                     "counts": outcome_counts(r for r in records if r.get("adapter") == name)})
+                     "devices": [f"{d} ({n})" if n and n != d else d for d, n in devices.items()],
+                     "counts": outcome_counts(own)})
     return rows
 
 
