@@ -24,7 +24,7 @@ from conformance.case import Case
 from conformance.results import UNEXPECTED, JsonlWriter, make_record, outcome, read_jsonl
 
 TEST_MODULE = Path(__file__).with_name("test_conformance.py")
-STDERR_TAIL = 4000
+STDERR_HEAD, STDERR_TAIL = 1000, 3000  # a crash's first lines say what happened, its last where
 MAX_RESTARTS = 50
 
 
@@ -45,6 +45,7 @@ class GroupRun:
     current: str | None = None
     current_since: float = 0.0
     seen_lines: int = 0
+    stderr_offset: int = 0  # where the running process's stderr starts in the shared file
     crashed_tests: list[str] = field(default_factory=list)
     broken: str | None = None  # why the process ended abnormally with no test in flight
 
@@ -90,6 +91,7 @@ def known_failure_args(options: dict) -> list[str]:
 
 def start(group: GroupRun, options: dict, resume: bool) -> None:
     stderr = open(group.stderr_path, "ab")
+    group.stderr_offset = stderr.tell()
     group.process = subprocess.Popen(
         pytest_command(group, options, resume), stdout=subprocess.DEVNULL, stderr=stderr,
         start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -118,11 +120,15 @@ def follow(group: GroupRun) -> None:
 
 
 def stderr_tail(group: GroupRun) -> str:
+    """The current process's stderr only (never an earlier crash's): its head and its tail."""
     try:
-        data = group.stderr_path.read_bytes()
+        data = group.stderr_path.read_bytes()[group.stderr_offset:]
     except OSError:
         return ""
-    return data[-STDERR_TAIL:].decode("utf-8", "replace")
+    if len(data) > STDERR_HEAD + STDERR_TAIL:
+        omitted = len(data) - STDERR_HEAD - STDERR_TAIL
+        data = data[:STDERR_HEAD] + f"\n[... {omitted} bytes of stderr omitted ...]\n".encode() + data[-STDERR_TAIL:]
+    return data.decode("utf-8", "replace")
 
 
 def kill(group: GroupRun) -> None:

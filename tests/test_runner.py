@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import runner
 from conformance.results import VOLATILE_FIELDS
 
 pytestmark = pytest.mark.slow
@@ -51,6 +52,8 @@ def test_an_aborting_adapter_becomes_an_error_with_its_stderr_and_the_run_goes_o
     # What the dying process wrote: faulthandler's report, down to the adapter line that aborted.
     assert all("Fatal Python error: Aborted" in r["stderr"] for r in errors)
     assert all(re.search(r'File ".*faulty_adapters\.py", line \d+ in run', r["stderr"]) for r in errors)
+    # Each error holds its own process's stderr, not the previous crash's too.
+    assert all(r["stderr"].count("Fatal Python error") == 1 for r in errors)
     assert {r["status"] for r in records if r["cell"] != "lstm"} == {"pass"}
     assert code == 1
 
@@ -121,3 +124,26 @@ def test_the_tf32_mode_reaches_the_adapter_process_only_when_asked(tmp_path, fla
                           "--report-dir", str(tmp_path), *flag)
     process.communicate(timeout=300)
     assert {r["run_info"]["tf32_seen"] for r in results(tmp_path)["results"]} == {seen}
+
+
+def _group_with_stderr(tmp_path: Path, earlier: bytes) -> runner.GroupRun:
+    group = runner.GroupRun("torch", tmp_path / "s.jsonl", tmp_path / "g.json", tmp_path / "torch.stderr")
+    group.stderr_path.write_bytes(earlier)
+    group.stderr_offset = len(earlier)  # as start() records it before the restarted process writes
+    return group
+
+
+def test_an_error_keeps_only_the_stderr_of_the_process_that_died(tmp_path):
+    group = _group_with_stderr(tmp_path, b"Fatal Python error: Aborted (the first crash)\n")
+    with open(group.stderr_path, "ab") as stream:
+        stream.write(b"Fatal Python error: Segmentation fault (the second)\n")
+    assert runner.stderr_tail(group) == "Fatal Python error: Segmentation fault (the second)\n"
+
+
+def test_a_long_stderr_keeps_its_first_lines_and_its_last(tmp_path):
+    group = _group_with_stderr(tmp_path, b"")
+    body = b"Fatal Python error: Aborted\n" + b"x" * 10_000 + b"\nFile adapter.py, line 3 in run\n"
+    group.stderr_path.write_bytes(body)
+    kept = runner.stderr_tail(group)
+    assert kept.startswith("Fatal Python error: Aborted") and kept.endswith("line 3 in run\n")
+    assert f"[... {len(body) - runner.STDERR_HEAD - runner.STDERR_TAIL} bytes of stderr omitted ...]" in kept
