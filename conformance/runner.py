@@ -119,7 +119,7 @@ def follow(group: GroupRun) -> None:
     group.seen_lines = len(lines)
 
 
-def stderr_tail(group: GroupRun) -> str:
+def process_stderr(group: GroupRun) -> str:
     """The current process's stderr only (never an earlier crash's): its head and its tail."""
     try:
         data = group.stderr_path.read_bytes()[group.stderr_offset:]
@@ -147,7 +147,7 @@ def record_lost_test(group: GroupRun, cases: dict[str, Case], why: str) -> None:
         return
     case_id, adapter, device, dtype = parse_test_id(test_id)
     record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype,
-                         status="error", message=why, stderr=stderr_tail(group))
+                         status="error", message=why, stderr=process_stderr(group))
     JsonlWriter(group.stream).append(record)
     group.crashed_tests.append(test_id)
     group.current = None
@@ -189,7 +189,7 @@ def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
             if code in (0, 1, 5):
                 return
             if group.current is None:
-                last = (stderr_tail(group).strip().splitlines() or ["no stderr"])[-1]
+                last = (process_stderr(group).strip().splitlines() or ["no stderr"])[-1]
                 group.broken = f"pytest {exit_description(code)} outside any test: {last}"
                 return
             record_lost_test(group, cases, f"the adapter process {exit_description(code)} during this test")

@@ -137,13 +137,13 @@ def test_an_error_keeps_only_the_stderr_of_the_process_that_died(tmp_path):
     group = _group_with_stderr(tmp_path, b"Fatal Python error: Aborted (the first crash)\n")
     with open(group.stderr_path, "ab") as stream:
         stream.write(b"Fatal Python error: Segmentation fault (the second)\n")
-    assert runner.stderr_tail(group) == "Fatal Python error: Segmentation fault (the second)\n"
+    assert runner.process_stderr(group) == "Fatal Python error: Segmentation fault (the second)\n"
 
 
 def test_a_long_stderr_keeps_its_first_lines_and_its_last(tmp_path):
     group = _group_with_stderr(tmp_path, b"")
     body = b"Fatal Python error: Aborted\n" + b"x" * 10_000 + b"\nFile adapter.py, line 3 in run\n"
     group.stderr_path.write_bytes(body)
-    kept = runner.stderr_tail(group)
+    kept = runner.process_stderr(group)
     assert kept.startswith("Fatal Python error: Aborted") and kept.endswith("line 3 in run\n")
     assert f"[... {len(body) - runner.STDERR_HEAD - runner.STDERR_TAIL} bytes of stderr omitted ...]" in kept

@@ -30,14 +30,6 @@ def is_exact(array: np.ndarray) -> bool:
     return array.dtype == object
 
 
-def _elementwise(function) -> np.ufunc:
-    return np.frompyfunc(function, 1, 1)
-
-
-def _interval_exp(value):
-    return iv.exp(value)
-
-
 def _interval_tanh(value):
     # mpmath.iv has no tanh; this form uses x once, so the enclosure stays tight.
     return 1 - 2 / (iv.exp(2 * value) + 1)
@@ -52,9 +44,9 @@ def _interval_clip(value, low, high):
     return iv.mpf([min(max(value.a, low), high), min(max(value.b, low), high)])
 
 
-_EXACT_EXP = _elementwise(_interval_exp)
-_EXACT_TANH = _elementwise(_interval_tanh)
-_EXACT_SIGMOID = _elementwise(_interval_sigmoid)
+_EXACT_EXP = np.frompyfunc(iv.exp, 1, 1)
+_EXACT_TANH = np.frompyfunc(_interval_tanh, 1, 1)
+_EXACT_SIGMOID = np.frompyfunc(_interval_sigmoid, 1, 1)
 
 
 def exp(x: np.ndarray) -> np.ndarray:
