@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
-from conformance.adapters.base import TF32_VARIABLE, tf32_allowed
-from conformance.case import Case
+from conformance.adapters.contract import TF32_VARIABLE, tf32_allowed
+from conformance.matrix.case import Case
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
-from conformance.known_failures import Audit, known_failure_files, load_known_failures
-from conformance.machine import machine_info, package_versions
-from conformance.results import (
+from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
+from conformance.results.machine import machine_info, package_versions
+from conformance.results.records import (
     JsonlWriter,
     make_record,
     read_jsonl,
@@ -64,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a further list of test ids with reasons whose fails and errors are documented "
                          "findings (repeatable; added after the built-in list)")
     group.addoption("--no-builtin-known-failures", action="store_true",
-                    help="leave out the built-in list, conformance/known_failures.txt")
+                    help="leave out the built-in list, conformance/verdict/known_differences.txt")
     group.addoption("--tf32", action="store_true",
                     help="labelled mode: leave TF32 matmuls on on GPUs (results carry run_info.tf32)")
     group.addoption("--skip-done", action="store_true",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.check import check_case
+from conformance.verdict.check import check_case
 from conformance.plugin import ConformanceParam, ConformanceSession, record_for, skip_reason
 
 

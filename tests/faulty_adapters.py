@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from conformance.case import Case
+from conformance.matrix.case import Case
 from conformance.reference import expected_outputs
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 from tests.oracle_adapters import OracleAdapter
 
 

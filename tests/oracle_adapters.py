@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.adapters.base import Adapter
-from conformance.case import Case
+from conformance.adapters.contract import Adapter
+from conformance.matrix.case import Case
 from conformance.reference import expected_outputs
 
 
@@ -31,6 +31,6 @@ class Tf32ProbeAdapter(OracleAdapter):
     name = "tf32-probe"
 
     def last_run_info(self) -> dict:
-        from conformance.adapters.base import tf32_allowed
+        from conformance.adapters.contract import tf32_allowed
 
         return {"tf32_seen": tf32_allowed()}

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conformance.adapters import load_adapter
-from conformance.adapters.keras_adapter import loaded_keras_backend
+from conformance.adapters.keras.keras3 import loaded_keras_backend
 from conformance.fixtures import load_cases
-from conformance.spec import BidirectionalSpec, LayerSpec
+from conformance.matrix.spec import BidirectionalSpec, LayerSpec
 
 # Plain sequence-returning layers, one per cell, unmasked, one with an initial state.
 SEQUENCE_CASES = ("simple_rnn-seq1-state0-random-b3t5", "lstm-seq1-state0-random-b3t5-initial_state",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from conformance import bench
+from conformance.commands import bench
 
 
 def test_a_matrix_run_that_broke_is_left_out_of_the_totals_and_exits_1(monkeypatch, tmp_path, capsys):

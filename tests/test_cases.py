@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.cases import build_cases
-from conformance.spec import CELLS, LayerSpec
-from conformance.weights import per_gate_weights
+from conformance.matrix.cases import build_cases
+from conformance.matrix.spec import CELLS, LayerSpec
+from conformance.matrix.weights import per_gate_weights
 
 CASES = build_cases()
 README = Path(__file__).resolve().parent.parent / "README.md"

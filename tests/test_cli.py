@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cli import main
+from conformance.commands.cli import main
 
 NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
 

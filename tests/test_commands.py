@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 
 from conformance.adapters import adapter_paths
-from conformance.bench import QUICK_KEYWORD
-from conformance.cli import build_parser
-from conformance.explain import explain
+from conformance.commands.bench import QUICK_KEYWORD
+from conformance.commands.cli import build_parser
+from conformance.commands.explain import explain
 from conformance.fixtures import default_fixtures_dir, load_cases
-from conformance.results import test_id as make_test_id  # aliased: pytest would collect test_id
-from conformance.spec import LayerSpec
+from conformance.results.records import test_id as make_test_id  # aliased: pytest would collect test_id
+from conformance.matrix.spec import LayerSpec
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("conformance")
 KEYWORD = "tutorial"  # the cheapest selection that still covers all 12 cell x flag combinations

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance.compare import compare_outputs, ulp_distance
+from conformance.verdict.compare import compare_outputs, ulp_distance
 from conformance.fixtures import load_cases
 
 CASES = {c.id: c for c in load_cases()}

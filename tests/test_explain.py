@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conformance.explain import explain
-from conformance.spec import CELLS, LayerSpec
+from conformance.commands.explain import explain
+from conformance.matrix.spec import CELLS, LayerSpec
 
 FLAGS = ((False, False), (True, False), (False, True), (True, True))
 
@@ -92,7 +92,7 @@ def test_bad_arguments_raise_naming_the_field(arguments: tuple, field: str) -> N
 
 
 def test_no_framework_is_imported() -> None:
-    code = ("import sys; from conformance.explain import explain; explain('lstm', True, True); "
+    code = ("import sys; from conformance.commands.explain import explain; explain('lstm', True, True); "
             "print(sorted({'torch', 'tensorflow', 'jax', 'flax', 'onnx', 'keras'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

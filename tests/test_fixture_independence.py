@@ -31,7 +31,7 @@ EVIDENCE = REPO / "reports" / "fixture-independence.json"
 
 FORWARD_DIGEST = """
 import hashlib
-from conformance.cases import build_cases
+from conformance.matrix.cases import build_cases
 from conformance.reference import expected_outputs
 digest = hashlib.sha256()
 for case in build_cases():

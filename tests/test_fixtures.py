@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conformance import fixtures
-from conformance.cli import main
+from conformance.commands.cli import main
 
 REPO_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

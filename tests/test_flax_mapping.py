@@ -12,10 +12,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance.adapters import flax_mapping as mapping
-from conformance.cases import build_cases, mask_with_holes, right_padded_mask
-from conformance.spec import BidirectionalSpec, LayerSpec, StackedSpec
-from conformance.weights import make_weights
+from conformance.adapters.flax import mapping as mapping
+from conformance.matrix.cases import build_cases, mask_with_holes, right_padded_mask
+from conformance.matrix.spec import BidirectionalSpec, LayerSpec, StackedSpec
+from conformance.matrix.weights import make_weights
 
 UNITS, FEATURES = 4, 3
 
@@ -147,7 +147,7 @@ def test_merge_mode_none_keeps_both_directions_forward_first():
 def adapter():
     pytest.importorskip("jax")
     pytest.importorskip("flax.nnx")
-    from conformance.adapters.flax_adapter import FlaxAdapter
+    from conformance.adapters.flax.adapter import FlaxAdapter
 
     return FlaxAdapter()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.junit import junit_xml, write_junit
+from conformance.results.junit import junit_xml, write_junit
 from tests.test_report import KNOWN_REASON, MIXED_COUNTS, mixed_run_document
 
 SCHEMA = Path(__file__).parent / "data" / "junit-10.xsd"  # Jenkins xunit plugin's JUnit schema

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.spec import LayerSpec
-from conformance.weights import TUTORIAL_BIAS, TUTORIAL_KERNEL, TUTORIAL_RECURRENT, constant_weights
+from conformance.matrix.spec import LayerSpec
+from conformance.matrix.weights import TUTORIAL_BIAS, TUTORIAL_KERNEL, TUTORIAL_RECURRENT, constant_weights
 
 keras = pytest.importorskip("keras")
 

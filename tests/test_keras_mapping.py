@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from conformance.adapters.keras_adapter import (
+from conformance.adapters.keras.keras3 import (
     LEGACY_HARD_SIGMOID_NOTE,
     KerasJaxAdapter,
     KerasTensorflowAdapter,
@@ -24,7 +24,7 @@ from conformance.adapters.keras_adapter import (
     legacy_hard_sigmoid,
     loaded_keras_backend,
 )
-from conformance.adapters.keras_common import (
+from conformance.adapters.keras.common import (
     Structure,
     cudnn_mask_ok,
     layer_kwargs,
@@ -32,10 +32,10 @@ from conformance.adapters.keras_common import (
     summarize_kernels,
     weight_list,
 )
-from conformance.adapters.tf_keras_adapter import keras3_hard_sigmoid, tf_keras_activation, tf_keras_kernel
-from conformance.cases import build_cases, mask_with_empty_row, mask_with_holes, right_padded_mask
+from conformance.adapters.keras.tf_keras import keras3_hard_sigmoid, tf_keras_activation, tf_keras_kernel
+from conformance.matrix.cases import build_cases, mask_with_empty_row, mask_with_holes, right_padded_mask
 from conformance.reference import expected_outputs
-from conformance.spec import BidirectionalSpec, LayerSpec
+from conformance.matrix.spec import BidirectionalSpec, LayerSpec
 
 ADAPTERS = {"tensorflow": KerasTensorflowAdapter, "jax": KerasJaxAdapter, "torch": KerasTorchAdapter}
 GATE_PERMUTATIONS = {"lstm": (1, 0, 2, 3), "gru": (1, 0, 2)}  # swap i<->f / z<->r
@@ -227,7 +227,7 @@ def test_tf_keras_gru_return_state_returns_two_tensors():
 
 def test_tf_keras_adapter_runs_the_legacy_hard_sigmoid_as_its_builtin():
     pytest.importorskip("tf_keras")
-    from conformance.adapters.tf_keras_adapter import TfKerasAdapter
+    from conformance.adapters.keras.tf_keras import TfKerasAdapter
 
     adapter = TfKerasAdapter()
     case = next(c for c in build_cases() if c.id.endswith("gru-seq1-state1-random-b3t5-legacy_hard_sigmoid"))

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cli import main
-from conformance.known_failures import (
+from conformance.commands.cli import main
+from conformance.verdict.known_differences import (
     BUILTIN_KNOWN_FAILURES,
     known_failure_files,
     load_known_failures,
     parse_known_failures,
 )
-from conformance.runner import known_failure_args
+from conformance.commands.supervisor import known_failure_args
 
 TEXT = """
 # comment lines are ignored

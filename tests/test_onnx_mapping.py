@@ -1,4 +1,4 @@
-"""The Keras -> ONNX RNN/GRU/LSTM conventions (conformance/adapters/onnx_mapping.py), and what
+"""The Keras -> ONNX RNN/GRU/LSTM conventions (conformance/adapters/onnx/graph.py), and what
 onnxruntime does with them: the gate order proven on a per_gate case, ``layout=1`` and
 float64 refused, padded and empty sequences zeroed."""
 
@@ -7,18 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.adapters import onnx_mapping
-from conformance.adapters.onnx_mapping import (
+from conformance.adapters.onnx import graph as onnx_mapping
+from conformance.adapters.onnx.graph import (
     activation_attributes,
     is_right_padded,
     onnx_direction_weights,
     onnx_weights,
     sequence_lengths,
 )
-from conformance.cases import build_cases
-from conformance.check import check_case
+from conformance.matrix.cases import build_cases
+from conformance.verdict.check import check_case
 from conformance.reference import expected_outputs
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
 CASES = {case.id: case for case in build_cases()}
 PER_GATE_LSTM = "lstm-seq1-state1-per_gate-b2t5"
@@ -129,7 +129,7 @@ def test_mask_with_holes_has_no_sequence_lens():
 
 def _native(layout: int = 0):
     pytest.importorskip("onnxruntime")
-    from conformance.adapters.onnx_native_adapter import OnnxNativeAdapter, OnnxNativeLayout1Adapter
+    from conformance.adapters.onnx.native import OnnxNativeAdapter, OnnxNativeLayout1Adapter
 
     return OnnxNativeLayout1Adapter() if layout else OnnxNativeAdapter()
 
@@ -159,7 +159,7 @@ def test_the_graphs_are_right_in_the_onnx_reference_runtime_for_both_layouts(mon
     """onnx's ReferenceEvaluator runs what onnxruntime refuses (layout=1, double): the refusals
     are the runtime's, not the graphs'. (It ignores ``activations``; this case uses the defaults.)"""
     reference = pytest.importorskip("onnx.reference")
-    from conformance.adapters import onnx_runtime
+    from conformance.adapters.onnx import runtime as onnx_runtime
 
     monkeypatch.setattr(onnx_runtime, "make_session",
                         lambda model, device: reference.ReferenceEvaluator(model))
@@ -201,7 +201,7 @@ def test_onnxruntime_gives_activation_alpha_only_to_functions_that_take_one():
     pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
-    from conformance.adapters import onnx_runtime
+    from conformance.adapters.onnx import runtime as onnx_runtime
 
     node = helper.make_node("RNN", ["X", "W", "R"], ["Y"], hidden_size=1, activations=["Affine"],
                             activation_alpha=[3.0], activation_beta=[0.25])
@@ -224,7 +224,7 @@ def ort():
     """onnxruntime, with the cached "does a CUDA session open" answer forgotten before and after."""
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from conformance.adapters import onnx_runtime
+    from conformance.adapters.onnx import runtime as onnx_runtime
 
     onnx_runtime._cuda_session_opens.cache_clear()
     yield onnxruntime
@@ -243,7 +243,7 @@ def gpu_build_without_a_gpu(ort, monkeypatch):
 
 
 def test_a_cuda_session_is_refused_when_this_onnxruntime_has_no_cuda_provider(ort):
-    from conformance.adapters.onnx_runtime import ProviderUnavailable, _identity_model, make_session
+    from conformance.adapters.onnx.runtime import ProviderUnavailable, _identity_model, make_session
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime build has the CUDA provider")
@@ -253,7 +253,7 @@ def test_a_cuda_session_is_refused_when_this_onnxruntime_has_no_cuda_provider(or
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
 def test_a_cuda_session_that_onnxruntime_opens_on_the_cpu_is_refused(gpu_build_without_a_gpu):
-    from conformance.adapters.onnx_runtime import ProviderUnavailable, _identity_model, make_session
+    from conformance.adapters.onnx.runtime import ProviderUnavailable, _identity_model, make_session
 
     with pytest.raises(ProviderUnavailable, match=r"opened the session on \['CPUExecutionProvider'\] instead"):
         make_session(_identity_model(), "cuda")
@@ -261,7 +261,7 @@ def test_a_cuda_session_that_onnxruntime_opens_on_the_cpu_is_refused(gpu_build_w
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
 def test_a_listed_cuda_provider_that_opens_no_cuda_session_is_no_cuda_device(gpu_build_without_a_gpu):
-    from conformance.adapters import onnx_runtime
+    from conformance.adapters.onnx import runtime as onnx_runtime
 
     assert onnx_runtime.devices() == ["cpu"]
 
@@ -269,8 +269,8 @@ def test_a_listed_cuda_provider_that_opens_no_cuda_session_is_no_cuda_device(gpu
 def test_onnx_torch_refuses_a_cuda_row_it_cannot_run_on_cuda_instead_of_running_it_on_the_cpu(ort):
     for module in ("torch", "onnxscript"):
         pytest.importorskip(module)
-    from conformance.adapters import onnx_runtime
-    from conformance.adapters.onnx_torch_adapter import OnnxTorchAdapter
+    from conformance.adapters.onnx import runtime as onnx_runtime
+    from conformance.adapters.onnx.torch_export import OnnxTorchAdapter
 
     if "cuda" in onnx_runtime.devices():
         pytest.skip("onnxruntime runs CUDA sessions here")
@@ -291,7 +291,7 @@ def _initializer_model(*arrays: np.ndarray):
 
 def test_exported_weights_are_located_through_transposes_and_zero_padding():
     pytest.importorskip("onnx")
-    from conformance.adapters.onnx_keras_adapter import locate_weights
+    from conformance.adapters.onnx.keras_export import locate_weights
 
     probe = np.array([0.1, -0.2, 0.3, -0.4], dtype=np.float32)
     model = _initializer_model(probe[[3, 1]], np.array([[0.3, 0.0], [0.1, 0.0]], np.float32))
@@ -306,7 +306,7 @@ def test_exported_weights_are_located_through_transposes_and_zero_padding():
 ], ids=["mixed", "missing"])
 def test_weights_that_cannot_be_located_verbatim_are_refused(arrays):
     pytest.importorskip("onnx")
-    from conformance.adapters.onnx_keras_adapter import LocateError, locate_weights
+    from conformance.adapters.onnx.keras_export import LocateError, locate_weights
 
     with pytest.raises(LocateError):
         locate_weights(_initializer_model(*arrays), np.array([0.1, -0.2, 0.3, -0.4], np.float32))

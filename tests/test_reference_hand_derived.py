@@ -18,9 +18,9 @@ import struct
 import numpy as np
 import pytest
 
-from conformance.cases import build_cases
+from conformance.matrix.cases import build_cases
 from conformance.reference import forward
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
 
 def f32(value: float) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.regression import compare_runs
+from conformance.results.regression import compare_runs
 from conformance.report import render_regression, render_report
 from tests.test_report import solved_cases, synthetic_document
 

@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conformance.reports_io import load_any
-from conformance.results import (
+from conformance.results.reading import load_any
+from conformance.results.records import (
     OUTCOMES,
     JsonlWriter,
     ResultsFileError,
@@ -97,9 +97,9 @@ def test_a_merged_document_counts_the_merged_results():
 
 
 def test_every_output_gives_the_same_counts(tmp_path):
-    from conformance.junit import write_junit
+    from conformance.results.junit import write_junit
     from conformance.report import render_report
-    from conformance.run_command import summary_table
+    from conformance.commands.run import summary_table
 
     document = mixed_run_document()
     write_json_atomic(tmp_path / "results.json", document)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import runner
-from conformance.results import VOLATILE_FIELDS
+from conformance.commands import supervisor as runner
+from conformance.results.records import VOLATILE_FIELDS
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.check import check_case
+from conformance.verdict.check import check_case
 from conformance.fixtures import load_cases
 from tests.faulty_adapters import FAULTS
 from tests.oracle_adapters import OracleAdapter

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conformance.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec, spec_from_dict
+from conformance.matrix.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec, spec_from_dict
 
 
 def test_lstm_return_state_lists_output_then_h_then_c():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import build_cases
-from conformance.results import VOLATILE_FIELDS
+from conformance.matrix.cases import build_cases
+from conformance.results.records import VOLATILE_FIELDS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

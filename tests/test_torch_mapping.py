@@ -1,4 +1,4 @@
-"""The Keras -> PyTorch weight, state and mask conventions (conformance/adapters/torch_mapping.py)."""
+"""The Keras -> PyTorch weight, state and mask conventions (conformance/adapters/torch/mapping.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance.adapters import torch_mapping
-from conformance.adapters.torch_mapping import (
+from conformance.adapters.torch import mapping as torch_mapping
+from conformance.adapters.torch.mapping import (
     flip_valid_prefix,
     reorder_gate_blocks,
     right_padded_lengths,
@@ -16,9 +16,9 @@ from conformance.adapters.torch_mapping import (
     torch_layer_params,
     torch_module_params,
 )
-from conformance.cases import build_cases
+from conformance.matrix.cases import build_cases
 from conformance.reference import expected_outputs
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
 
 def _blocks(*values: float, units: int = 2) -> np.ndarray:
@@ -119,7 +119,7 @@ def _max_error(got: list[np.ndarray], want: list[np.ndarray]) -> float:
 ])
 def test_per_gate_case_matches_oracle_only_with_torch_gate_order(case_id, wrong_order, monkeypatch):
     pytest.importorskip("torch")
-    from conformance.adapters.torch_adapter import TorchAdapter
+    from conformance.adapters.torch.adapter import TorchAdapter
 
     case = _case(case_id)
     want = expected_outputs(case)
@@ -133,7 +133,7 @@ def test_per_gate_case_matches_oracle_only_with_torch_gate_order(case_id, wrong_
 
 def test_a_float64_case_comes_back_in_the_float64_torch_computed():
     pytest.importorskip("torch")
-    from conformance.adapters.torch_adapter import TorchAdapter
+    from conformance.adapters.torch.adapter import TorchAdapter
 
     case = _case("lstm-seq1-state1-per_gate-b2t5").for_dtype("float64")
     assert [output.dtype for output in TorchAdapter().run(case, "cpu")] == [np.float64] * 3
@@ -143,8 +143,8 @@ def test_outputs_keep_the_dtype_torch_gave_and_so_fail_the_dtype_check(monkeypat
     """A framework answering a float64 case in float32 must show as a dtype failure, not be cast to
     float64 on the way out. Torch is made to answer in float32 where its result leaves torch."""
     pytest.importorskip("torch")
-    from conformance.adapters.torch_adapter import TorchAdapter
-    from conformance.check import check_case
+    from conformance.adapters.torch.adapter import TorchAdapter
+    from conformance.verdict.check import check_case
 
     monkeypatch.setattr(TorchAdapter, "_host_array", staticmethod(lambda tensor: tensor.float().numpy()))
     case = _case("gru-seq1-state1-per_gate-b2t5").for_dtype("float64")

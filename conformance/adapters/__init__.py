@@ -11,21 +11,21 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-from conformance.adapters.base import Adapter, missing_module_reason
+from conformance.adapters.contract import Adapter, missing_module_reason
 
 ENTRY_POINT_GROUP = "conformance.adapters"
 
 BUILTIN_ADAPTERS: dict[str, str] = {
-    "keras-tensorflow": "conformance.adapters.keras_adapter:KerasTensorflowAdapter",
-    "keras-jax": "conformance.adapters.keras_adapter:KerasJaxAdapter",
-    "keras-torch": "conformance.adapters.keras_adapter:KerasTorchAdapter",
-    "tf-keras": "conformance.adapters.tf_keras_adapter:TfKerasAdapter",
-    "torch": "conformance.adapters.torch_adapter:TorchAdapter",
-    "flax": "conformance.adapters.flax_adapter:FlaxAdapter",
-    "onnx-keras": "conformance.adapters.onnx_keras_adapter:OnnxKerasAdapter",
-    "onnx-torch": "conformance.adapters.onnx_torch_adapter:OnnxTorchAdapter",
-    "onnx-native": "conformance.adapters.onnx_native_adapter:OnnxNativeAdapter",
-    "onnx-native-layout1": "conformance.adapters.onnx_native_adapter:OnnxNativeLayout1Adapter",
+    "keras-tensorflow": "conformance.adapters.keras.keras3:KerasTensorflowAdapter",
+    "keras-jax": "conformance.adapters.keras.keras3:KerasJaxAdapter",
+    "keras-torch": "conformance.adapters.keras.keras3:KerasTorchAdapter",
+    "tf-keras": "conformance.adapters.keras.tf_keras:TfKerasAdapter",
+    "torch": "conformance.adapters.torch.adapter:TorchAdapter",
+    "flax": "conformance.adapters.flax.adapter:FlaxAdapter",
+    "onnx-keras": "conformance.adapters.onnx.keras_export:OnnxKerasAdapter",
+    "onnx-torch": "conformance.adapters.onnx.torch_export:OnnxTorchAdapter",
+    "onnx-native": "conformance.adapters.onnx.native:OnnxNativeAdapter",
+    "onnx-native-layout1": "conformance.adapters.onnx.native:OnnxNativeLayout1Adapter",
 }
 
 

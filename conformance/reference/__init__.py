@@ -2,7 +2,7 @@
 
 ``forward(spec, weights, x, initial_state=None, mask=None) -> list[np.ndarray]``
 
-- ``spec``: a ``LayerSpec`` or a composite spec from ``conformance.spec``.
+- ``spec``: a ``LayerSpec`` or a composite spec from ``conformance.matrix.spec``.
 - ``weights``: for a ``LayerSpec``, the Keras-layout dict ``kernel``
   (features, G*units), ``recurrent_kernel`` (units, G*units) and, with
   ``use_bias``, ``bias`` ((G*units,), or (2, 3*units) for GRU with
@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.reference import bidirectional, composite, numbers, validation
-from conformance.reference.rnn import layer_output_list, run_layer
-from conformance.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+from conformance import semantics
+from conformance.reference import numbers, validation
+from conformance.reference.rnn import run_layer
+from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec
 
 
 def _checked_weights(spec: AnySpec, weights, features: dict[str, int]) -> dict:
@@ -44,16 +45,6 @@ def _checked_weights(spec: AnySpec, weights, features: dict[str, int]) -> dict:
             raise ValueError(f"weights[{name!r}]: missing; expected keys {list(spec.sublayers())}")
         checked[name] = validation.layer_weights(f"weights[{name!r}].", layer, weights[name], features[name])
     return checked
-
-
-def _input_features(spec: AnySpec, features: int, decoder_features: int | None) -> dict[str, int]:
-    """The width of what each sub-layer reads."""
-    if isinstance(spec, StackedSpec):
-        widths = [features] + [layer.units for layer in spec.layers[:-1]]
-        return {name: width for name, width in zip(spec.sublayers(), widths)}
-    if isinstance(spec, EncoderDecoderSpec):
-        return {"encoder": features, "decoder": decoder_features}
-    return {name: features for name in spec.sublayers()}
 
 
 def forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np.ndarray]:
@@ -83,28 +74,23 @@ def _forward(spec: AnySpec, weights, x, initial_state, mask, *, exact: bool) -> 
     batch, timesteps, features = x.shape
     if decoder_x is not None and decoder_x.shape[0] != batch:
         raise ValueError(f"decoder_inputs: expected batch {batch}, got shape {decoder_x.shape}")
-    widths = _input_features(spec, features, None if decoder_x is None else decoder_x.shape[2])
+    widths = semantics.input_widths(spec, features, None if decoder_x is None else decoder_x.shape[2])
     checked = _checked_weights(spec, weights, widths)
     mask = validation.mask_array(mask, batch, timesteps)
-    first = spec.encoder if isinstance(spec, EncoderDecoderSpec) else (
-        spec.layers[0] if isinstance(spec, StackedSpec) else
-        spec.layer if isinstance(spec, BidirectionalSpec) else spec)
     copies = 2 if isinstance(spec, BidirectionalSpec) else 1
-    states = validation.state_list(initial_state, first, batch, copies)
+    states = validation.state_list(initial_state, semantics.first_layer(spec), batch, copies)
     if exact:
         checked, x, decoder_x = _exact_weights(spec, checked), numbers.to_exact(x), _exact_or_none(decoder_x)
         states = None if states is None else [numbers.to_exact(state) for state in states]
 
-    if isinstance(spec, LayerSpec):
-        sequence, final_states = run_layer(spec, checked, x, states, mask)
-        return layer_output_list(spec, sequence, final_states)
-    if isinstance(spec, BidirectionalSpec):
-        return bidirectional.forward(spec, checked, x, states, mask)
-    if isinstance(spec, StackedSpec):
-        return composite.stacked(spec, checked, x, states, mask)
-    if isinstance(spec, EncoderDecoderSpec):
-        return composite.encoder_decoder(spec, checked, (x, decoder_x), states, mask)
-    raise ValueError(f"spec: expected a LayerSpec or composite spec, got {type(spec).__name__}")
+    by_name = {"layer": checked} if isinstance(spec, LayerSpec) else checked
+
+    def run(name, layer, inputs, layer_states, masked) -> semantics.LayerRun:
+        """One sub-layer through the shared time loop (``rnn.run_layer``)."""
+        sequence, final_states = run_layer(layer, by_name[name], inputs, layer_states, mask if masked else None)
+        return semantics.LayerRun(sequence, final_states)
+
+    return semantics.output_list(spec, semantics.route(spec, run, x, states, decoder_x))
 
 
 # Bits of the exact enclosures, tried in turn until every output rounds to one float64.
@@ -136,7 +122,7 @@ def _case_arguments(case) -> tuple:
 
 
 def expected_outputs(case) -> list[np.ndarray]:
-    """The float64 oracle's answer for a ``conformance.case.Case`` (whatever case.dtype)."""
+    """The float64 oracle's answer for a ``conformance.matrix.case.Case`` (whatever case.dtype)."""
     return forward(*_case_arguments(case))
 
 

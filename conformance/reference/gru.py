@@ -12,7 +12,7 @@ import numpy as np
 
 from conformance.reference import numbers
 from conformance.reference.activations import activation
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
 
 def _biases(layer: LayerSpec, weights: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.reference.activations import activation
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
 
 def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from conformance.reference import gru, lstm, numbers, simple_rnn
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
 Step = Callable[..., tuple[np.ndarray, list[np.ndarray]]]
 CELL_STEPS: dict[str, Step] = {"simple_rnn": simple_rnn.step, "lstm": lstm.step, "gru": gru.step}
@@ -42,8 +42,3 @@ def run_layer(layer: LayerSpec, weights: dict[str, np.ndarray], x: np.ndarray,
         previous_output, states = output, new_states
     return np.stack(outputs, axis=1), states
 
-
-def layer_output_list(layer: LayerSpec, sequence: np.ndarray, states: list[np.ndarray]) -> list[np.ndarray]:
-    """Assemble the Keras list: last output or sequence, then states if asked."""
-    output = sequence if layer.return_sequences else sequence[:, -1, :]
-    return [output, *states] if layer.return_state else [output]

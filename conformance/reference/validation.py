@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.spec import LayerSpec
+from conformance.matrix.spec import LayerSpec
 
-# Kept here rather than imported from conformance.weights: the oracle must not
+# Kept here rather than imported from conformance.matrix.weights: the oracle must not
 # depend on how cases choose their weights.
 
 

@@ -2,7 +2,7 @@
 
 ``render_report(document, out_dir) -> Path`` writes ``out_dir/index.html``;
 ``render_regression(regression, baseline, current, out_path) -> Path`` writes the
-comparison of two runs made by ``conformance.regression.compare_runs``.
+comparison of two runs made by ``conformance.results.regression.compare_runs``.
 Both files are self-contained (inline CSS and JS, no network) and open from disk.
 """
 

@@ -1,11 +1,11 @@
 """The HTML reports: one self-contained file each, that opens from disk.
 
 ``render_report(document, out_dir)`` draws a results document (see
-``conformance.results``) as a matrix: cases grouped by cell and flags down the
+``conformance.results.records``) as a matrix: cases grouped by cell and flags down the
 side, adapter x device x dtype across the top, one coloured cell per result.
 Every result that did not pass gets a diff panel; ``render_regression`` draws a
-``conformance.regression.Regression`` with the baseline beside the current run.
-Cells, totals and filters are by outcome (``conformance.results.outcome``), so
+``conformance.results.regression.Regression`` with the baseline beside the current run.
+Cells, totals and filters are by outcome (``conformance.results.records.outcome``), so
 a known difference is never drawn or counted as an unexpected fail or error.
 
 Adapter messages and stderr are untrusted text, so the templates are rendered
@@ -28,9 +28,9 @@ from typing import Any
 
 import jinja2
 
-from conformance.compare import WINDOW
-from conformance.regression import CATEGORIES, NOISE_FLOOR
-from conformance.results import (
+from conformance.verdict.compare import WINDOW
+from conformance.results.regression import CATEGORIES, NOISE_FLOOR
+from conformance.results.records import (
     OUTCOMES,
     UNEXPECTED,
     outcome,
@@ -38,7 +38,7 @@ from conformance.results import (
     unexpected_count,
     write_text_atomic,
 )
-from conformance.spec import CELLS
+from conformance.matrix.spec import CELLS
 
 TEMPLATES = Path(__file__).parent / "templates"
 OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsupported": "u", "skipped": "s"}

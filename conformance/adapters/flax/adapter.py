@@ -1,0 +1,333 @@
+"""Flax NNX: ``nnx.SimpleCell`` / ``LSTMCell`` / ``GRUCell`` driven by ``nnx.RNN``.
+
+Keras -> Flax conventions (the weight mapping is ``flax_mapping``):
+
+- ``go_backwards`` is ``nnx.RNN(reverse=True, keep_order=False)``: outputs stay
+  in processing order, like Keras's; the final carry is the state after x[0].
+- ``initial_state`` is ``initial_carry`` (LSTM: ``(c, h)``, c first).
+- A right-padded mask is ``seq_lengths``. nnx.RNN then picks the carry at
+  each row's last valid step (``_select_last_carry``) and a reversed pass
+  flips only the valid prefix (``flip_sequences``), but the cell still runs on
+  the padded steps and returns those outputs, so sequences under a mask are
+  unsupported (``flax_mapping.mask_reason``). The last output is picked at the
+  last valid step.
+- ``Bidirectional`` is ``nnx.Bidirectional``, whose backward pass returns its
+  sequence in input order (``keep_order=True``); Keras's merge is done here.
+
+One model per structure is built and its forward jitted once (``nnx.split``
+then ``jax.jit`` with the parameters as arguments), so a case only swaps weights.
+
+float64 runs inside ``jax.enable_x64(True)``, a thread-local scope rather than
+the process-global ``jax_enable_x64`` flag, which would also change what every
+other JAX user in the process (e.g. Keras on JAX) computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from conformance.adapters.flax import mapping as mapping
+from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
+from conformance.matrix.case import Case
+from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+
+
+def _pair(forward, backward):
+    """nnx.Bidirectional's merge_fn: keep both directions, Keras's merge comes after."""
+    return (forward, backward)
+
+
+@dataclasses.dataclass
+class _Compiled:
+    """One structure's model, split into a static graph and swappable parameters."""
+
+    graphdef: object
+    rest: object
+    treedef: object
+    paths: list[tuple[str, ...]]
+    forward: object
+
+
+class FlaxAdapter(Adapter):
+    name = "flax"
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple, _Compiled] = {}
+        self._traces = 0
+        self._info: dict = {}
+
+    def available(self) -> str | None:
+        return missing_module_reason("jax", "flax.nnx")
+
+    def versions(self) -> dict[str, str]:
+        import flax
+        import jax
+        import jaxlib
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__}
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + (["cuda"] if _gpus() else [])
+
+    def device_name(self, device: str) -> str:
+        return _device(device).device_kind
+
+    def last_run_info(self) -> dict:
+        return dict(self._info)
+
+    def supports(self, case: Case) -> str | None:
+        for name, layer in case.spec.sublayers().items():
+            reason = mapping.activation_reason(layer)
+            if reason is None and layer.cell == "gru":
+                reason = mapping.gru_reason(layer, case.weights[name])
+            if reason:
+                return reason
+        return None if case.mask is None else mapping.mask_reason(case.spec, case.mask)
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        import jax
+
+        with _precision(case.dtype):
+            forward = self._forward(case, device)
+            traces = self._traces
+            results = jax.tree_util.tree_map(np.asarray, forward())
+        self._info = {"device": str(_device(device)), "jit_traced": self._traces != traces}
+        # The mask belongs to the encoder; a decoder's last step is its last step.
+        masked_top = case.mask is not None and not isinstance(case.spec, EncoderDecoderSpec)
+        return _keras_outputs(case, results, mapping.seq_lengths(case.mask) if masked_top else None)
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """For ``conformance bench``: the jitted forward alone, parameters and inputs
+        already on the device, in ``run``'s precision scope; returns JAX's raw result."""
+        with _precision(case.dtype):
+            forward = self._forward(case, device)
+
+        def call() -> Any:
+            with _precision(case.dtype):
+                return forward()
+
+        return call
+
+    def _forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """The structure's jitted forward with ``case``'s parameters and inputs put on the
+        device: a closure of the call alone, which waits for the result (call inside ``_precision``)."""
+        import jax
+
+        dev = _device(device)
+        compiled = self._compiled_for(case, device)
+        params = self._params(compiled, case, dev)
+        inputs = _inputs(case, dev)
+        return lambda: jax.block_until_ready(compiled.forward(params, compiled.rest, *inputs))
+
+    # --- building and compiling -------------------------------------------------------
+
+    def _compiled_for(self, case: Case, device: str) -> _Compiled:
+        widths = _input_widths(case)
+        key = (_structure(case.spec, widths), case.dtype, device)
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(case.spec, widths, case.dtype)
+        return self._compiled[key]
+
+    def _compile(self, spec: AnySpec, widths: dict[str, int], dtype: str) -> _Compiled:
+        import jax
+        from flax import nnx
+
+        models = _build_models(spec, widths, dtype)
+        graphdef, params, rest = nnx.split(models, nnx.Param, ...)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        paths = [tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey)) for path, _ in leaves]
+        run_spec = FORWARDS[type(spec)]
+
+        def forward(params, rest, x, initial_carry, seq_lengths, decoder_x):
+            self._traces += 1  # runs only while tracing: counts compilations
+            return run_spec(spec, nnx.merge(graphdef, params, rest), x, initial_carry, seq_lengths, decoder_x)
+
+        return _Compiled(graphdef, rest, treedef, paths, jax.jit(forward))
+
+    def _params(self, compiled: _Compiled, case: Case, dev):
+        import jax
+
+        by_path = {}
+        for name, layer in case.spec.sublayers().items():
+            prefix = _cell_path(case.spec, name)
+            for path, value in mapping.flax_params(layer, case.weights[name]).items():
+                by_path[prefix + path] = value
+        leaves = [jax.device_put(np.asarray(by_path[path], dtype=case.dtype), dev) for path in compiled.paths]
+        return jax.tree_util.tree_unflatten(compiled.treedef, leaves)
+
+
+@contextlib.contextmanager
+def _precision(dtype: str) -> Iterator[None]:
+    """float64 JAX for float64 cases; full-precision matmuls for the float32 verdict
+    (JAX's "default" precision may use TF32 on GPUs; on an H100, jax 0.11.2, these
+    small cases came out identical)."""
+    import jax
+
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("default" if tf32_allowed() else "highest"):
+        yield
+
+
+# --- devices ------------------------------------------------------------------------------
+
+
+def _gpus() -> list:
+    import jax
+
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # no GPU backend in this jaxlib, or no GPU
+        return []
+
+
+def _device(device: str):
+    import jax
+
+    if device == "cpu":
+        return jax.devices("cpu")[0]
+    if device == "cuda" and _gpus():
+        return _gpus()[0]
+    raise ValueError(f"device={device!r} is not available; expected one of {['cpu'] + (['cuda'] if _gpus() else [])}")
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def _input_widths(case: Case) -> dict[str, int]:
+    """The feature width each sub-layer reads."""
+    spec = case.spec
+    if isinstance(spec, StackedSpec):
+        widths = [case.features] + [layer.units for layer in spec.layers[:-1]]
+        return dict(zip(spec.sublayers(), widths))
+    if isinstance(spec, EncoderDecoderSpec):
+        return {"encoder": case.features, "decoder": int(case.decoder_x.shape[2])}
+    return {name: case.features for name in spec.sublayers()}
+
+
+def _structure(spec: AnySpec, widths: dict[str, int]) -> tuple:
+    """What the Flax model and its forward depend on: not the Keras output flags.
+
+    return_sequences, return_state, zero_output_for_mask and merge_mode only
+    change which of the same computed arrays form the Keras list.
+    """
+    layers = tuple((name, layer.cell, layer.units, widths[name], layer.activation,
+                    layer.recurrent_activation, layer.go_backwards)
+                   for name, layer in spec.sublayers().items())
+    return (type(spec).__name__, layers)
+
+
+def _make_rnn(layer: LayerSpec, width: int, dtype: str):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    activations = {"activation_fn": getattr(nnx, mapping.FLAX_ACTIVATIONS[layer.activation])}
+    if layer.cell != "simple_rnn":
+        activations["gate_fn"] = getattr(nnx, mapping.FLAX_ACTIVATIONS[layer.recurrent_activation])
+    cell_class = getattr(nnx, mapping.CELL_CLASSES[layer.cell])
+    # SimpleCell's dtype defaults to float32 (LSTMCell/GRUCell: None, inferred): with
+    # float64 params its scan carry changes dtype and jax.lax.scan raises, so pass it.
+    cell = cell_class(width, layer.units, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype),
+                      rngs=nnx.Rngs(0), **activations)
+    return nnx.RNN(cell, return_carry=True)
+
+
+def _build_models(spec: AnySpec, widths: dict[str, int], dtype: str):
+    from flax import nnx
+
+    rnns = {name: _make_rnn(layer, widths[name], dtype) for name, layer in spec.sublayers().items()}
+    if isinstance(spec, BidirectionalSpec):
+        return nnx.Dict(bidirectional=nnx.Bidirectional(rnns["forward"], rnns["backward"],
+                                                        merge_fn=_pair, return_carry=True))
+    return nnx.Dict(rnns)
+
+
+def _cell_path(spec: AnySpec, name: str) -> tuple[str, ...]:
+    """Where sub-layer ``name``'s cell sits in the model built by ``_build_models``."""
+    if isinstance(spec, BidirectionalSpec):
+        return ("bidirectional", f"{name}_rnn", "cell")
+    return (name, "cell")
+
+
+# --- forward passes (traced under jax.jit) ----------------------------------------------
+
+
+def _run_layer(spec: LayerSpec, models, x, initial_carry, seq_lengths, decoder_x):
+    return {"layer": models["layer"](x, initial_carry=initial_carry, seq_lengths=seq_lengths,
+                                     reverse=spec.go_backwards, keep_order=False)}
+
+
+def _run_bidirectional(spec: BidirectionalSpec, models, x, initial_carry, seq_lengths, decoder_x):
+    carries, sequences = models["bidirectional"](x, initial_carry=initial_carry, seq_lengths=seq_lengths)
+    return {"forward": (carries[0], sequences[0]), "backward": (carries[1], sequences[1])}
+
+
+def _run_stacked(spec: StackedSpec, models, x, initial_carry, seq_lengths, decoder_x):
+    hidden = x
+    for n, (name, layer) in enumerate(spec.sublayers().items()):
+        carry, hidden = models[name](hidden, initial_carry=initial_carry if n == 0 else None,
+                                     seq_lengths=seq_lengths, reverse=layer.go_backwards,
+                                     keep_order=False)
+    return {"layer": (carry, hidden)}
+
+
+def _run_encoder_decoder(spec: EncoderDecoderSpec, models, x, initial_carry, seq_lengths, decoder_x):
+    carry, _ = models["encoder"](x, initial_carry=initial_carry, seq_lengths=seq_lengths,
+                                 reverse=spec.encoder.go_backwards, keep_order=False)
+    return {"layer": models["decoder"](decoder_x, initial_carry=carry,
+                                       reverse=spec.decoder.go_backwards, keep_order=False)}
+
+
+FORWARDS = {LayerSpec: _run_layer, BidirectionalSpec: _run_bidirectional,
+            StackedSpec: _run_stacked, EncoderDecoderSpec: _run_encoder_decoder}
+
+
+# --- inputs and the Keras output list ---------------------------------------------------------
+
+
+def _inputs(case: Case, dev) -> tuple:
+    """(x, initial_carry, seq_lengths, decoder_x) on ``dev``; None where absent."""
+    import jax
+
+    put = (lambda a: None if a is None else jax.device_put(a, dev))
+    carry = None
+    if case.initial_state is not None:
+        states = tuple(put(s) for s in case.initial_state)
+        if isinstance(case.spec, BidirectionalSpec):
+            half = len(states) // 2
+            carry = (mapping.keras_states_to_carry(case.cell, states[:half]),
+                     mapping.keras_states_to_carry(case.cell, states[half:]))
+        else:
+            first = next(iter(case.spec.sublayers().values()))
+            carry = mapping.keras_states_to_carry(first.cell, states)
+    lengths = None if case.mask is None else put(mapping.seq_lengths(case.mask))
+    return put(case.x), carry, lengths, put(case.decoder_x)
+
+
+def _last_output(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """The output of each row's last valid step, in processing order."""
+    if lengths is None:
+        return sequence[:, -1]
+    return sequence[np.arange(sequence.shape[0]), lengths - 1]
+
+
+def _keras_outputs(case: Case, results: dict, lengths: np.ndarray | None) -> list[np.ndarray]:
+    layer = case.layer
+    if isinstance(case.spec, BidirectionalSpec):
+        (carry_fw, seq_fw), (carry_bw, seq_bw) = results["forward"], results["backward"]
+        if layer.return_sequences:
+            outputs = mapping.merge_directions(case.spec.merge_mode, seq_fw, seq_bw)
+        else:
+            # keep_order=True put the backward pass's last output (after x[0]) at index 0.
+            outputs = mapping.merge_directions(case.spec.merge_mode, _last_output(seq_fw, lengths),
+                                               seq_bw[:, 0])
+        states = (mapping.carry_to_keras_states(case.cell, carry_fw)
+                  + mapping.carry_to_keras_states(case.cell, carry_bw))
+    else:
+        carry, sequence = results["layer"]
+        outputs = [sequence if layer.return_sequences else _last_output(sequence, lengths)]
+        states = mapping.carry_to_keras_states(case.cell, carry)
+    return outputs + states if layer.return_state else outputs

@@ -1,0 +1,371 @@
+"""Real Keras models built from specs: shared by the Keras 3 and the tf_keras adapters.
+
+Keras 3 (``keras``) and Keras 2 (``tf_keras``) spell everything used here the
+same way (``layers.LSTM(...)``, ``layers.Bidirectional``, ``Input``, ``Model``,
+``set_weights``), so the builders take the module as an argument and import
+nothing themselves. What differs between the two is passed in by the adapter:
+how a spec's activation name maps to the framework (the two hard sigmoids are
+defined differently, see ``keras_adapter`` and ``tf_keras_adapter``), how to
+place a call on a device, and how to call the model.
+
+One model is built per *structure* (spec, input widths, dtype, which
+optional inputs exist, device) and cached; the time and batch axes are left
+``None`` so that one model serves every shape. Each case then only swaps its
+weights in with ``set_weights`` (the fixtures are in Keras layout already) and
+calls the model. Keras 3 gets a functional ``Model``; tf_keras calls the same
+layers eagerly (see ``TfKerasAdapter._build`` for why).
+
+How the call runs is the adapter's choice, by what was measured here: with
+~460 structures for 560 runs almost every structure runs once, so a compiled
+path only pays where the framework compiles anyway (JAX's ``lax.scan`` costs
+the same compile eagerly or under ``jax.jit``); TensorFlow and torch run
+eagerly (a ``tf.function`` trace costs ~0.5 s against ~0.07 s for an eager call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from conformance.adapters.contract import Adapter
+from conformance.matrix.case import Case
+from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+
+ActivationArg = Callable[[str], Any]
+
+# The order of a Keras RNN layer's get_weights()/set_weights() list.
+WEIGHT_ORDER = ("kernel", "recurrent_kernel", "bias")
+
+
+def layer_kwargs(layer: LayerSpec, activation: ActivationArg, dtype: str) -> dict[str, Any]:
+    """Constructor arguments of ``layers.SimpleRNN/LSTM/GRU`` for ``layer``.
+
+    ``zero_output_for_mask`` is an argument of the base ``RNN`` layer that the
+    three classes forward through ``**kwargs`` (Keras 3 and tf_keras alike).
+    """
+    kwargs: dict[str, Any] = {
+        "units": layer.units,
+        "return_sequences": layer.return_sequences,
+        "return_state": layer.return_state,
+        "go_backwards": layer.go_backwards,
+        "activation": activation(layer.activation),
+        "use_bias": layer.use_bias,
+        "zero_output_for_mask": layer.zero_output_for_mask,
+        "dtype": dtype,
+        # Every weight is replaced by set_weights; zeros skip the orthogonal
+        # initializer's QR, which costs seconds per new shape on JAX.
+        "kernel_initializer": "zeros",
+        "recurrent_initializer": "zeros",
+    }
+    if layer.cell != "simple_rnn":
+        kwargs["recurrent_activation"] = activation(layer.recurrent_activation)
+    if layer.cell == "gru":
+        kwargs["reset_after"] = layer.reset_after
+    return kwargs
+
+
+def make_layer(module: Any, layer: LayerSpec, activation: ActivationArg, dtype: str, name: str) -> Any:
+    return getattr(module.layers, layer.keras_class)(name=name, **layer_kwargs(layer, activation, dtype))
+
+
+def weight_list(layer: LayerSpec, weights: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """A case's Keras-layout weight dict as the list ``set_weights`` takes."""
+    names = WEIGHT_ORDER if layer.use_bias else WEIGHT_ORDER[:2]
+    return [weights[name] for name in names]
+
+
+def output_list(result: Any) -> list[Any]:
+    """A Keras call result as a flat list: one tensor becomes ``[tensor]``.
+
+    Keras returns a bare tensor without ``return_state`` and a tuple/list with
+    it; ``Bidirectional(merge_mode=None)`` returns the pair of outputs first.
+    """
+    if isinstance(result, (list, tuple)):
+        return [tensor for item in result for tensor in output_list(item)]
+    return [result]
+
+
+@dataclass
+class Structure:
+    """What decides a built model: everything about a case but its values."""
+
+    spec: AnySpec
+    features: int
+    decoder_features: int | None
+    dtype: str
+    has_mask: bool
+    has_initial_state: bool
+    device: str
+
+    @classmethod
+    def of(cls, case: Case, device: str) -> Structure:
+        decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
+        return cls(case.spec, case.features, decoder_features, case.dtype, case.mask is not None,
+                   case.initial_state is not None, device)
+
+    def key(self) -> tuple:
+        return (self.spec, self.features, self.decoder_features, self.dtype, self.has_mask,
+                self.has_initial_state, self.device)
+
+
+@dataclass
+class BuiltModel:
+    """A callable built once per structure, and the RNN layers holding its weights.
+
+    ``apply(inputs)`` maps ``model_inputs(case)`` (as tensors) to the raw Keras
+    result; it is a functional ``Model`` (``model``) or, for eager use, a plain
+    function over the layers. ``layers`` maps sub-layer names to RNN layers.
+    """
+
+    apply: Callable[[list[Any]], Any]
+    layers: dict[str, Any]
+    model: Any = None
+    compiled: Any = None
+
+
+def _first_layer(spec: AnySpec) -> LayerSpec:
+    """The layer that receives the mask and initial state."""
+    return next(iter(spec.sublayers().values()))
+
+
+def state_count(spec: AnySpec) -> int:
+    """How many initial-state tensors the spec takes (Bidirectional: both directions')."""
+    copies = 2 if isinstance(spec, BidirectionalSpec) else 1
+    return copies * len(_first_layer(spec).state_names)
+
+
+def make_layers(module: Any, structure: Structure, activation: ActivationArg) -> tuple[Any, dict[str, Any]]:
+    """The top object to call (an RNN layer, a ``Bidirectional``, or the dict itself) and
+    the RNN layers by sub-layer name."""
+    spec, dtype = structure.spec, structure.dtype
+    if isinstance(spec, BidirectionalSpec):
+        # dtype on the wrapper too: Bidirectional.call casts both halves to its own compute dtype.
+        inner = make_layer(module, spec.layer, activation, dtype, "layer")
+        bidi = module.layers.Bidirectional(inner, merge_mode=spec.merge_mode, dtype=dtype)
+        return bidi, {"forward": bidi.forward_layer, "backward": bidi.backward_layer}
+    layers = {name: make_layer(module, layer, activation, dtype, name)
+              for name, layer in spec.sublayers().items()}
+    return (layers["layer"] if isinstance(spec, LayerSpec) else layers), layers
+
+
+def apply_layers(structure: Structure, top: Any, inputs: list[Any]) -> Any:
+    """Call the layers on ``inputs`` (``model_inputs`` order), symbolic or eager alike.
+
+    Stacked layers each get the mask explicitly (the first also the initial
+    state); the encoder's states become the decoder's ``initial_state``.
+    """
+    spec, rest = structure.spec, list(inputs)
+    x = rest.pop(0)
+    first_kwargs: dict[str, Any] = {}
+    if structure.has_mask:
+        first_kwargs["mask"] = rest.pop(0)
+    if structure.has_initial_state:
+        first_kwargs["initial_state"] = [rest.pop(0) for _ in range(state_count(spec))]
+    if isinstance(spec, (LayerSpec, BidirectionalSpec)):
+        return top(x, **first_kwargs)
+    if isinstance(spec, StackedSpec):
+        hidden = x
+        for n, name in enumerate(spec.sublayers()):
+            kwargs = first_kwargs if n == 0 else {k: v for k, v in first_kwargs.items() if k == "mask"}
+            hidden = top[name](hidden, **kwargs)
+        return hidden
+    if isinstance(spec, EncoderDecoderSpec):
+        encoder_states = output_list(top["encoder"](x, **first_kwargs))[1:]
+        return top["decoder"](rest.pop(0), initial_state=encoder_states)
+    raise TypeError(f"unknown spec type {type(spec).__name__}")
+
+
+def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
+    """``Input``s in ``model_inputs`` order; time and batch axes left free."""
+    dtype = structure.dtype
+    inputs = [module.Input(shape=(None, structure.features), dtype=dtype, name="x")]
+    if structure.has_mask:
+        inputs.append(module.Input(shape=(None,), dtype="bool", name="mask"))
+    if structure.has_initial_state:
+        units = _first_layer(structure.spec).units
+        inputs += [module.Input(shape=(units,), dtype=dtype, name=f"state_{n}")
+                   for n in range(state_count(structure.spec))]
+    if structure.decoder_features is not None:
+        inputs.append(module.Input(shape=(None, structure.decoder_features), dtype=dtype, name="decoder_x"))
+    return inputs
+
+
+def build_model(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
+    """A functional ``Model`` from ``model_inputs`` to the Keras output list."""
+    top, layers = make_layers(module, structure, activation)
+    inputs = symbolic_inputs(module, structure)
+    model = module.Model(inputs=inputs, outputs=output_list(apply_layers(structure, top, inputs)))
+    return BuiltModel(apply=model, layers=layers, model=model)
+
+
+def build_eager(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
+    """The same layers, called eagerly; they build their weights on the first call."""
+    top, layers = make_layers(module, structure, activation)
+    return BuiltModel(apply=lambda inputs: apply_layers(structure, top, inputs), layers=layers)
+
+
+def model_inputs(case: Case) -> list[np.ndarray]:
+    """The case's arrays in ``build_model``'s input order: x, mask, states, decoder_x."""
+    arrays = [case.x]
+    if case.mask is not None:
+        arrays.append(case.mask)
+    if case.initial_state is not None:
+        arrays.extend(case.initial_state)
+    if case.decoder_x is not None:
+        arrays.append(case.decoder_x)
+    return arrays
+
+
+def set_case_weights(built: BuiltModel, case: Case) -> None:
+    """Swap the case's weights in (Keras layout is the fixtures' layout: no conversion)."""
+    for name, layer in case.spec.sublayers().items():
+        built.layers[name].set_weights(weight_list(layer, case.weights[name]))
+
+
+def mask_reaching(spec: AnySpec, name: str, mask: np.ndarray | None) -> np.ndarray | None:
+    """The mask a sub-layer sees: every one but the decoder (its inputs are unmasked)."""
+    return None if isinstance(spec, EncoderDecoderSpec) and name == "decoder" else mask
+
+
+def cudnn_mask_ok(mask: np.ndarray | None) -> bool:
+    """cuDNN's masks: right-padded, no fully masked row (``_assert_valid_mask`` in both Keras)."""
+    if mask is None:
+        return True
+    lengths = mask.sum(axis=1)
+    right_padded = np.array_equal(mask, np.arange(mask.shape[1])[None, :] < lengths[:, None])
+    return bool(right_padded and lengths.min() > 0)
+
+
+def cudnn_args_ok(layer: LayerSpec) -> bool:
+    """The constructor arguments every Keras cuDNN path requires (``cudnn_ok`` and friends)."""
+    if layer.cell == "simple_rnn":
+        return False
+    reset_ok = layer.cell != "gru" or layer.reset_after
+    return (layer.activation == "tanh" and layer.recurrent_activation == "sigmoid"
+            and layer.use_bias and reset_ok)
+
+
+def tensorflow_call(call: Callable[[], Any], tensors: list[Any]) -> Callable[[], Any]:
+    """``call``, then on a GPU a wait for its kernels: eager TensorFlow returns before
+    they finish, and ``conformance bench`` times the closure."""
+    if "GPU" not in tensors[0].device:
+        return call
+    import tensorflow as tf
+
+    def synced() -> Any:
+        result = call()
+        tf.test.experimental.sync_devices()
+        return result
+
+    return synced
+
+
+def summarize_kernels(kernels: dict[str, str]) -> dict[str, Any]:
+    """``{"kernel": "cudnn" | "generic" | "mixed", "kernels": per sub-layer}``."""
+    kinds = {"cudnn" if k == "cudnn" else "generic" for k in kernels.values()}
+    overall = kinds.pop() if len(kinds) == 1 else "mixed"
+    return {"kernel": overall, "kernels": dict(kernels)}
+
+
+class KerasFamilyAdapter(Adapter):
+    """What the Keras 3 and tf_keras adapters share: cache, weights, inputs, list.
+
+    Subclasses provide ``_module()``, ``_activation(name)``, ``_scope(dtype,
+    device)``, ``_forward(built, inputs)``, ``_to_numpy(tensor)``,
+    ``_kernels(case, device)`` and optionally ``_build(structure, inputs)``.
+    A functional model with a single output returns the bare tensor, so
+    results always go through ``output_list``. Outputs are never cast: a
+    dtype other than ``case.dtype`` is the framework's, and is reported.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, BuiltModel] = {}
+        self._info: dict[str, Any] = {}
+
+    # --- hooks -------------------------------------------------------------------------
+    def _module(self) -> Any:
+        raise NotImplementedError
+
+    def _build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
+        """A ``BuiltModel`` whose layers have their weights (built)."""
+        return build_model(self._module(), structure, self._activation)
+
+    def _activation(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _scope(self, dtype: str, device: str) -> AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        """Inputs converted to the framework's tensors: a closure of the model call alone,
+        returning its raw result once computed."""
+        raise NotImplementedError
+
+    def _to_numpy(self, tensor: Any) -> np.ndarray:
+        return np.asarray(tensor)
+
+    def _kernels(self, case: Case, device: str) -> dict[str, str]:
+        return {name: "generic" for name in case.spec.sublayers()}
+
+    def _custom_activations(self, case: Case) -> dict[str, str]:
+        """Spec activation name -> what stands in for it, for names with no built-in."""
+        return {}
+
+    # --- contract ----------------------------------------------------------------------
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        with self._scope(case.dtype, device):
+            forward = self._forward(self._prepared(case, device), model_inputs(case))
+            outputs = [self._to_numpy(t) for t in output_list(forward())]
+        self._info = summarize_kernels(self._kernels(case, device))
+        custom = self._custom_activations(case)
+        if custom:
+            self._info["custom_activations"] = custom
+        return outputs
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """For ``conformance bench``: the model call alone on the prepared model and
+        inputs, in the same device/precision scope as ``run``; returns the raw result."""
+        with self._scope(case.dtype, device):
+            forward = self._forward(self._prepared(case, device), model_inputs(case))
+
+        def call() -> Any:
+            with self._scope(case.dtype, device):
+                return forward()
+
+        return call
+
+    def _prepared(self, case: Case, device: str) -> BuiltModel:
+        """The structure's model (built once, cached) holding ``case``'s weights; call inside ``_scope``."""
+        structure = Structure.of(case, device)
+        built = self._models.get(structure.key())
+        if built is None:
+            built = self._build(structure, model_inputs(case))
+            self._models[structure.key()] = built
+        set_case_weights(built, case)
+        return built
+
+    def last_run_info(self) -> dict:
+        """``kernel``/``kernels`` (see ``summarize_kernels``), and ``custom_activations``
+        when an activation had no built-in and ran as a user-written callable."""
+        return dict(self._info)
+
+    def used_activations(self, case: Case) -> set[str]:
+        names: set[str] = set()
+        for layer in case.spec.sublayers().values():
+            names.add(layer.activation)
+            if layer.cell != "simple_rnn":
+                names.add(layer.recurrent_activation)
+        return names
+
+
+def tensorflow_gpu_name() -> str:
+    """The first GPU's name as TensorFlow reports it."""
+    import tensorflow as tf
+
+    gpu = tf.config.list_physical_devices("GPU")[0]
+    return tf.config.experimental.get_device_details(gpu).get("device_name", "cuda")

@@ -1,0 +1,180 @@
+"""The ``conformance`` command (also ``python -m conformance``).
+
+Subcommands: run, report, compare, explain, adapters, fixtures build|verify,
+bench. Bad input of any kind (unknown adapter, malformed results file,
+unwritable report dir, bad -k expression, broken fixtures) prints one line
+``conformance: error: ...`` and exits 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from conformance.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        raise UsageError(message)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="conformance", description="Recurrent-layer conformance suite")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = commands.add_parser("run", help="run the conformance matrix and write reports")
+    run.add_argument("--adapter", action="append", default=[], metavar="NAME|module:Class")
+    run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    run.add_argument("--dtype", choices=("float32", "float64", "all"), default="all")
+    run.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
+    run.add_argument("--report-dir", type=Path, default=Path("reports"))
+    run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
+    run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS")
+    run.add_argument("--fixtures-dir", type=Path, default=None)
+    run.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
+                     help="a further known-differences list (repeatable; added after the built-in one)")
+    run.add_argument("--no-builtin-known-failures", action="store_true",
+                     help="leave out the built-in list, conformance/verdict/known_differences.txt")
+    run.add_argument("--tf32", action="store_true",
+                     help="labelled mode: leave TF32 on on GPUs (the float32 verdict runs with it off)")
+
+    report = commands.add_parser("report", help="render index.html from results files")
+    report.add_argument("results", nargs="+", type=Path,
+                        help="results.json files, .jsonl streams, or a directory of <env>/results.json")
+    report.add_argument("-o", "--output-dir", type=Path, default=Path("reports"))
+
+    compare = commands.add_parser("compare", help="regression report between two runs")
+    compare.add_argument("baseline", type=Path)
+    compare.add_argument("current", type=Path)
+    compare.add_argument("-o", "--output", type=Path, default=Path("reports/regression.html"))
+    compare.add_argument("--growth-factor", type=float, default=10.0)
+
+    explain = commands.add_parser("explain", help="the output list and how each framework spells it")
+    explain.add_argument("cell", choices=("simple_rnn", "lstm", "gru"))
+    explain.add_argument("--return-sequences", action="store_true")
+    explain.add_argument("--return-state", action="store_true")
+
+    commands.add_parser("adapters", help="every adapter: available or not, versions, devices")
+
+    fixtures = commands.add_parser("fixtures", help="build or verify the golden fixtures")
+    fixtures.add_argument("action", choices=("build", "verify"))
+    fixtures.add_argument("--fixtures-dir", type=Path, default=None)
+
+    bench = commands.add_parser("bench", help="measure speed and memory; writes reports/benchmark.json")
+    bench.add_argument("--adapter", action="append", default=[])
+    bench.add_argument("--output", type=Path, default=Path("reports/benchmark.json"))
+    bench.add_argument("--quick", action="store_true", help="a small sample of cases (smoke run)")
+    return parser
+
+
+def command_fixtures(args: argparse.Namespace) -> int:
+    from conformance import fixtures
+
+    if args.action == "build":
+        manifest = fixtures.build(args.fixtures_dir)
+        print(f"built {len(manifest['cases'])} cases in {args.fixtures_dir or fixtures.default_fixtures_dir()}")
+        return EXIT_OK
+    count = fixtures.verify(args.fixtures_dir)
+    print(f"verified {count} cases: hashes match, the exact oracle reproduces every stored answer bit for "
+          f"bit, and the float64 oracle is within {fixtures.FORWARD_ULPS} ULPs of it")
+    return EXIT_OK
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    from conformance.commands.explain import explain
+
+    print(explain(args.cell, args.return_sequences, args.return_state))
+    return EXIT_OK
+
+
+def command_adapters(args: argparse.Namespace) -> int:
+    from conformance.commands.probe import probe_all
+
+    rows = probe_all()
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        if row["available"]:
+            versions = ", ".join(f"{k} {v}" for k, v in row["versions"].items())
+            print(f"{row['name']:<{width}}  available    devices: {','.join(row['devices'])}  {versions}")
+        else:
+            print(f"{row['name']:<{width}}  unavailable  {row['reason']}")
+    return EXIT_OK
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from conformance.results.junit import write_junit
+    from conformance.report import render_report
+    from conformance.results.reading import expand, load_any
+    from conformance.results.records import write_json_atomic
+
+    sources = expand(args.results)
+    document = load_any(sources)
+    if len(sources) > 1:  # a merge: keep the merged data beside its report
+        write_json_atomic(args.output_dir / "results.json", document)
+        write_junit(args.output_dir / "junit.xml", document["results"])
+    path = render_report(document, args.output_dir)
+    print(f"report: {path} ({len(sources)} results file(s), {len(document['results'])} results)")
+    return EXIT_OK
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input."""
+    from conformance.results.regression import check_growth_factor, compare_runs, summary_text
+    from conformance.report import render_regression
+    from conformance.results.reading import load_any
+
+    try:
+        check_growth_factor(args.growth_factor)
+    except ValueError:
+        raise UsageError(f"--growth-factor {args.growth_factor:g}: expected a finite number > 1") from None
+    if args.output.resolve() in (args.baseline.resolve(), args.current.resolve()):
+        raise UsageError(f"{args.output}: the report would overwrite a results file being compared")
+    baseline, current = load_any([args.baseline]), load_any([args.current])
+    regression = compare_runs(baseline, current, args.growth_factor)
+    try:
+        path = render_regression(regression, baseline, current, args.output)
+    except OSError as exc:
+        raise UsageError(f"{args.output}: not writable ({exc.strerror or exc})") from None
+    print(summary_text(regression))
+    print(f"regression report: {path}")
+    return EXIT_FAILED if regression.regressed else EXIT_OK
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from conformance.commands.run import run_command
+
+    return run_command(args)
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    from conformance.commands.bench import bench_command
+
+    return bench_command(args)
+
+
+COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters": command_adapters,
+            "report": command_report, "compare": command_compare, "run": command_run,
+            "bench": command_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from conformance.adapters import UnknownAdapterError
+    from conformance.fixtures import FixtureError
+    from conformance.results.records import ResultsFileError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, FixtureError, ResultsFileError, UnknownAdapterError) as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("conformance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

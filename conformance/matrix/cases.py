@@ -1,0 +1,245 @@
+"""The case matrix: a deterministic, curated list of named cases.
+
+Every family crosses the 12 cell x return_sequences x return_state
+combinations. Ids read ``{cell}-seq{0|1}-state{0|1}-{scheme}-b{batch}t{steps}``
+with ``-{option}`` appended for anything beyond the plain layer, e.g.
+``lstm-seq1-state1-per_gate-b2t5`` or ``gru-seq0-state1-random-b3t5-mask_holes``.
+Random values are drawn from a generator seeded by the case id, so a case
+never changes when others are added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from conformance.matrix.case import Case
+from conformance.matrix.spec import (
+    CELLS,
+    MERGE_MODES,
+    AnySpec,
+    BidirectionalSpec,
+    EncoderDecoderSpec,
+    LayerSpec,
+    StackedSpec,
+    flag_label,
+)
+from conformance.matrix.weights import as_float32_values, make_weights, uniform
+
+FLAGS = ((False, False), (True, False), (False, True), (True, True))
+UNITS = 4
+FEATURES = 3
+TUTORIAL_INPUT = (0.1, 0.2, 0.3, 0.1, 0.2, 0.3)
+LONG_STEPS = 48
+
+
+def rng_for(case_id: str) -> np.random.Generator:
+    seed = int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "little")
+    return np.random.default_rng(seed)
+
+
+# --- masks: True where a step is real -------------------------------------------------
+
+
+def right_padded_mask(batch: int, steps: int) -> np.ndarray:
+    """Row lengths steps, steps-2, 1, steps-1, ...: every row keeps >= 1 step."""
+    lengths = [steps, max(1, steps - 2), 1, max(1, steps - 1)]
+    lengths = [lengths[n % len(lengths)] for n in range(batch)]
+    return np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
+
+
+def mask_with_holes(batch: int, steps: int) -> np.ndarray:
+    """Masked steps in the middle and at the start, not only at the end."""
+    patterns = ([1, 0, 1, 1, 0], [1, 1, 0, 0, 1], [0, 1, 1, 0, 1], [1, 0, 0, 1, 1])
+    rows = [np.resize(patterns[n % len(patterns)], steps) for n in range(batch)]
+    return np.asarray(rows, dtype=bool)
+
+
+def mask_with_empty_row(batch: int, steps: int) -> np.ndarray:
+    """Row 1 is fully masked; the others are right-padded."""
+    mask = right_padded_mask(batch, steps)
+    mask[1 % batch] = False
+    return mask
+
+
+# --- building one case --------------------------------------------------------------------
+
+
+def _spec_layers(spec: AnySpec) -> dict[str, LayerSpec]:
+    return spec.sublayers()
+
+
+def _layer_input_width(spec: AnySpec, name: str, features: int) -> int:
+    if isinstance(spec, StackedSpec):
+        index = int(name.split("_")[1])
+        return features if index == 0 else spec.layers[index - 1].units
+    return features
+
+
+def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
+              option: str = "plain", mask: Callable[[int, int], np.ndarray] | None = None,
+              initial_state: bool = False, features: int = FEATURES,
+              x: np.ndarray | None = None, dtypes: tuple[str, ...] = ("float32",)) -> Case:
+    rng = rng_for(case_id)
+    if x is None:
+        x = uniform(rng, -1.0, 1.0, (batch, steps, features))
+    weights = {name: make_weights(layer, _layer_input_width(spec, name, features), scheme, rng)
+               for name, layer in _spec_layers(spec).items()}
+    decoder_x = None
+    if isinstance(spec, EncoderDecoderSpec):
+        decoder_x = as_float32_values(uniform(rng, -1.0, 1.0, (batch, max(1, steps - 1), features)))
+    states = None
+    if initial_state:
+        first = next(iter(_spec_layers(spec).values()))
+        copies = 2 if isinstance(spec, BidirectionalSpec) else 1
+        states = tuple(as_float32_values(uniform(rng, -0.8, 0.8, (batch, first.units)))
+                       for _ in range(copies * len(first.state_names)))
+    return Case(id=case_id, spec=spec, x=as_float32_values(x), weights=weights,
+                mask=None if mask is None else mask(batch, steps), initial_state=states,
+                decoder_x=decoder_x, scheme=scheme, option=option, dtypes=dtypes)
+
+
+def _id(cell: str, seq: bool, state: bool, scheme: str, batch: int, steps: int, option: str = "") -> str:
+    base = f"{cell}-{flag_label(seq, state)}-{scheme}-b{batch}t{steps}"
+    return f"{base}-{option}" if option else base
+
+
+# --- families --------------------------------------------------------------------------------
+
+
+def tutorial_cases() -> Iterator[Case]:
+    """The tutorials' exact set-up: units 1, x = [.1 .2 .3 .1 .2 .3] as (1, 3, 2), constants."""
+    x = np.asarray(TUTORIAL_INPUT).reshape(1, 3, 2)
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            spec = LayerSpec(cell, 1, return_sequences=seq, return_state=state)
+            case_id = _id(cell, seq, state, "constant", 1, 3, "tutorial")
+            yield make_case(case_id, spec, "constant", 1, 3, option="tutorial", features=2, x=x,
+                            dtypes=("float32", "float64"))
+
+
+CORE_SHAPES = {"constant": ((1, 1), (3, 5)), "per_gate": ((1, 1), (2, 5), (3, 7)),
+               "random": ((1, 1), (3, 5), (4, LONG_STEPS))}
+
+
+def core_cases() -> Iterator[Case]:
+    """Plain layers: every scheme x shape, float64 on the random ones."""
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            for scheme, shapes in CORE_SHAPES.items():
+                for batch, steps in shapes:
+                    spec = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state)
+                    dtypes = ("float32", "float64") if scheme != "constant" else ("float32",)
+                    yield make_case(_id(cell, seq, state, scheme, batch, steps), spec, scheme,
+                                    batch, steps, dtypes=dtypes)
+
+
+# option name -> (LayerSpec overrides, mask maker, initial_state, scheme)
+LAYER_OPTIONS: dict[str, tuple[dict, Callable | None, bool, str]] = {
+    "go_backwards": ({"go_backwards": True}, None, False, "per_gate"),
+    "initial_state": ({}, None, True, "random"),
+    "mask_right": ({}, right_padded_mask, False, "random"),
+    "mask_holes": ({}, mask_with_holes, False, "random"),
+    "mask_empty_row": ({}, mask_with_empty_row, True, "random"),
+    "mask_go_backwards": ({"go_backwards": True}, right_padded_mask, False, "random"),
+    "mask_holes_go_backwards": ({"go_backwards": True}, mask_with_holes, False, "random"),
+    "zero_output_for_mask": ({"zero_output_for_mask": True}, right_padded_mask, False, "random"),
+    "zero_output_for_mask_holes": ({"zero_output_for_mask": True}, mask_with_holes, False, "random"),
+    "go_backwards_initial_state": ({"go_backwards": True}, None, True, "random"),
+    "no_bias": ({"use_bias": False}, None, False, "per_gate"),
+    "relu": ({"activation": "relu"}, None, False, "random"),
+    "linear": ({"activation": "linear"}, None, False, "random"),
+    "hard_sigmoid": ({"recurrent_activation": "hard_sigmoid"}, None, False, "random"),
+    "legacy_hard_sigmoid": ({"recurrent_activation": "legacy_hard_sigmoid"}, None, False, "random"),
+    "sigmoid_activation": ({"activation": "sigmoid"}, None, False, "random"),
+}
+
+GRU_OPTIONS: dict[str, tuple[dict, Callable | None, bool, str]] = {
+    "reset_before": ({"reset_after": False}, None, False, "per_gate"),
+    "reset_before_random": ({"reset_after": False}, None, False, "random"),
+    "reset_before_mask_right": ({"reset_after": False}, right_padded_mask, True, "random"),
+    "reset_before_no_bias": ({"reset_after": False, "use_bias": False}, None, False, "random"),
+}
+
+
+def option_cases() -> Iterator[Case]:
+    """Each layer option crossed with the 12 cell x flag combinations (GRU options: GRU only)."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        options = dict(LAYER_OPTIONS, **(GRU_OPTIONS if cell == "gru" else {}))
+        for option, (overrides, mask, initial_state, scheme) in options.items():
+            if cell == "simple_rnn" and "hard_sigmoid" in option:
+                continue  # SimpleRNN has no recurrent_activation
+            for seq, state in FLAGS:
+                spec = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state, **overrides)
+                dtypes = ("float32", "float64") if option in ("mask_holes", "go_backwards") else ("float32",)
+                yield make_case(_id(cell, seq, state, scheme, batch, steps, option), spec, scheme,
+                                batch, steps, option, mask, initial_state, dtypes=dtypes)
+
+
+def _merge_label(merge_mode: str | None) -> str:
+    return f"bidi_{merge_mode or 'none'}"
+
+
+def bidirectional_cases() -> Iterator[Case]:
+    """Every merge mode with every flag combination; then masks and initial states."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            layer = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state)
+            for merge_mode in MERGE_MODES:
+                option = _merge_label(merge_mode)
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option),
+                                BidirectionalSpec(layer, merge_mode), "random", batch, steps, option)
+            extras = {"bidi_concat_mask_right": (right_padded_mask, False),
+                      "bidi_concat_mask_holes": (mask_with_holes, False),
+                      "bidi_concat_initial_state": (None, True)}
+            for option, (mask, initial_state) in extras.items():
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option),
+                                BidirectionalSpec(layer, "concat"), "random", batch, steps,
+                                option, mask, initial_state)
+            # Keras overrides the layer's own zero_output_for_mask with return_sequences.
+            zeroing = dataclasses.replace(layer, zero_output_for_mask=True)
+            option = "bidi_concat_zero_output_for_mask"
+            yield make_case(_id(cell, seq, state, "random", batch, steps, option),
+                            BidirectionalSpec(zeroing, "concat"), "random", batch, steps, option,
+                            right_padded_mask)
+
+
+def composite_cases() -> Iterator[Case]:
+    """Two stacked layers (plain, masked) and encoder states fed to a decoder."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            first = LayerSpec(cell, 5, return_sequences=True)
+            last = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state)
+            stacked = StackedSpec((first, last))
+            for option, mask in (("stacked", None), ("stacked_mask_right", right_padded_mask)):
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option), stacked,
+                                "random", batch, steps, option, mask)
+            encoder = LayerSpec(cell, UNITS, return_state=True)
+            pair = EncoderDecoderSpec(encoder, last)
+            for option, mask in (("encdec", None), ("encdec_mask_right", right_padded_mask)):
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option), pair,
+                                "random", batch, steps, option, mask)
+
+
+FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases)
+
+
+def build_cases() -> list[Case]:
+    """The whole matrix, in a fixed order; duplicate ids are a bug and raise."""
+    cases = [case for family in FAMILIES for case in family()]
+    seen: set[str] = set()
+    for case in cases:
+        if case.id in seen:
+            raise ValueError(f"duplicate case id {case.id!r}")
+        seen.add(case.id)
+    return cases
+
+
+def replace_expected(case: Case, expected: tuple[np.ndarray, ...]) -> Case:
+    return dataclasses.replace(case, expected=expected)

@@ -1,0 +1,121 @@
+"""Weight schemes: how a case's Keras-layout weights are chosen.
+
+- ``constant``: the tutorials' set-up, one constant per matrix (kernel 0.1,
+  recurrent 0.1, bias 0) as ``Constant`` initializers would produce it,
+  including LSTM's ``unit_forget_bias``, which *replaces* the forget block of
+  the bias with ones.
+- ``per_gate``: a different constant per gate block and per matrix, so that a
+  gate-order or bias-split mistake changes the result (a single constant
+  cannot catch those).
+- ``random``: seeded uniform values.
+
+Every value is a float32 number stored in float64, so float32 and float64
+runs start from identical weights and the float64 oracle's answer applies to
+both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.matrix.spec import LayerSpec
+
+SCHEMES = ("constant", "per_gate", "random")
+
+TUTORIAL_KERNEL = 0.1
+TUTORIAL_RECURRENT = 0.1
+TUTORIAL_BIAS = 0.0
+
+# Distinct per gate block (i, f, c, o / z, r, h / h); chosen so that no two
+# blocks share a value in any matrix and the products stay in tanh's live range.
+PER_GATE_KERNEL = (0.05, -0.12, 0.2, 0.09)
+PER_GATE_RECURRENT = (0.11, 0.07, -0.16, 0.23)
+PER_GATE_BIAS = (0.03, 0.4, -0.05, 0.12)
+PER_GATE_RECURRENT_BIAS = (-0.06, 0.15, 0.21)
+
+
+def as_float32_values(array: np.ndarray) -> np.ndarray:
+    """Round to float32, keep float64 storage (see module docstring)."""
+    return np.asarray(array, dtype=np.float32).astype(np.float64)
+
+
+def uniform(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
+    """``rng.uniform(low, high, size)``'s values, computed so that no CPU can round them otherwise.
+
+    ``rng.random`` scales integers by 2**-53 (exact); the multiply and the add are
+    then two numpy operations, each rounded once, where numpy's compiled
+    ``uniform`` may be fused into one FMA on some CPUs (aarch64) and round differently.
+    """
+    return low + (high - low) * rng.random(size)
+
+
+def bias_shape(layer: LayerSpec) -> tuple[int, ...]:
+    width = len(layer.gates) * layer.units
+    if layer.cell == "gru" and layer.reset_after:
+        return (2, width)
+    return (width,)
+
+
+def weight_shapes(layer: LayerSpec, features: int) -> dict[str, tuple[int, ...]]:
+    """Keras layout: kernel (features, G*units), recurrent (units, G*units), bias."""
+    width = len(layer.gates) * layer.units
+    shapes = {"kernel": (features, width), "recurrent_kernel": (layer.units, width)}
+    if layer.use_bias:
+        shapes["bias"] = bias_shape(layer)
+    return shapes
+
+
+def _blocks(values: tuple[float, ...], layer: LayerSpec, rows: int) -> np.ndarray:
+    gates = len(layer.gates)
+    row = np.repeat(np.asarray(values[:gates], dtype=np.float64), layer.units)
+    return np.tile(row, (rows, 1))
+
+
+def constant_weights(layer: LayerSpec, features: int) -> dict[str, np.ndarray]:
+    shapes = weight_shapes(layer, features)
+    weights = {
+        "kernel": np.full(shapes["kernel"], TUTORIAL_KERNEL),
+        "recurrent_kernel": np.full(shapes["recurrent_kernel"], TUTORIAL_RECURRENT),
+    }
+    if layer.use_bias:
+        bias = np.full(shapes["bias"], TUTORIAL_BIAS)
+        if layer.cell == "lstm":
+            # keras LSTM.build: unit_forget_bias concatenates
+            # [init(units), ones(units), init(2*units)], replacing the forget block.
+            bias[layer.units:2 * layer.units] = 1.0
+        weights["bias"] = bias
+    return {name: as_float32_values(value) for name, value in weights.items()}
+
+
+def per_gate_weights(layer: LayerSpec, features: int) -> dict[str, np.ndarray]:
+    weights = {
+        "kernel": _blocks(PER_GATE_KERNEL, layer, features),
+        "recurrent_kernel": _blocks(PER_GATE_RECURRENT, layer, layer.units),
+    }
+    if layer.use_bias:
+        bias = _blocks(PER_GATE_BIAS, layer, 1)[0]
+        if layer.cell == "gru" and layer.reset_after:
+            bias = np.stack([bias, _blocks(PER_GATE_RECURRENT_BIAS, layer, 1)[0]])
+        weights["bias"] = bias
+    return {name: as_float32_values(value) for name, value in weights.items()}
+
+
+def random_weights(layer: LayerSpec, features: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    shapes = weight_shapes(layer, features)
+    scale = {"kernel": 0.6, "recurrent_kernel": 0.6, "bias": 0.3}
+    return {
+        name: as_float32_values(uniform(rng, -scale[name], scale[name], shape))
+        for name, shape in shapes.items()
+    }
+
+
+def make_weights(layer: LayerSpec, features: int, scheme: str,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Weights for one layer under ``scheme``, in Keras layout."""
+    if scheme == "constant":
+        return constant_weights(layer, features)
+    if scheme == "per_gate":
+        return per_gate_weights(layer, features)
+    if scheme == "random":
+        return random_weights(layer, features, rng)
+    raise ValueError(f"scheme={scheme!r} is not allowed; expected one of {SCHEMES}")

@@ -1,0 +1,74 @@
+"""JUnit XML from result records, for CI systems that read it.
+
+One ``<testsuite>`` whose ``tests`` / ``failures`` / ``errors`` / ``skipped``
+attributes count its ``<testcase>`` children, by outcome
+(``conformance.results.records.outcome``): an unexpected fail is a ``<failure>``, an
+unexpected error an ``<error>``, and a known difference is a ``<skipped>``
+with the message ``known difference: REASON`` (it is not a failure: the run
+is green with it), as are unsupported and skipped results. The output is valid
+against the Jenkins xunit plugin's ``junit-10.xsd`` (``tests/data/junit-10.xsd``).
+
+Messages come from adapters and may hold characters XML 1.0 cannot carry
+(NUL, ESC, lone surrogates): they are written as ``\\xNN`` / ``\\uNNNN``
+escapes, so the file is always well-formed.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from conformance.files import write_text_atomic
+from conformance.results.records import outcome, outcome_counts
+
+MESSAGE_CHARS = 1000
+# Everything outside XML 1.0's Char production (tab, newline, CR and the ranges below).
+XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def xml_text(text: str) -> str:
+    """``text`` with each character XML 1.0 forbids replaced by its Python escape."""
+    return XML_ILLEGAL.sub(_escape, text)
+
+
+def _message(text: str) -> str:
+    return xml_text(text[:MESSAGE_CHARS])
+
+
+def testcase(record: dict[str, Any]) -> ET.Element:
+    case = ET.Element("testcase", classname=f"conformance.{xml_text(record['adapter'])}",
+                      name=xml_text(record["test_id"]), time=f"{record.get('duration_s', 0.0):.6f}")
+    kind, message = outcome(record), record.get("message") or ""
+    if kind == "fail":
+        ET.SubElement(case, "failure", type="fail", message=_message(message)).text = xml_text(message)
+    elif kind == "error":
+        element = ET.SubElement(case, "error", type="error", message=_message(message))
+        element.text = xml_text(record.get("stderr") or message)
+    elif kind == "known":
+        reason = record["run_info"]["known_failure"]
+        element = ET.SubElement(case, "skipped", type="known difference",
+                                message=_message(f"known difference: {reason}"))
+        element.text = xml_text(f"{record['status']}: {message}")
+    elif kind in ("unsupported", "skipped"):
+        ET.SubElement(case, "skipped", type=kind, message=_message(f"{kind}: {message}"))
+    return case
+
+
+def junit_xml(records: list[dict[str, Any]]) -> str:
+    counts = outcome_counts(records)
+    suite = ET.Element("testsuite", name="rnn-conformance", tests=str(len(records)),
+                       failures=str(counts["fail"]), errors=str(counts["error"]),
+                       skipped=str(counts["known"] + counts["unsupported"] + counts["skipped"]),
+                       time=f"{sum(r.get('duration_s', 0.0) for r in records):.3f}")
+    suite.extend(testcase(record) for record in records)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(path, records: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, junit_xml(records))

@@ -1,0 +1,207 @@
+"""Result records: written as they happen, merged into one results file.
+
+While tests run, each result is one JSON line appended and flushed to a
+``.jsonl`` stream, so an interrupted run still has everything that finished.
+At the end the streams are merged into ``results.json``, written atomically
+(temporary file, then rename):
+
+    {"schema": "rnn-conformance/results/1", "complete": true, "created": ...,
+     "fixtures_sha256": ..., "machine": {...}, "adapters": {name: {...}},
+     "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
+     "known_unmatched": [pattern, ...], "results": [record, ...]}
+
+A record's key is ``test_id`` (``case[adapter-device-dtype]``); its
+``status`` is one of ``STATUSES``. What a record means for the run is its
+``outcome`` (one of ``OUTCOMES``), decided here and nowhere else: a fail or
+error that the known-differences list explains (``run_info.known_failure``)
+is ``known``, so the ``fail`` and ``error`` outcomes are the unexpected ones.
+``counts`` holds the outcome counts that every report shows.
+``known_checked`` / ``known_unmatched`` are the known-differences entries this
+run could check and those it found matching no result
+(``conformance.verdict.known_differences.KnownFailures.audit``); both are null when the
+run checked none (an interrupted run, or an older file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from conformance.files import write_text_atomic
+from conformance.matrix.case import test_id
+
+SCHEMA = "rnn-conformance/results/1"
+STATUSES = ("pass", "fail", "unsupported", "error", "skipped")
+OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped")
+UNEXPECTED = ("fail", "error")
+VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
+
+
+class ResultsFileError(ValueError):
+    """A results file that is missing, malformed or not ours; the message is one line."""
+
+
+def make_record(*, case, adapter: str, device: str, dtype: str, status: str, message: str,
+                verdict: dict | None = None, duration_s: float = 0.0, device_name: str = "",
+                run_info: dict | None = None, stderr: str = "") -> dict[str, Any]:
+    """One result, with everything a report or a regression comparison needs."""
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r} is not allowed; expected one of {STATUSES}")
+    tolerance = case.tolerance(dtype)
+    record = {
+        "record": "result",
+        "test_id": test_id(case.id, adapter, device, dtype),
+        "case_id": case.id, "adapter": adapter, "device": device, "device_name": device_name,
+        "dtype": dtype, "cell": case.cell, "group": case.group, "option": case.option,
+        "scheme": case.scheme, "describe": case.describe(), "status": status, "message": message,
+        "expected": [{"name": n, "shape": list(a.shape)}
+                     for n, a in zip(case.output_names, case.expected or ())],
+        "tolerance": tolerance.to_dict(),
+        "max_abs": None, "tensors": [], "run_info": run_info or {}, "stderr": stderr,
+        "duration_s": round(duration_s, 6),
+    }
+    if verdict is not None:
+        record["max_abs"] = verdict["max_abs"]
+        record["tensors"] = verdict["tensors"]
+    return record
+
+
+class JsonlWriter:
+    """Appends one JSON object per line, flushed and synced, so a crash loses nothing finished."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, sort_keys=True, allow_nan=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as stream:
+            stream.write(line)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every complete line; a torn last line (the process died mid-write) is dropped."""
+    objects = []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            objects.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ResultsFileError(f"{path}: line {number} is not JSON") from None
+    return objects
+
+
+def write_json_atomic(path: str | Path, document: Any) -> None:
+    """Write to a temporary file beside ``path`` and rename it over: never half a file."""
+    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+
+def outcome(record: dict[str, Any]) -> str:
+    """What a result means for the run: its status, or ``known`` for a documented fail or error.
+
+    The one place that decides it, so that the summary table, results.json,
+    the HTML report, JUnit and the exit status can never disagree.
+    """
+    status = record["status"]
+    if status in UNEXPECTED and (record.get("run_info") or {}).get("known_failure"):
+        return "known"
+    return status
+
+
+def outcome_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many records have each outcome, every outcome present (zero if none)."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for record in records:
+        counts[outcome(record)] += 1
+    return counts
+
+
+def unexpected_count(counts: dict[str, int]) -> int:
+    """Fails and errors that no known-differences entry explains: what makes a run red."""
+    return sum(counts[name] for name in UNEXPECTED)
+
+
+def results_document(records: Iterable[dict[str, Any]], *, complete: bool, created: str,
+                     fixtures_sha256: str, machine: dict[str, Any],
+                     adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
+                     known_unmatched: list[str] | None = None) -> dict[str, Any]:
+    ordered = sorted(records, key=lambda r: r["test_id"])
+    return {"schema": SCHEMA, "complete": complete, "created": created,
+            "fixtures_sha256": fixtures_sha256, "machine": machine, "adapters": adapters,
+            "counts": outcome_counts(ordered), "known_checked": known_checked,
+            "known_unmatched": known_unmatched, "results": ordered}
+
+
+def validate_document(document: Any, origin: str) -> dict[str, Any]:
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ResultsFileError(f"{origin}: not a conformance results file (schema {found!r}, "
+                               f"expected {SCHEMA!r})")
+    results = document.get("results")
+    if not isinstance(results, list):
+        raise ResultsFileError(f"{origin}: 'results' is missing or not a list")
+    for n, record in enumerate(results):
+        if not isinstance(record, dict) or "test_id" not in record or record.get("status") not in STATUSES:
+            raise ResultsFileError(f"{origin}: result #{n} is malformed (needs test_id and a status "
+                                   f"in {STATUSES})")
+    return document
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A validated results document; any problem is a ResultsFileError with one line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(f"{path}: cannot be read ({exc})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return validate_document(document, str(path))
+
+
+def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document from several (one per tox env, say); a later duplicate test_id wins."""
+    by_id: dict[str, dict[str, Any]] = {}
+    adapters: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        adapters.update(document.get("adapters", {}))
+        for record in document["results"]:
+            by_id[record["test_id"]] = record
+    first = documents[0] if documents else {}
+    checked, unmatched = merge_known_audits(documents)
+    return results_document(
+        by_id.values(), complete=all(d.get("complete", False) for d in documents),
+        created=max((d.get("created", "") for d in documents), default=""),
+        fixtures_sha256=first.get("fixtures_sha256", ""), machine=first.get("machine", {}),
+        adapters=adapters, known_checked=checked, known_unmatched=unmatched)
+
+
+def merge_known_audits(documents: list[dict[str, Any]]) -> tuple[list[str] | None, list[str] | None]:
+    """Entries unmatched in the merged run: unmatched in some part and cleared by none.
+
+    Each part (one tox env, say) checks only the entries for the adapters it
+    ran; an entry one part found unmatched still matched if another part that
+    checked it did not find it unmatched.
+    """
+    audited = [d for d in documents if d.get("known_checked") is not None]
+    if not audited:
+        return None, None
+    checked = list(dict.fromkeys(p for d in audited for p in d["known_checked"]))
+    cleared = {p for d in audited for p in d["known_checked"] if p not in (d.get("known_unmatched") or ())}
+    unmatched = [p for p in dict.fromkeys(p for d in audited for p in d.get("known_unmatched") or ())
+                 if p not in cleared]
+    return checked, unmatched

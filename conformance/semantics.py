@@ -1,0 +1,228 @@
+"""Keras's rules for composing recurrent layers, each written once (SEMANTICS.md §2-§5).
+
+A spec (``conformance.matrix.spec``) says what the user wrote; this module says
+what Keras then does with it: which sub-layer reads the inputs and the initial
+state, how wide each sub-layer's input is, the options Keras overrides
+(``Bidirectional`` forces ``zero_output_for_mask``), where the mask goes, what
+a right-padded mask is in lengths, which output is "the last output" under a
+mask, how ``merge_mode`` merges, and how the sub-layers' results become the
+Keras output list (``output_list``).
+
+The oracle (``conformance.reference``) and the adapters that assemble Keras
+lists themselves (torch, flax, onnx-native, onnx-torch) all go through here.
+That does not make the verdict circular: keras-tensorflow and tf-keras compute
+the list with real Keras on every case and must agree with the oracle, and the
+sensitivity tests plant list-assembly bugs in adapters that do not use this
+module. Nothing here imports a framework; every function works on numpy
+arrays of any dtype, the oracle's exact object arrays included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+
+# --- the sub-layers as Keras runs them ---------------------------------------------------------
+
+
+def keras_sublayers(spec: AnySpec) -> dict[str, LayerSpec]:
+    """Each sub-layer (named as in ``spec.sublayers()``) with the options Keras really runs it with.
+
+    ``Bidirectional`` sets ``zero_output_for_mask = return_sequences`` on both
+    copies (keras/src/layers/rnn/bidirectional.py, ``force_zero_output_for_mask``;
+    the same in tf_keras): a returned sequence has zeros at padded steps, and a
+    layer's own ``zero_output_for_mask=True`` is switched off when only the last
+    output is returned.
+    """
+    layers = spec.sublayers()
+    if isinstance(spec, BidirectionalSpec):
+        forced = spec.layer.return_sequences
+        return {name: dataclasses.replace(layer, zero_output_for_mask=forced) for name, layer in layers.items()}
+    return dict(layers)
+
+
+def first_layer(spec: AnySpec) -> LayerSpec:
+    """The sub-layer that reads ``x`` and ``initial_state`` (for Bidirectional: each copy's shape)."""
+    return next(iter(spec.sublayers().values()))
+
+
+def input_widths(spec: AnySpec, features: int, decoder_features: int | None = None) -> dict[str, int]:
+    """The feature width each sub-layer reads: a stacked layer reads the previous one's units."""
+    if isinstance(spec, StackedSpec):
+        widths = [features] + [layer.units for layer in spec.layers[:-1]]
+        return dict(zip(spec.sublayers(), widths))
+    if isinstance(spec, EncoderDecoderSpec):
+        return {"encoder": features, "decoder": decoder_features}
+    return {name: features for name in spec.sublayers()}
+
+
+def split_initial_state(spec: AnySpec, initial_state) -> dict[str, list | None]:
+    """``initial_state`` per sub-layer: Bidirectional's halves (forward first), else the first layer's.
+
+    The decoder of an encoder-decoder starts from the encoder's final states (``route``).
+    """
+    names = list(spec.sublayers())
+    split: dict[str, list | None] = dict.fromkeys(names)
+    if initial_state is None:
+        return split
+    if isinstance(spec, BidirectionalSpec):
+        half = len(spec.layer.state_names)
+        return {"forward": list(initial_state[:half]), "backward": list(initial_state[half:])}
+    split[names[0]] = list(initial_state)
+    return split
+
+
+def masked_sublayers(spec: AnySpec) -> tuple[str, ...]:
+    """The sub-layers a mask reaches: every one (Keras propagates it through a stack), but in an
+    encoder-decoder only the encoder (the decoder's inputs are another sequence)."""
+    if isinstance(spec, EncoderDecoderSpec):
+        return ("encoder",)
+    return tuple(spec.sublayers())
+
+
+def output_layers(spec: AnySpec) -> dict[str, LayerSpec]:
+    """The sub-layers whose outputs land in the Keras list, as Keras runs them."""
+    layers = keras_sublayers(spec)
+    if isinstance(spec, BidirectionalSpec):
+        return layers
+    if isinstance(spec, StackedSpec):
+        name = list(layers)[-1]
+        return {name: layers[name]}
+    if isinstance(spec, EncoderDecoderSpec):
+        return {"decoder": layers["decoder"]}
+    return layers
+
+
+def masked_output_layers(spec: AnySpec) -> list[LayerSpec]:
+    """The layers a mask reaches whose outputs land in the list: what padded steps can show in."""
+    masked = masked_sublayers(spec)
+    return [layer for name, layer in output_layers(spec).items() if name in masked]
+
+
+# --- masks ---------------------------------------------------------------------------------
+
+
+def right_padded_lengths(mask: np.ndarray | None) -> np.ndarray | None:
+    """Each row's number of real steps when every row is real steps then padding, else None.
+
+    A mask of that shape is what packed sequences, ``seq_lengths`` and ONNX's
+    ``sequence_lens`` can express; a mask with holes is not.
+    """
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    lengths = mask.sum(axis=1)
+    prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
+    return lengths.astype(np.int64) if np.array_equal(mask, prefix) else None
+
+
+def last_output(layer: LayerSpec, sequence: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Keras's last output: the output of the last *processed* step, (batch, units).
+
+    ``sequence`` is in processing order. Keras repeats the last real output at
+    padded steps, so under a right-padded mask (``lengths``) the last output is
+    that of each row's last real step; a framework that stops at a row's length
+    leaves other values at the padded steps, so it is picked by index here. With
+    ``go_backwards`` the padding is processed first and the last step is real;
+    with ``zero_output_for_mask`` a padded row's last output is zero, which the
+    framework's own last step must show. ``lengths=None``: the sequence already
+    holds Keras's values at every step (no mask, or a framework that applied it).
+    """
+    if lengths is None or layer.go_backwards or layer.zero_output_for_mask:
+        return sequence[:, -1]
+    return sequence[np.arange(sequence.shape[0]), np.asarray(lengths) - 1]
+
+
+# --- merge modes and the output list -------------------------------------------------------
+
+MERGES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "concat": lambda forward, backward: np.concatenate([forward, backward], axis=-1),
+    "sum": lambda forward, backward: forward + backward,
+    "ave": lambda forward, backward: (forward + backward) / 2,
+    "mul": lambda forward, backward: forward * backward,
+}
+
+
+def merge(merge_mode: str | None, forward: np.ndarray, backward: np.ndarray) -> list[np.ndarray]:
+    """Bidirectional's merge of the two outputs (backward in input order): one tensor, or with
+    ``merge_mode=None`` both."""
+    return [forward, backward] if merge_mode is None else [MERGES[merge_mode](forward, backward)]
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    """What one sub-layer computed: its outputs at every step in *processing* order
+    (``go_backwards``: the input reversed) and its final states in Keras's order (``h`` or ``h, c``)."""
+
+    sequence: np.ndarray
+    states: list[np.ndarray]
+
+
+def output_list(spec: AnySpec, runs: Mapping[str, LayerRun], lengths: np.ndarray | None = None,
+                merged: np.ndarray | None = None) -> list[np.ndarray]:
+    """The Keras output list from the sub-layers' runs (keyed by ``spec.sublayers()`` names;
+    only ``output_layers(spec)`` are read).
+
+    ``[output, *states]`` of the layer whose flags decide the list; for Bidirectional
+    ``[merged, *forward states, *backward states]`` (``[forward, backward, ...]`` with
+    ``merge_mode=None``), the backward sequence flipped back to input order.
+    ``lengths``: the right-padded mask's lengths when the runs hold a framework's
+    values only at real steps (``last_output``). ``merged``: a framework that merges
+    the directions itself (an ONNX graph) gives its merged output, used as it is.
+    """
+    layers = output_layers(spec)
+    masked = masked_sublayers(spec)
+    heads = {}
+    for name, layer in layers.items():
+        run = runs[name]
+        if layer.return_sequences:
+            heads[name] = run.sequence[:, ::-1] if name == "backward" else run.sequence
+        else:
+            heads[name] = last_output(layer, run.sequence, lengths if name in masked else None)
+    if isinstance(spec, BidirectionalSpec):
+        outputs = [merged] if merged is not None else merge(spec.merge_mode, heads["forward"], heads["backward"])
+    else:
+        outputs = list(heads.values())
+    top = next(iter(layers.values()))
+    if not top.return_state:
+        return outputs
+    return outputs + [state for name in layers for state in runs[name].states]
+
+
+# --- routing: what each sub-layer reads ----------------------------------------------------
+
+LayerRunner = Callable[[str, LayerSpec, np.ndarray, "list[np.ndarray] | None", bool], LayerRun]
+
+
+def route(spec: AnySpec, run: LayerRunner, x: np.ndarray, initial_state=None,
+          decoder_x: np.ndarray | None = None) -> dict[str, LayerRun]:
+    """Run every sub-layer in Keras's order, each on what Keras feeds it; the runs by name.
+
+    ``run(name, layer, inputs, initial_state, masked)`` computes one sub-layer
+    (``layer`` as ``keras_sublayers`` gives it; ``masked``: whether the mask
+    reaches it). A stacked layer reads the previous layer's sequence in its
+    processing order; the decoder starts from the encoder's final states.
+    """
+    layers = keras_sublayers(spec)
+    states = split_initial_state(spec, initial_state)
+    masked = masked_sublayers(spec)
+    if isinstance(spec, EncoderDecoderSpec):
+        encoder = run("encoder", layers["encoder"], x, states["encoder"], True)
+        return {"encoder": encoder,
+                "decoder": run("decoder", layers["decoder"], decoder_x, list(encoder.states), False)}
+    runs, inputs = {}, x
+    for name, layer in layers.items():
+        runs[name] = run(name, layer, inputs, states[name], name in masked)
+        if isinstance(spec, StackedSpec):
+            inputs = runs[name].sequence
+    return runs
+
+
+__all__ = ["LayerRun", "MERGES", "first_layer", "input_widths", "keras_sublayers", "last_output",
+           "masked_output_layers", "masked_sublayers", "merge", "output_layers", "output_list",
+           "right_padded_lengths", "route", "split_initial_state"]

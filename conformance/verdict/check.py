@@ -1,0 +1,63 @@
+"""Run one case through one adapter and reach a status, without pytest.
+
+The conformance tests, the benchmark and the developer loop all go through
+``check_case`` so that "what counts as pass" is decided in one place.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conformance.matrix.case import Case
+from conformance.verdict.compare import Verdict, compare_outputs
+
+MAX_ERROR_TEXT = 4000
+
+
+@dataclass
+class Outcome:
+    status: str  # pass | fail | unsupported | error | skipped
+    message: str
+    verdict: Verdict | None = None
+    duration_s: float = 0.0
+    run_info: dict[str, Any] = field(default_factory=dict)
+    traceback: str = ""
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:MAX_ERROR_TEXT]
+
+
+def _same_bits(first: list, second: list) -> bool:
+    return len(first) == len(second) and all(
+        np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(first, second))
+
+
+def check_case(adapter: Any, case: Case, device: str) -> Outcome:
+    """pass/fail/unsupported/error for ``case`` (already bound to its dtype) on ``device``.
+
+    On an accelerator the case runs twice: bit-different answers are recorded
+    (``run_info["repeatable"]``), since GPU kernels may be non-deterministic.
+    """
+    reason = adapter.supports(case)
+    if reason:
+        return Outcome("unsupported", reason)
+    started = time.perf_counter()
+    try:
+        actual = adapter.run(case, device)
+        duration = time.perf_counter() - started
+        run_info = dict(getattr(adapter, "last_run_info", lambda: {})() or {})
+        if device != "cpu":
+            run_info["repeatable"] = _same_bits(actual, adapter.run(case, device))
+    except Exception as exc:  # noqa: BLE001 - whatever the framework raised is the finding
+        return Outcome("error", _error_text(exc), duration_s=time.perf_counter() - started,
+                       traceback=traceback.format_exc(limit=8)[-MAX_ERROR_TEXT:])
+    verdict = compare_outputs(case, actual)
+    status = "pass" if verdict.passed else "fail"
+    return Outcome(status, verdict.message, verdict, duration, run_info)
