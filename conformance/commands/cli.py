@@ -67,6 +67,12 @@ def build_parser() -> Parser:
     bench.add_argument("--adapter", action="append", default=[])
     bench.add_argument("--output", type=Path, default=Path("reports/benchmark.json"))
     bench.add_argument("--quick", action="store_true", help="a small sample of cases (smoke run)")
+
+    findings = commands.add_parser("findings", help="FINDINGS.md's measured tables from results files")
+    findings.add_argument("results", nargs="+", type=Path,
+                          help="results.json files, .jsonl streams, or a directory of <env>/results.json")
+    findings.add_argument("--write", type=Path, metavar="FINDINGS.md",
+                          help="rewrite the generated sections between their markers in this file")
     return parser
 
 
@@ -155,9 +161,15 @@ def command_bench(args: argparse.Namespace) -> int:
     return bench_command(args)
 
 
+def command_findings(args: argparse.Namespace) -> int:
+    from conformance.commands.findings import findings_command
+
+    return findings_command(args)
+
+
 COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters": command_adapters,
             "report": command_report, "compare": command_compare, "run": command_run,
-            "bench": command_bench}
+            "bench": command_bench, "findings": command_findings}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
