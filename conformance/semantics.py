@@ -121,6 +121,30 @@ def right_padded_lengths(mask: np.ndarray | None) -> np.ndarray | None:
     return lengths.astype(np.int64) if np.array_equal(mask, prefix) else None
 
 
+def flip_valid_prefix(sequence: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Reverse each row's first ``lengths[b]`` steps (axis 1), leaving the padding in place.
+
+    This is how frameworks with lengths run a backward pass (packed sequences,
+    ``nnx.RNN(reverse=True, seq_lengths=...)``): it starts at each row's own
+    last real step, not at the padded end.
+    """
+    steps = sequence.shape[1]
+    t = np.arange(steps)[None, :]
+    lengths = np.asarray(lengths)[:, None]
+    source = np.where(t < lengths, lengths - 1 - t, t)
+    return np.take_along_axis(sequence, source[:, :, None], axis=1)
+
+
+def processing_order(prefix_reversed: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """A backward pass's outputs in the order ``flip_valid_prefix`` fed it -> Keras's
+    ``go_backwards`` processing order, which reverses the whole padded row: padded
+    steps first, then the real steps from last to first. ``lengths=None``: no
+    mask, the two orders agree."""
+    if lengths is None:
+        return prefix_reversed
+    return flip_valid_prefix(prefix_reversed, lengths)[:, ::-1]
+
+
 def last_output(layer: LayerSpec, sequence: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     """Keras's last output: the output of the last *processed* step, (batch, units).
 
@@ -223,6 +247,6 @@ def route(spec: AnySpec, run: LayerRunner, x: np.ndarray, initial_state=None,
     return runs
 
 
-__all__ = ["LayerRun", "MERGES", "first_layer", "input_widths", "keras_sublayers", "last_output",
-           "masked_output_layers", "masked_sublayers", "merge", "output_layers", "output_list",
+__all__ = ["LayerRun", "MERGES", "first_layer", "flip_valid_prefix", "input_widths", "keras_sublayers", "last_output",
+           "masked_output_layers", "masked_sublayers", "merge", "output_layers", "output_list", "processing_order",
            "right_padded_lengths", "route", "split_initial_state"]
