@@ -109,7 +109,7 @@ class ConformanceSession:
         """The adapter registered as, or whose ``name`` is, ``name`` (imported once)."""
         if name not in self.adapters:
             adapter = load_adapter(name)
-            self.adapters[name] = self.adapters[getattr(adapter, "name", name)] = adapter
+            self.adapters[name] = self.adapters[adapter.name] = adapter
         return self.adapters[name]
 
     def adapter_names(self) -> list[str]:
@@ -128,13 +128,13 @@ class ConformanceSession:
 
     def adapter_summary(self) -> dict[str, dict[str, Any]]:
         summary = {}
-        for name, adapter in {id(a): a for a in self.adapters.values()}.items():
+        for adapter in {id(a): a for a in self.adapters.values()}.values():
             reason = adapter.available()
             devices = adapter.devices() if reason is None else []
-            summary[getattr(adapter, "name", name)] = {
+            summary[adapter.name] = {
                 "available": reason is None, "reason": reason, "devices": devices,
-                "versions": optional_call(adapter, "versions", {}) if reason is None else {},
-                "device_names": {d: optional_call(adapter, "device_name", d, d) for d in devices},
+                "versions": adapter.versions() if reason is None else {},
+                "device_names": {d: adapter.device_name(d) for d in devices},
             }
         return summary
 
@@ -177,7 +177,7 @@ def _params(session: ConformanceSession, cases: list[Case]) -> list[ConformanceP
     dtype_choice = session.config.option.dtype
     params = []
     for requested in session.adapter_names():
-        name = getattr(session.adapter(requested), "name", requested)
+        name = session.adapter(requested).name
         for case in cases:
             for device in _devices(session.config):
                 for dtype in case.dtypes:
@@ -243,12 +243,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(f"conformance: results written to {state.json_path}")
 
 
-def optional_call(adapter: Any, member: str, default: Any, *args: Any) -> Any:
-    """Call an optional member of the adapter contract, or fall back to ``default``."""
-    method = getattr(adapter, member, None)
-    return default if method is None else method(*args)
-
-
 def skip_reason(adapter: Any, device: str) -> str | None:
     """Why this adapter can't run here at all: framework missing, or no such device."""
     reason = adapter.available()
@@ -263,7 +257,7 @@ def record_for(param: ConformanceParam, adapter: Any, status: str, message: str,
     device_name = ""  # a skipped row names no device: the framework may not see one
     if status != "skipped":
         try:
-            device_name = optional_call(adapter, "device_name", param.device, param.device)
+            device_name = adapter.device_name(param.device)
         except Exception:  # noqa: BLE001 - an optional nicety must not lose the result
             pass
     if param.device != "cpu" and tf32_allowed():

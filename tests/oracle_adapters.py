@@ -34,3 +34,50 @@ class Tf32ProbeAdapter(OracleAdapter):
         from conformance.adapters.contract import tf32_allowed
 
         return {"tf32_seen": tf32_allowed()}
+
+
+class BareOracleAdapter:
+    """The oracle through the five required members alone: no base class, no optional member."""
+
+    name = "bare-oracle"
+
+    def available(self) -> str | None:
+        return None
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def supports(self, case: Case) -> str | None:
+        return None
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        return OracleAdapter().run(case, device)
+
+
+class RunlessAdapter:
+    """Every required member but ``run``: not an adapter, and loading must say so."""
+
+    name = "runless"
+
+    def available(self) -> str | None:
+        return None
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def supports(self, case: Case) -> str | None:
+        return None
+
+
+class CachingOracleAdapter(OracleAdapter):
+    """An export-based adapter's ``export_cache`` switch, counting the calls made without it."""
+
+    name = "caching-oracle"
+    export_cache = True
+
+    def __init__(self) -> None:
+        self.uncached_runs = 0
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        self.uncached_runs += not self.export_cache
+        return super().run(case, device)

@@ -95,13 +95,13 @@ def test_torch_bare_forward_keeps_encoder_and_decoder_weights_apart(monkeypatch)
     pytest.importorskip("torch")
     adapter = load_adapter("torch")
     case = _cases()["lstm-seq1-state0-random-b3t5-encdec"].for_dtype("float32")
-    handed_states, run_module = [], adapter._run_module
+    handed_states, run_module = [], adapter.adapter._run_module
 
     def spy(key, params, x, lengths, states):
         handed_states.append(states)
         return run_module(key, params, x, lengths, states)
 
-    monkeypatch.setattr(adapter, "_run_module", spy)
+    monkeypatch.setattr(adapter.adapter, "_run_module", spy)
     encoder, decoder = adapter.bare_forward(case, "cpu")()
     np.testing.assert_array_equal(encoder[1].numpy(), handed_states[1][0])  # h_n: (1, batch, units)
     np.testing.assert_array_equal(decoder[0].numpy(), adapter.run(case, "cpu")[0])
@@ -121,7 +121,8 @@ def test_onnx_torch_export_cache_off_exports_again_and_keeps_results():
     cached = adapter.run(case, "cpu")
     adapter.export_cache = False
     uncached = adapter.run(case, "cpu")
-    assert len(adapter._sessions) == 1  # the uncached run stored nothing
+    assert adapter.adapter.export_cache is False  # the loaded adapter's switch is the adapter's own
+    assert len(adapter.adapter._sessions) == 1  # the uncached run stored nothing
     np.testing.assert_array_equal(uncached[0], cached[0])
 
 

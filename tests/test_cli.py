@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.adapters import load_adapter
+from conformance.adapters.contract import AdapterProtocol
 from conformance.commands.cli import main
 
 NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
@@ -43,6 +45,20 @@ def test_an_unknown_adapter_is_one_line(report_dir):
 def test_an_adapter_path_that_does_not_import_is_one_line(report_dir):
     line = one_line_error(run_cli("run", "--adapter", "no_such_pkg.mod:Cls", "--report-dir", str(report_dir)))
     assert "no_such_pkg.mod" in line
+
+
+def test_an_object_that_is_no_adapter_is_one_line(report_dir):
+    line = one_line_error(run_cli("run", "--adapter", "tests.oracle_adapters:RunlessAdapter",
+                                  "--report-dir", str(report_dir)))
+    assert line.endswith("adapter 'tests.oracle_adapters:RunlessAdapter' lacks run()")
+
+
+def test_a_loaded_adapter_has_the_optional_members_it_left_out():
+    loaded = load_adapter("tests.oracle_adapters:BareOracleAdapter")
+    assert isinstance(loaded.adapter, AdapterProtocol) and loaded.name == "bare-oracle"
+    assert loaded.versions() == {} and loaded.last_run_info() == {}
+    assert loaded.device_name("cpu") == "cpu"
+    assert loaded.bare_forward is None and loaded.export_cache is None
 
 
 def test_a_bad_k_expression_is_one_line(report_dir):

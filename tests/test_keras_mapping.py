@@ -14,28 +14,31 @@ import os
 import numpy as np
 import pytest
 
-from conformance.adapters.keras.keras3 import (
-    LEGACY_HARD_SIGMOID_NOTE,
-    KerasJaxAdapter,
-    KerasTensorflowAdapter,
-    KerasTorchAdapter,
-    keras3_kernel,
-    keras_activation,
-    legacy_hard_sigmoid,
-    loaded_keras_backend,
-)
 from conformance.adapters.keras.common import (
     Structure,
     cudnn_mask_ok,
     layer_kwargs,
+    mask_reaching,
     output_list,
     summarize_kernels,
     weight_list,
 )
+from conformance.adapters.keras.keras3 import (
+    LEGACY_HARD_SIGMOID_NOTE,
+    JaxBackend,
+    KerasJaxAdapter,
+    KerasTensorflowAdapter,
+    KerasTorchAdapter,
+    TensorflowBackend,
+    TorchBackend,
+    keras_activation,
+    legacy_hard_sigmoid,
+    loaded_keras_backend,
+)
 from conformance.adapters.keras.tf_keras import keras3_hard_sigmoid, tf_keras_activation, tf_keras_kernel
 from conformance.matrix.cases import build_cases, mask_with_empty_row, mask_with_holes, right_padded_mask
+from conformance.matrix.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.reference import expected_outputs
-from conformance.matrix.spec import BidirectionalSpec, LayerSpec
 
 ADAPTERS = {"tensorflow": KerasTensorflowAdapter, "jax": KerasJaxAdapter, "torch": KerasTorchAdapter}
 GATE_PERMUTATIONS = {"lstm": (1, 0, 2, 3), "gru": (1, 0, 2)}  # swap i<->f / z<->r
@@ -94,15 +97,27 @@ def test_cudnn_mask_rule_accepts_only_right_padding_without_empty_rows():
 def test_kernel_rules_follow_each_backends_dispatch():
     lstm, gru_before = LayerSpec("lstm", 2), LayerSpec("gru", 2, reset_after=False)
     holes = mask_with_holes(3, 5)
-    assert keras3_kernel("tensorflow", lstm, "cpu", None) == "generic"
-    assert keras3_kernel("tensorflow", lstm, "cuda", None) == "cudnn"
-    assert keras3_kernel("tensorflow", lstm, "cuda", holes) == "generic"
-    assert keras3_kernel("tensorflow", gru_before, "cuda", None) == "generic"
-    assert keras3_kernel("torch", lstm, "cpu", None) == "backend_loop"
-    assert keras3_kernel("torch", lstm, "cuda", right_padded_mask(3, 5)) == "generic"
-    assert keras3_kernel("jax", LayerSpec("gru", 2), "cpu", None) == "backend_loop"
-    assert keras3_kernel("jax", lstm, "cuda", None) == "cudnn"
+    tensorflow, torch, jax = TensorflowBackend(), TorchBackend(), JaxBackend()
+    assert tensorflow.kernel(lstm, "cpu", None) == "generic"
+    assert tensorflow.kernel(lstm, "cuda", None) == "cudnn"
+    assert tensorflow.kernel(lstm, "cuda", holes) == "generic"
+    assert tensorflow.kernel(gru_before, "cuda", None) == "generic"
+    assert torch.kernel(lstm, "cpu", None) == "backend_loop"
+    assert torch.kernel(lstm, "cuda", right_padded_mask(3, 5)) == "generic"
+    assert torch.kernel(gru_before, "cpu", None) == "generic"
+    assert jax.kernel(LayerSpec("gru", 2), "cpu", None) == "backend_loop"
+    assert jax.kernel(lstm, "cuda", None) == "cudnn"
+    assert jax.kernel(LayerSpec("simple_rnn", 2), "cuda", None) == "generic"
     assert tf_keras_kernel(LayerSpec("lstm", 2, activation="relu"), "cuda", None) == "generic"
+
+
+def test_every_sub_layer_but_the_decoder_sees_the_mask():
+    mask = right_padded_mask(3, 5)
+    stacked = StackedSpec((LayerSpec("gru", 2, return_sequences=True), LayerSpec("gru", 2)))
+    assert all(mask_reaching(stacked, name, mask) is mask for name in stacked.sublayers())
+    encdec = EncoderDecoderSpec(LayerSpec("lstm", 2, return_state=True), LayerSpec("lstm", 2))
+    assert mask_reaching(encdec, "encoder", mask) is mask
+    assert mask_reaching(encdec, "decoder", mask) is None
 
 
 def test_kernel_summary_names_mixed_composites():
@@ -212,7 +227,7 @@ def test_cpu_kernel_rule_agrees_with_the_backends_own_dispatch(keras, adapter, c
         taken = "fused"
     except NotImplementedError:
         taken = "generic"
-    predicted = keras3_kernel(adapter.backend, layer, "cpu", mask)
+    predicted = adapter.backend.kernel(layer, "cpu", mask)
     assert taken == ("generic" if predicted == "generic" else "fused")
 
 
@@ -241,7 +256,7 @@ def test_bidirectional_spec_builds_one_keras_bidirectional(adapter):
     case = next(c for c in build_cases() if c.id == "gru-seq1-state1-random-b3t5-bidi_none").for_dtype("float32")
     assert isinstance(case.spec, BidirectionalSpec)
     got = adapter.run(case, "cpu")
-    model = adapter._models[Structure.of(case, "cpu").key()].model
+    model = adapter.models.built[Structure.of(case, "cpu").key()].model
     wrappers = [layer for layer in model.layers if type(layer).__name__ == "Bidirectional"]
     assert len(wrappers) == 1 and type(wrappers[0].forward_layer).__name__ == "GRU"
     assert [g.shape for g in got] == [(3, 5, 4), (3, 5, 4), (3, 4), (3, 4)]

@@ -3,7 +3,9 @@
 Built-ins are listed as import paths so that listing them imports no framework.
 Third-party adapters register under the ``conformance.adapters`` entry-point
 group (name -> ``package.module:ClassName``) or are named on the command line
-as ``package.module:ClassName``.
+as ``package.module:ClassName``. ``load_adapter`` instantiates the class, checks
+the contract's required members and fills in the optional ones
+(``conformance.adapters.contract.LoadedAdapter``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-from conformance.adapters.contract import Adapter, missing_module_reason
+from conformance.adapters.contract import Adapter, LoadedAdapter, missing_member, missing_module_reason
 
 ENTRY_POINT_GROUP = "conformance.adapters"
 
@@ -59,18 +61,25 @@ def _import_class(path: str):
         raise UnknownAdapterError(f"adapter module {module_name!r} has no class {class_name!r}") from None
 
 
-def load_adapter(name_or_path: str) -> Adapter:
-    """An adapter instance from a registered name or a ``module:Class`` path."""
+def load_adapter(name_or_path: str) -> LoadedAdapter:
+    """The adapter registered as ``name_or_path`` or at that ``module:Class`` path, loaded:
+    its optional members filled in; UnknownAdapterError for an object that is no adapter."""
     paths = adapter_paths()
     if name_or_path in paths:
-        return _import_class(paths[name_or_path])()
-    if ":" in name_or_path:
-        return _import_class(name_or_path)()
-    raise UnknownAdapterError(
-        f"unknown adapter {name_or_path!r}; known: {', '.join(sorted(paths))} "
-        "(or give package.module:ClassName)"
-    )
+        path = paths[name_or_path]
+    elif ":" in name_or_path:
+        path = name_or_path
+    else:
+        raise UnknownAdapterError(
+            f"unknown adapter {name_or_path!r}; known: {', '.join(sorted(paths))} "
+            "(or give package.module:ClassName)"
+        )
+    adapter = _import_class(path)()
+    missing = missing_member(adapter)
+    if missing:
+        raise UnknownAdapterError(f"adapter {name_or_path!r} lacks {missing}")
+    return LoadedAdapter.of(adapter)
 
 
-__all__ = ["Adapter", "BUILTIN_ADAPTERS", "UnknownAdapterError", "adapter_paths",
+__all__ = ["Adapter", "BUILTIN_ADAPTERS", "LoadedAdapter", "UnknownAdapterError", "adapter_paths",
            "load_adapter", "missing_module_reason"]

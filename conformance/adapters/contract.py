@@ -1,25 +1,26 @@
 """The adapter contract: the one indirection between a test and a framework.
 
-A vendor plugs a runtime into the suite by writing one small class with these
-members (subclassing ``Adapter`` is optional; the suite only calls them):
+A vendor plugs a runtime into the suite by writing one small class with the
+five members of ``AdapterProtocol`` (subclassing ``Adapter`` is optional; the
+suite only calls the members). Optional members, used when present:
 
-- ``name``: a short, stable identifier, e.g. ``keras-tensorflow``;
-- ``available() -> str | None``: None when the framework imports, else why not;
-- ``devices() -> list[str]``: ``"cpu"``, plus ``"cuda"`` when the framework
-  really sees a GPU (reports list these devices; a row for another is skipped);
-- ``supports(case) -> str | None``: None, or why ``case`` cannot be expressed
-  in this framework (a true, specific reason: it is reported as ``unsupported``);
-- ``run(case, device) -> list[np.ndarray]``: the outputs in Keras output-list
-  order (``case.output_names``), computed by the framework in ``case.dtype``
-  and returned in the dtype the framework gave: never cast, so that a
-  framework computing in another dtype fails the dtype check.
-
-Optional members the suite uses when present:
-
-- ``versions() -> dict[str, str]``: framework name -> version, for reports;
-- ``device_name(device) -> str``: e.g. the GPU's marketing name;
+- ``versions() -> dict[str, str]``: framework name -> version, for reports
+  (default ``{}``);
+- ``device_name(device) -> str``: e.g. the GPU's marketing name (default: the
+  device itself);
 - ``last_run_info() -> dict``: facts about the last ``run`` (the kernel that
-  ran, e.g. ``{"kernel": "cudnn"}``), stored with the result.
+  ran, e.g. ``{"kernel": "cudnn"}``), stored with the result (default ``{}``);
+- ``bare_forward(case, device) -> Callable[[], Any]``: the framework's forward
+  pass alone, on the model and inputs ``run`` would prepare, as a closure that
+  ``conformance bench`` times beside ``run`` (it returns the framework's raw
+  result; without it bench reports no overhead figure);
+- ``export_cache: bool``: an export-based adapter's switch for keeping its
+  exports and sessions between calls (True) or exporting on every call
+  (False); bench times the adapter both ways.
+
+``load_adapter`` (``conformance.adapters``) checks the five required members
+and fills in the optional ones once, as a ``LoadedAdapter``: everything past
+loading calls every member without probing.
 
 An adapter converts *conventions* (transposes, gate reorders, bias splits, a
 time flip, list assembly); it never computes values the framework didn't.
@@ -28,13 +29,57 @@ Framework imports belong inside methods, so listing adapters imports nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
 import numpy as np
 
 from conformance.matrix.case import Case
 
+BareForward = Callable[[Case, str], Callable[[], Any]]
+
+
+@runtime_checkable
+class AdapterProtocol(Protocol):
+    """The five members every adapter has."""
+
+    name: str
+    """A short, stable identifier, e.g. ``keras-tensorflow``: it is part of every test id."""
+
+    def available(self) -> str | None:
+        """None when the framework imports, else why not (the adapter's tests are skipped with it)."""
+
+    def devices(self) -> list[str]:
+        """``"cpu"``, plus ``"cuda"`` when the framework really sees a GPU; a row for another
+        device is skipped, and reports list only these."""
+
+    def supports(self, case: Case) -> str | None:
+        """None, or why ``case`` cannot be expressed in this framework: a true, specific
+        reason, reported as ``unsupported``."""
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        """The outputs in Keras output-list order (``case.output_names``), computed by the
+        framework in ``case.dtype`` and returned in the dtype the framework gave: never
+        cast, so that a framework computing in another dtype fails the dtype check."""
+
+
+REQUIRED_MEMBERS = ("name", "available", "devices", "supports", "run")
+
+
+def missing_member(candidate: object) -> str | None:
+    """The first required member ``candidate`` lacks (``"run()"``, ``"name"``), or None."""
+    for member in REQUIRED_MEMBERS:
+        value = getattr(candidate, member, None)
+        if member == "name" and not isinstance(value, str):
+            return "name"
+        if member != "name" and not callable(value):
+            return f"{member}()"
+    return None
+
 
 class Adapter:
-    """Convenience base class; see the module docstring for the contract."""
+    """Convenience base class: every member with its default; ``run`` left to write."""
 
     name: str = "unnamed"
 
@@ -58,6 +103,56 @@ class Adapter:
 
     def last_run_info(self) -> dict:
         return {}
+
+
+@dataclass
+class LoadedAdapter:
+    """An adapter with every optional member filled in (see the module docstring).
+
+    ``adapter`` is the object itself; the members are its own, bound once at load
+    time, or the defaults. ``bare_forward`` is None where the adapter has none;
+    ``export_cache`` reads and writes the adapter's own switch (None: it has none).
+    """
+
+    adapter: AdapterProtocol
+    name: str
+    available: Callable[[], str | None]
+    devices: Callable[[], list[str]]
+    supports: Callable[[Case], str | None]
+    run: Callable[[Case, str], list[np.ndarray]]
+    versions: Callable[[], dict[str, str]]
+    device_name: Callable[[str], str]
+    last_run_info: Callable[[], dict]
+    bare_forward: BareForward | None
+
+    @classmethod
+    def of(cls, adapter: AdapterProtocol) -> LoadedAdapter:
+        """``adapter`` (which has the required members, see ``missing_member``), completed."""
+        return cls(adapter, adapter.name, adapter.available, adapter.devices, adapter.supports, adapter.run,
+                   getattr(adapter, "versions", _no_versions), getattr(adapter, "device_name", _same_device),
+                   getattr(adapter, "last_run_info", _no_run_info), getattr(adapter, "bare_forward", None))
+
+    @property
+    def export_cache(self) -> bool | None:
+        return getattr(self.adapter, "export_cache", None)
+
+    @export_cache.setter
+    def export_cache(self, enabled: bool) -> None:
+        if self.export_cache is None:
+            raise AttributeError(f"adapter {self.name} has no export_cache")
+        self.adapter.export_cache = enabled
+
+
+def _no_versions() -> dict[str, str]:
+    return {}
+
+
+def _same_device(device: str) -> str:
+    return device
+
+
+def _no_run_info() -> dict:
+    return {}
 
 
 TF32_VARIABLE = "CONFORMANCE_TF32"

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from conformance.adapters import adapter_paths
+from conformance.adapters import LoadedAdapter, adapter_paths
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import write_json_atomic
 
@@ -78,9 +78,9 @@ def sample_cases(quick: bool):
     return cases[::SAMPLE_EVERY]
 
 
-def overhead(adapter, cases) -> dict:
+def overhead(adapter: LoadedAdapter, cases) -> dict:
     """adapter.run against the bare framework forward pass, side by side, per case."""
-    bare = getattr(adapter, "bare_forward", None)
+    bare = adapter.bare_forward
     if bare is None:
         return {"measured": False, "reason": "adapter has no bare_forward(case, device)"}
     rows = []
@@ -98,8 +98,9 @@ def overhead(adapter, cases) -> dict:
             "overhead_fraction": total_run / total_bare - 1.0, "per_case": rows}
 
 
-def export_cache_effect(adapter, cases) -> dict | None:
-    if not hasattr(adapter, "export_cache"):
+def export_cache_effect(adapter: LoadedAdapter, cases) -> dict | None:
+    """Seconds per case with the adapter's export cache on and off; None: it has no such cache."""
+    if adapter.export_cache is None:
         return None
     figures = {}
     for enabled in (True, False):

@@ -19,7 +19,7 @@ PROBE_TIMEOUT = 300
 def describe(name: str) -> dict:
     adapter = load_adapter(name)
     reason = adapter.available()
-    row = {"name": getattr(adapter, "name", name), "available": reason is None, "reason": reason,
+    row = {"name": adapter.name, "available": reason is None, "reason": reason,
            "versions": {}, "devices": []}
     if reason is None:
         row["versions"] = adapter.versions()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.contract import Adapter, LoadedAdapter
 from conformance.matrix.case import Case
 from conformance.verdict.compare import Verdict, compare_outputs
 
@@ -39,8 +40,10 @@ def _same_bits(first: list, second: list) -> bool:
         np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(first, second))
 
 
-def check_case(adapter: Any, case: Case, device: str) -> Outcome:
+def check_case(adapter: LoadedAdapter | Adapter, case: Case, device: str) -> Outcome:
     """pass/fail/unsupported/error for ``case`` (already bound to its dtype) on ``device``.
+
+    ``adapter``: one from ``load_adapter``, or an ``Adapter`` subclass (both have every member).
 
     On an accelerator the case runs twice: bit-different answers are recorded
     (``run_info["repeatable"]``), since GPU kernels may be non-deterministic.
@@ -52,7 +55,7 @@ def check_case(adapter: Any, case: Case, device: str) -> Outcome:
     try:
         actual = adapter.run(case, device)
         duration = time.perf_counter() - started
-        run_info = dict(getattr(adapter, "last_run_info", lambda: {})() or {})
+        run_info = dict(adapter.last_run_info())
         if device != "cpu":
             run_info["repeatable"] = _same_bits(actual, adapter.run(case, device))
     except Exception as exc:  # noqa: BLE001 - whatever the framework raised is the finding

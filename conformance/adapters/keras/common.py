@@ -3,17 +3,20 @@
 Keras 3 (``keras``) and Keras 2 (``tf_keras``) spell everything used here the
 same way (``layers.LSTM(...)``, ``layers.Bidirectional``, ``Input``, ``Model``,
 ``set_weights``), so the builders take the module as an argument and import
-nothing themselves. What differs between the two is passed in by the adapter:
-how a spec's activation name maps to the framework (the two hard sigmoids are
-defined differently, see ``keras_adapter`` and ``tf_keras_adapter``), how to
-place a call on a device, and how to call the model.
+nothing themselves. The layers get the spec's own arguments: Keras applies its
+own rules to them (``Bidirectional`` forcing ``zero_output_for_mask``, say),
+which is what is under test. What differs between the Keras is a ``KerasCall``
+(``keras3.Keras3Call``, ``tf_keras.TfKerasCall``): how a spec's activation name
+maps to the framework (the two hard sigmoids are defined differently), how to
+build, place and call the model, and which kernel it picks. ``KerasModels``
+does the rest: the cache, the weights, the inputs, the output list, run_info.
 
 One model is built per *structure* (spec, input widths, dtype, which
 optional inputs exist, device) and cached; the time and batch axes are left
 ``None`` so that one model serves every shape. Each case then only swaps its
 weights in with ``set_weights`` (the fixtures are in Keras layout already) and
 calls the model. Keras 3 gets a functional ``Model``; tf_keras calls the same
-layers eagerly (see ``TfKerasAdapter._build`` for why).
+layers eagerly (see ``TfKerasCall.build`` for why).
 
 How the call runs is the adapter's choice, by what was measured here: with
 ~460 structures for 560 runs almost every structure runs once, so a compiled
@@ -24,17 +27,18 @@ eagerly (a ``tf.function`` trace costs ~0.5 s against ~0.07 s for an eager call)
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from conformance.adapters.contract import Adapter
+from conformance.adapters.contract import tf32_allowed
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+from conformance.semantics import first_layer, masked_sublayers, right_padded_lengths
 
 ActivationArg = Callable[[str], Any]
 
@@ -128,15 +132,10 @@ class BuiltModel:
     compiled: Any = None
 
 
-def _first_layer(spec: AnySpec) -> LayerSpec:
-    """The layer that receives the mask and initial state."""
-    return next(iter(spec.sublayers().values()))
-
-
 def state_count(spec: AnySpec) -> int:
     """How many initial-state tensors the spec takes (Bidirectional: both directions')."""
     copies = 2 if isinstance(spec, BidirectionalSpec) else 1
-    return copies * len(_first_layer(spec).state_names)
+    return copies * len(first_layer(spec).state_names)
 
 
 def make_layers(module: Any, structure: Structure, activation: ActivationArg) -> tuple[Any, dict[str, Any]]:
@@ -187,7 +186,7 @@ def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
     if structure.has_mask:
         inputs.append(module.Input(shape=(None,), dtype="bool", name="mask"))
     if structure.has_initial_state:
-        units = _first_layer(structure.spec).units
+        units = first_layer(structure.spec).units
         inputs += [module.Input(shape=(units,), dtype=dtype, name=f"state_{n}")
                    for n in range(state_count(structure.spec))]
     if structure.decoder_features is not None:
@@ -228,17 +227,16 @@ def set_case_weights(built: BuiltModel, case: Case) -> None:
 
 
 def mask_reaching(spec: AnySpec, name: str, mask: np.ndarray | None) -> np.ndarray | None:
-    """The mask a sub-layer sees: every one but the decoder (its inputs are unmasked)."""
-    return None if isinstance(spec, EncoderDecoderSpec) and name == "decoder" else mask
+    """The mask sub-layer ``name`` sees (``conformance.semantics.masked_sublayers``)."""
+    return mask if name in masked_sublayers(spec) else None
 
 
 def cudnn_mask_ok(mask: np.ndarray | None) -> bool:
     """cuDNN's masks: right-padded, no fully masked row (``_assert_valid_mask`` in both Keras)."""
     if mask is None:
         return True
-    lengths = mask.sum(axis=1)
-    right_padded = np.array_equal(mask, np.arange(mask.shape[1])[None, :] < lengths[:, None])
-    return bool(right_padded and lengths.min() > 0)
+    lengths = right_padded_lengths(mask)
+    return bool(lengths is not None and lengths.min() > 0)
 
 
 def cudnn_args_ok(layer: LayerSpec) -> bool:
@@ -248,6 +246,123 @@ def cudnn_args_ok(layer: LayerSpec) -> bool:
     reset_ok = layer.cell != "gru" or layer.reset_after
     return (layer.activation == "tanh" and layer.recurrent_activation == "sigmoid"
             and layer.use_bias and reset_ok)
+
+
+def summarize_kernels(kernels: dict[str, str]) -> dict[str, Any]:
+    """``{"kernel": "cudnn" | "generic" | "mixed", "kernels": per sub-layer}``."""
+    kinds = {"cudnn" if k == "cudnn" else "generic" for k in kernels.values()}
+    overall = kinds.pop() if len(kinds) == 1 else "mixed"
+    return {"kernel": overall, "kernels": dict(kernels)}
+
+
+def used_activations(spec: AnySpec) -> set[str]:
+    """Every activation name the spec's sub-layers use."""
+    names: set[str] = set()
+    for layer in spec.sublayers().values():
+        names.add(layer.activation)
+        if layer.cell != "simple_rnn":
+            names.add(layer.recurrent_activation)
+    return names
+
+
+class KerasCall(Protocol):
+    """What one Keras (a module on a backend) does its own way; ``KerasModels`` does the rest."""
+
+    custom_notes: Mapping[str, str]
+    """Spec activation name -> what stands in for it, for names with no built-in."""
+
+    def build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
+        """A model for ``structure`` whose layers are built (their weights exist)."""
+
+    def scope(self, dtype: str, device: str) -> AbstractContextManager:
+        """Device placement and precision, around building and calling alike."""
+
+    def forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        """Inputs converted to the framework's tensors: a closure of the model call alone,
+        returning its raw result once computed."""
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        """A result tensor on the host, in the dtype the framework gave."""
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        """``cudnn``, ``generic`` or ``backend_loop``: the implementation Keras picks for one layer."""
+
+
+class KerasModels:
+    """The models of one Keras, built once per structure, and the ``run`` both Keras adapters share.
+
+    A functional model with a single output returns the bare tensor, so results
+    always go through ``output_list``. Outputs are never cast: a dtype other than
+    ``case.dtype`` is the framework's, and is reported.
+    """
+
+    def __init__(self, call: KerasCall) -> None:
+        self.call = call
+        self.built: dict[tuple, BuiltModel] = {}
+        self._info: dict[str, Any] = {}
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        with self.call.scope(case.dtype, device):
+            forward = self.call.forward(self._prepared(case, device), model_inputs(case))
+            outputs = [self.call.to_numpy(t) for t in output_list(forward())]
+        self._info = summarize_kernels({name: self.call.kernel(layer, device, mask_reaching(case.spec, name, case.mask))
+                                        for name, layer in case.spec.sublayers().items()})
+        custom = {name: note for name, note in self.call.custom_notes.items()
+                  if name in used_activations(case.spec)}
+        if custom:
+            self._info["custom_activations"] = custom
+        return outputs
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """For ``conformance bench``: the model call alone on the prepared model and
+        inputs, in the same device/precision scope as ``run``; returns the raw result."""
+        with self.call.scope(case.dtype, device):
+            forward = self.call.forward(self._prepared(case, device), model_inputs(case))
+
+        def call() -> Any:
+            with self.call.scope(case.dtype, device):
+                return forward()
+
+        return call
+
+    def last_run_info(self) -> dict:
+        """``kernel``/``kernels`` (see ``summarize_kernels``), and ``custom_activations``
+        when an activation had no built-in and ran as a user-written callable."""
+        return dict(self._info)
+
+    def _prepared(self, case: Case, device: str) -> BuiltModel:
+        """The structure's model (built once, cached) holding ``case``'s weights; call inside ``scope``."""
+        structure = Structure.of(case, device)
+        built = self.built.get(structure.key())
+        if built is None:
+            built = self.built[structure.key()] = self.call.build(structure, model_inputs(case))
+        set_case_weights(built, case)
+        return built
+
+
+# --- TensorFlow's share: Keras 3's tensorflow backend and tf_keras ---------------------------
+
+
+def tensorflow_sees_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def tensorflow_gpu_name() -> str:
+    """The first GPU's name as TensorFlow reports it."""
+    import tensorflow as tf
+
+    gpu = tf.config.list_physical_devices("GPU")[0]
+    return tf.config.experimental.get_device_details(gpu).get("device_name", "cuda")
+
+
+@functools.cache
+def tensorflow_tf32_rule() -> None:
+    """TF32 matmuls off for the float32 verdict (SEMANTICS.md §6): a process-wide switch, set once."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
 
 
 def tensorflow_call(call: Callable[[], Any], tensors: list[Any]) -> Callable[[], Any]:
@@ -263,109 +378,3 @@ def tensorflow_call(call: Callable[[], Any], tensors: list[Any]) -> Callable[[],
         return result
 
     return synced
-
-
-def summarize_kernels(kernels: dict[str, str]) -> dict[str, Any]:
-    """``{"kernel": "cudnn" | "generic" | "mixed", "kernels": per sub-layer}``."""
-    kinds = {"cudnn" if k == "cudnn" else "generic" for k in kernels.values()}
-    overall = kinds.pop() if len(kinds) == 1 else "mixed"
-    return {"kernel": overall, "kernels": dict(kernels)}
-
-
-class KerasFamilyAdapter(Adapter):
-    """What the Keras 3 and tf_keras adapters share: cache, weights, inputs, list.
-
-    Subclasses provide ``_module()``, ``_activation(name)``, ``_scope(dtype,
-    device)``, ``_forward(built, inputs)``, ``_to_numpy(tensor)``,
-    ``_kernels(case, device)`` and optionally ``_build(structure, inputs)``.
-    A functional model with a single output returns the bare tensor, so
-    results always go through ``output_list``. Outputs are never cast: a
-    dtype other than ``case.dtype`` is the framework's, and is reported.
-    """
-
-    def __init__(self) -> None:
-        self._models: dict[tuple, BuiltModel] = {}
-        self._info: dict[str, Any] = {}
-
-    # --- hooks -------------------------------------------------------------------------
-    def _module(self) -> Any:
-        raise NotImplementedError
-
-    def _build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
-        """A ``BuiltModel`` whose layers have their weights (built)."""
-        return build_model(self._module(), structure, self._activation)
-
-    def _activation(self, name: str) -> Any:
-        raise NotImplementedError
-
-    def _scope(self, dtype: str, device: str) -> AbstractContextManager:
-        return contextlib.nullcontext()
-
-    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        """Inputs converted to the framework's tensors: a closure of the model call alone,
-        returning its raw result once computed."""
-        raise NotImplementedError
-
-    def _to_numpy(self, tensor: Any) -> np.ndarray:
-        return np.asarray(tensor)
-
-    def _kernels(self, case: Case, device: str) -> dict[str, str]:
-        return {name: "generic" for name in case.spec.sublayers()}
-
-    def _custom_activations(self, case: Case) -> dict[str, str]:
-        """Spec activation name -> what stands in for it, for names with no built-in."""
-        return {}
-
-    # --- contract ----------------------------------------------------------------------
-    def run(self, case: Case, device: str) -> list[np.ndarray]:
-        with self._scope(case.dtype, device):
-            forward = self._forward(self._prepared(case, device), model_inputs(case))
-            outputs = [self._to_numpy(t) for t in output_list(forward())]
-        self._info = summarize_kernels(self._kernels(case, device))
-        custom = self._custom_activations(case)
-        if custom:
-            self._info["custom_activations"] = custom
-        return outputs
-
-    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """For ``conformance bench``: the model call alone on the prepared model and
-        inputs, in the same device/precision scope as ``run``; returns the raw result."""
-        with self._scope(case.dtype, device):
-            forward = self._forward(self._prepared(case, device), model_inputs(case))
-
-        def call() -> Any:
-            with self._scope(case.dtype, device):
-                return forward()
-
-        return call
-
-    def _prepared(self, case: Case, device: str) -> BuiltModel:
-        """The structure's model (built once, cached) holding ``case``'s weights; call inside ``_scope``."""
-        structure = Structure.of(case, device)
-        built = self._models.get(structure.key())
-        if built is None:
-            built = self._build(structure, model_inputs(case))
-            self._models[structure.key()] = built
-        set_case_weights(built, case)
-        return built
-
-    def last_run_info(self) -> dict:
-        """``kernel``/``kernels`` (see ``summarize_kernels``), and ``custom_activations``
-        when an activation had no built-in and ran as a user-written callable."""
-        return dict(self._info)
-
-    def used_activations(self, case: Case) -> set[str]:
-        names: set[str] = set()
-        for layer in case.spec.sublayers().values():
-            names.add(layer.activation)
-            if layer.cell != "simple_rnn":
-                names.add(layer.recurrent_activation)
-        return names
-
-
-def tensorflow_gpu_name() -> str:
-    """The first GPU's name as TensorFlow reports it."""
-    import tensorflow as tf
-
-    gpu = tf.config.list_physical_devices("GPU")[0]
-    return tf.config.experimental.get_device_details(gpu).get("device_name", "cuda")

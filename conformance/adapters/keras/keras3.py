@@ -7,7 +7,9 @@ the variable before its first import, and reports itself unavailable if
 
 The layers are the real ones (``keras.layers.LSTM(...)`` with the spec's
 arguments, a real ``Bidirectional``, a functional ``Model`` for stacks and
-encoder-decoder pairs); see ``keras_common`` for how they are built.
+encoder-decoder pairs); see ``keras.common`` for how they are built. What
+differs between the backends is one small object each (``TensorflowBackend``,
+``JaxBackend``, ``TorchBackend``), chosen once, when the adapter is made.
 
 Activations: Keras 3's built-ins serve tanh, sigmoid, relu, linear and
 ``hard_sigmoid``, which Keras 3 defines as ``relu6(x + 3) / 6`` =
@@ -27,34 +29,38 @@ JAX's SimpleRNN, error in ``lax.scan``) as the findings they are.
 
 Calls: TensorFlow and torch run the functional model eagerly (torch under
 ``no_grad``); JAX runs ``model.stateless_call`` under ``jax.jit`` with the
-weights as arguments, the path ``predict`` takes (see ``keras_common``).
+weights as arguments, the path ``predict`` takes (see ``keras.common``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from conformance.adapters.contract import missing_module_reason, tf32_allowed
+from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
 from conformance.adapters.keras.common import (
     BuiltModel,
-    KerasFamilyAdapter,
+    KerasModels,
+    Structure,
+    build_model,
     cudnn_args_ok,
     cudnn_mask_ok,
-    mask_reaching,
     tensorflow_call,
     tensorflow_gpu_name,
+    tensorflow_sees_gpu,
+    tensorflow_tf32_rule,
 )
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
 
-BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 KERAS_BUILTIN_ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid")
 LEGACY_HARD_SIGMOID_NOTE = ("legacy_hard_sigmoid: no Keras 3 built-in; passed as the callable "
                             "keras.ops.clip(0.2 * x + 0.5, 0, 1)")
@@ -76,6 +82,14 @@ def keras_activation(name: str) -> Any:
     raise ValueError(f"activation={name!r} has no Keras 3 mapping")
 
 
+def keras3_model(keras: Any, structure: Structure) -> BuiltModel:
+    """The functional Keras 3 model of ``structure``, the spec's activations mapped."""
+    return build_model(keras, structure, keras_activation)
+
+
+# --- one backend per process -----------------------------------------------------------------
+
+
 def loaded_keras_backend() -> str | None:
     """The backend of an already imported ``keras``, or None if keras is not loaded."""
     keras = sys.modules.get("keras")
@@ -87,89 +101,111 @@ def loaded_keras_backend() -> str | None:
         return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def keras3_kernel(backend: str, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
-    """Which implementation Keras 3.15 runs for one layer: cudnn, generic or backend_loop.
-
-    From keras/src/layers/rnn/{lstm,gru}.py ``inner_loop`` -> ``backend.lstm/gru``,
-    which raise NotImplementedError (-> the generic ``backend.rnn`` loop) unless:
-    - tensorflow (backend/tensorflow/rnn.py ``cudnn_ok``): tanh/sigmoid, use_bias,
-      GRU reset_after, a GPU, and a right-padded mask without empty rows
-      (``_assert_valid_mask`` raises in eager mode -> fallback);
-    - torch (backend/torch/rnn.py ``lstm``/``gru``): no mask (GRU also reset_after);
-      then cuDNN on CUDA with tanh/sigmoid/use_bias, else ``_fallback_lstm/_gru``,
-      a loop of the backend's own ("backend_loop");
-    - jax (backend/jax/rnn.py): LSTM, no mask, tanh/sigmoid/use_bias, GPU ->
-      ``jax.experimental.rnn`` (cuDNN); GRU reset_after without mask -> the
-      backend's own ``lax.scan`` GRU on any device ("backend_loop").
-    """
-    cuda = device == "cuda"
-    if layer.cell == "simple_rnn":
-        return "generic"
-    if backend == "tensorflow":
-        return "cudnn" if cuda and cudnn_args_ok(layer) and cudnn_mask_ok(mask) else "generic"
-    if mask is not None:
-        return "generic"
-    if backend == "torch":
-        if layer.cell == "gru" and not layer.reset_after:
-            return "generic"
-        return "cudnn" if cuda and cudnn_args_ok(layer) else "backend_loop"
-    if layer.cell == "lstm":
-        return "cudnn" if cuda and cudnn_args_ok(layer) else "generic"
-    return "backend_loop" if layer.reset_after else "generic"
-
-
-class _Keras3Adapter(KerasFamilyAdapter):
-    """One Keras 3 backend; subclasses only name it."""
-
-    backend = "tensorflow"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._tf32_off = False
-
-    def available(self) -> str | None:
-        loaded = loaded_keras_backend()
-        if loaded is not None and loaded != self.backend:
-            return (f"keras already imported with backend {loaded} in this process; "
-                    "run each keras adapter in its own process")
-        if loaded is None:
-            os.environ["KERAS_BACKEND"] = self.backend
-        reason = missing_module_reason(BACKEND_MODULES[self.backend], "keras")
-        if reason:
-            return reason
-        loaded = loaded_keras_backend()
-        if loaded != self.backend:
-            return f"keras imported with backend {loaded}, not {self.backend}"
+def claim_keras_backend(backend: str) -> str | None:
+    """Ask for ``backend`` before keras's first import (``KERAS_BACKEND``); the backend an
+    already imported keras holds when it is another one (keras fixes it per process)."""
+    loaded = loaded_keras_backend()
+    if loaded is None:
+        os.environ["KERAS_BACKEND"] = backend
         return None
+    return None if loaded == backend else loaded
 
-    def _module(self) -> Any:
-        reason = self.available()
-        if reason:
-            raise RuntimeError(reason)
-        import keras
 
-        return keras
+def keras3_unavailable(backend: str) -> str | None:
+    """Why Keras 3 on ``backend`` cannot run in this process, or None."""
+    other = claim_keras_backend(backend)
+    if other is not None:
+        return (f"keras already imported with backend {other} in this process; "
+                "run each keras adapter in its own process")
+    reason = missing_module_reason(backend, "keras")
+    if reason:
+        return reason
+    loaded = loaded_keras_backend()
+    return None if loaded == backend else f"keras imported with backend {loaded}, not {backend}"
 
-    def versions(self) -> dict[str, str]:
-        import importlib
 
-        keras = self._module()
-        backend = importlib.import_module(BACKEND_MODULES[self.backend])
-        return {"keras": keras.__version__, self.backend: backend.__version__}
+def keras3(backend: str) -> Any:
+    """The ``keras`` module on ``backend``; RuntimeError with the reason where it can't be had."""
+    reason = keras3_unavailable(backend)
+    if reason:
+        raise RuntimeError(reason)
+    import keras
 
-    def devices(self) -> list[str]:
-        return ["cpu", "cuda"] if self._gpu_seen() else ["cpu"]
+    return keras
 
-    def _gpu_seen(self) -> bool:
-        self._module()
-        if self.backend == "tensorflow":
-            import tensorflow as tf
 
-            return bool(tf.config.list_physical_devices("GPU"))
-        if self.backend == "torch":
-            import torch
+# --- what differs per backend ----------------------------------------------------------------
 
-            return torch.cuda.is_available()
+
+class Keras3Backend(Protocol):
+    """What one Keras 3 backend does its own way. ``name`` is also the module to import."""
+
+    name: str
+
+    def gpu_seen(self) -> bool:
+        """Whether the backend itself sees a GPU."""
+
+    def gpu_name(self) -> str:
+        """The GPU's name as the backend reports it."""
+
+    def keras_device(self, device: str) -> str:
+        """The ``keras.device`` name for ``cpu`` / ``cuda``."""
+
+    def precision(self, stack: contextlib.ExitStack, dtype: str, device: str) -> None:
+        """TF32 off for the float32 verdict (SEMANTICS.md §6) and whatever float64 needs."""
+
+    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+        """The model call alone on the backend's tensors, returning once it is computed."""
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        """A result tensor on the host."""
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        """``cudnn``, ``generic`` or ``backend_loop``: what Keras 3.15 runs for one layer
+        (keras/src/layers/rnn/{lstm,gru}.py ``inner_loop`` -> ``backend.lstm/gru``, which
+        raise NotImplementedError, i.e. the generic ``backend.rnn`` loop, unless the
+        backend's own conditions hold)."""
+
+
+class TensorflowBackend:
+    """Keras 3 on TensorFlow: eager calls, the GPU waited for (``tensorflow_call``)."""
+
+    name = "tensorflow"
+
+    def gpu_seen(self) -> bool:
+        return tensorflow_sees_gpu()
+
+    def gpu_name(self) -> str:
+        return tensorflow_gpu_name()
+
+    def keras_device(self, device: str) -> str:
+        return "gpu:0" if device == "cuda" else "cpu:0"
+
+    def precision(self, stack: contextlib.ExitStack, dtype: str, device: str) -> None:
+        if device == "cuda":
+            tensorflow_tf32_rule()
+
+    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+        return tensorflow_call(lambda: built.model(tensors, training=False), tensors)
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        from keras import ops
+
+        return ops.convert_to_numpy(tensor)
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        """backend/tensorflow/rnn.py ``cudnn_ok``: tanh/sigmoid, use_bias, GRU reset_after,
+        a GPU, and a right-padded mask without empty rows (``_assert_valid_mask`` raises
+        in eager mode -> fallback)."""
+        return "cudnn" if device == "cuda" and cudnn_args_ok(layer) and cudnn_mask_ok(mask) else "generic"
+
+
+class JaxBackend:
+    """Keras 3 on JAX: ``stateless_call`` under ``jax.jit``; float64 under ``jax.enable_x64``."""
+
+    name = "jax"
+
+    def gpu_seen(self) -> bool:
         import jax
 
         try:
@@ -177,84 +213,24 @@ class _Keras3Adapter(KerasFamilyAdapter):
         except RuntimeError:
             return False
 
-    def device_name(self, device: str) -> str:
-        if device != "cuda":
-            return device
-        if self.backend == "torch":
-            import torch
+    def gpu_name(self) -> str:
+        import jax
 
-            return torch.cuda.get_device_name(0)
-        if self.backend == "jax":
-            import jax
+        return jax.devices("gpu")[0].device_kind
 
-            return jax.devices("gpu")[0].device_kind
-        return tensorflow_gpu_name()
-
-    def _activation(self, name: str) -> Any:
-        return keras_activation(name)
-
-    def _custom_activations(self, case: Case) -> dict[str, str]:
-        if "legacy_hard_sigmoid" in self.used_activations(case):
-            return {"legacy_hard_sigmoid": LEGACY_HARD_SIGMOID_NOTE}
-        return {}
-
-    def _scope(self, dtype: str, device: str) -> AbstractContextManager:
-        keras = self._module()
-        stack = contextlib.ExitStack()
-        stack.enter_context(keras.device(self._keras_device(device)))
-        if device == "cuda":
-            self._disable_tf32(stack)
-        if self.backend == "jax" and dtype == "float64":
-            import jax
-
-            stack.enter_context(jax.enable_x64(True))
-        return stack
-
-    def _keras_device(self, device: str) -> str:
-        """The ``keras.device`` name. Torch gets "cpu"/"cuda" without an index: under
-        ``keras.device("cpu:0")`` keras-torch 3.15 fails to build any RNN layer
-        (backend/torch/core.py ``Variable._initialize``: ``Parameter(...).to("cpu:0")``
-        copies to a plain tensor, and ``ParameterDict`` then rejects the int seed state
-        with "Only Tensors of floating point and complex dtype can require gradients").
-        """
-        if self.backend == "torch":
-            return "cuda" if device == "cuda" else "cpu"
+    def keras_device(self, device: str) -> str:
         return "gpu:0" if device == "cuda" else "cpu:0"
 
-    def _disable_tf32(self, stack: contextlib.ExitStack) -> None:
-        """TF32 matmuls off for the float32 verdict (SEMANTICS.md §6)."""
-        if self.backend == "jax":
-            import jax
+    def precision(self, stack: contextlib.ExitStack, dtype: str, device: str) -> None:
+        """A scoped matmul precision on the GPU; x64 for float64, else JAX silently computes in float32."""
+        import jax
 
+        if device == "cuda":
             stack.enter_context(jax.default_matmul_precision("default" if tf32_allowed() else "highest"))
-        elif not self._tf32_off and self.backend == "torch":
-            import torch
+        if dtype == "float64":
+            stack.enter_context(jax.enable_x64(True))
 
-            torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
-            torch.backends.cudnn.allow_tf32 = tf32_allowed()
-        elif not self._tf32_off:
-            import tensorflow as tf
-
-            tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
-        self._tf32_off = True
-
-    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        ops = self._module().ops
-        tensors = [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs]
-        if self.backend == "jax":
-            return self._jax_forward(built, tensors)
-        if self.backend == "torch":
-            return _torch_call(built.model, tensors)
-        return tensorflow_call(lambda: built.model(tensors, training=False), tensors)
-
-    def _to_numpy(self, tensor: Any) -> np.ndarray:
-        if self.backend == "torch":
-            # keras.ops.convert_to_numpy goes through np.array(tensor), which numpy 2
-            # warns about for torch's __array__ (no copy keyword): take torch's own route.
-            return tensor.detach().cpu().numpy()
-        return self._module().ops.convert_to_numpy(tensor)
-
-    def _jax_forward(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
         """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments."""
         import jax
 
@@ -269,37 +245,166 @@ class _Keras3Adapter(KerasFamilyAdapter):
         non_trainable = [v.value for v in model.non_trainable_variables]
         return lambda: jax.block_until_ready(built.compiled(trainable, non_trainable, tensors))
 
-    def _kernels(self, case: Case, device: str) -> dict[str, str]:
-        return {name: keras3_kernel(self.backend, layer, device, mask_reaching(case.spec, name, case.mask))
-                for name, layer in case.spec.sublayers().items()}
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        from keras import ops
+
+        return ops.convert_to_numpy(tensor)
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        """backend/jax/rnn.py: LSTM, no mask, tanh/sigmoid/use_bias, GPU ->
+        ``jax.experimental.rnn`` (cuDNN); GRU reset_after without mask -> the backend's
+        own ``lax.scan`` GRU on any device ("backend_loop")."""
+        if layer.cell == "simple_rnn" or mask is not None:
+            return "generic"
+        if layer.cell == "lstm":
+            return "cudnn" if device == "cuda" and cudnn_args_ok(layer) else "generic"
+        return "backend_loop" if layer.reset_after else "generic"
 
 
-class KerasTensorflowAdapter(_Keras3Adapter):
-    name = "keras-tensorflow"
-    backend = "tensorflow"
+class TorchBackend:
+    """Keras 3 on torch: eager calls under ``no_grad``, the GPU waited for."""
+
+    name = "torch"
+
+    def gpu_seen(self) -> bool:
+        import torch
+
+        return torch.cuda.is_available()
+
+    def gpu_name(self) -> str:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+
+    def keras_device(self, device: str) -> str:
+        """Plain "cpu"/"cuda", without an index: under ``keras.device("cpu:0")`` keras-torch 3.15
+        fails to build any RNN layer (backend/torch/core.py ``Variable._initialize``:
+        ``Parameter(...).to("cpu:0")`` copies to a plain tensor, and ``ParameterDict``
+        then rejects the int seed state with "Only Tensors of floating point and complex
+        dtype can require gradients")."""
+        return "cuda" if device == "cuda" else "cpu"
+
+    def precision(self, stack: contextlib.ExitStack, dtype: str, device: str) -> None:
+        if device == "cuda":
+            _torch_tf32_rule()
+
+    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+        """The model under ``no_grad``; on CUDA, waiting for its kernels (they run asynchronously)."""
+        import torch
+
+        on_gpu = tensors[0].is_cuda
+
+        def call() -> Any:
+            with torch.no_grad():
+                result = built.model(tensors, training=False)
+            if on_gpu:
+                torch.cuda.synchronize()
+            return result
+
+        return call
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        # keras.ops.convert_to_numpy goes through np.array(tensor), which numpy 2
+        # warns about for torch's __array__ (no copy keyword): take torch's own route.
+        return tensor.detach().cpu().numpy()
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        """backend/torch/rnn.py ``lstm``/``gru``: no mask (GRU also reset_after); then
+        cuDNN on CUDA with tanh/sigmoid/use_bias, else ``_fallback_lstm/_gru``, a loop
+        of the backend's own ("backend_loop")."""
+        if layer.cell == "simple_rnn" or mask is not None or (layer.cell == "gru" and not layer.reset_after):
+            return "generic"
+        return "cudnn" if device == "cuda" and cudnn_args_ok(layer) else "backend_loop"
 
 
-class KerasJaxAdapter(_Keras3Adapter):
-    name = "keras-jax"
-    backend = "jax"
-
-
-class KerasTorchAdapter(_Keras3Adapter):
-    name = "keras-torch"
-    backend = "torch"
-
-
-def _torch_call(model: Any, tensors: list[Any]) -> Callable[[], Any]:
-    """The model under ``no_grad``; on CUDA, waiting for its kernels (they run asynchronously)."""
+@functools.cache
+def _torch_tf32_rule() -> None:
+    """TF32 off for the float32 verdict (SEMANTICS.md §6): process-wide switches, set once."""
     import torch
 
-    on_gpu = tensors[0].is_cuda
+    torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
+    torch.backends.cudnn.allow_tf32 = tf32_allowed()
 
-    def call() -> Any:
-        with torch.no_grad():
-            result = model(tensors, training=False)
-        if on_gpu:
-            torch.cuda.synchronize()
-        return result
 
-    return call
+# --- Keras 3's way, and the adapters ---------------------------------------------------------
+
+
+class Keras3Call:
+    """Keras 3 on ``backend``, as ``KerasModels`` calls it (``keras.common.KerasCall``)."""
+
+    custom_notes = {"legacy_hard_sigmoid": LEGACY_HARD_SIGMOID_NOTE}
+
+    def __init__(self, backend: Keras3Backend) -> None:
+        self.backend = backend
+
+    def build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
+        return keras3_model(keras3(self.backend.name), structure)
+
+    def scope(self, dtype: str, device: str) -> AbstractContextManager:
+        stack = contextlib.ExitStack()
+        stack.enter_context(keras3(self.backend.name).device(self.backend.keras_device(device)))
+        self.backend.precision(stack, dtype, device)
+        return stack
+
+    def forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        ops = keras3(self.backend.name).ops
+        return self.backend.call(built, [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs])
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        return self.backend.to_numpy(tensor)
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        return self.backend.kernel(layer, device, mask)
+
+
+class Keras3Adapter(Adapter):
+    """Keras 3 on one backend; the registered classes below only name it."""
+
+    def __init__(self, backend: Keras3Backend) -> None:
+        self.backend = backend
+        self.models = KerasModels(Keras3Call(backend))
+
+    def available(self) -> str | None:
+        return keras3_unavailable(self.backend.name)
+
+    def versions(self) -> dict[str, str]:
+        keras = keras3(self.backend.name)
+        backend = importlib.import_module(self.backend.name)
+        return {"keras": keras.__version__, self.backend.name: backend.__version__}
+
+    def devices(self) -> list[str]:
+        keras3(self.backend.name)
+        return ["cpu", "cuda"] if self.backend.gpu_seen() else ["cpu"]
+
+    def device_name(self, device: str) -> str:
+        return self.backend.gpu_name() if device == "cuda" else device
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        return self.models.run(case, device)
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        return self.models.bare_forward(case, device)
+
+    def last_run_info(self) -> dict:
+        return self.models.last_run_info()
+
+
+class KerasTensorflowAdapter(Keras3Adapter):
+    name = "keras-tensorflow"
+
+    def __init__(self) -> None:
+        super().__init__(TensorflowBackend())
+
+
+class KerasJaxAdapter(Keras3Adapter):
+    name = "keras-jax"
+
+    def __init__(self) -> None:
+        super().__init__(JaxBackend())
+
+
+class KerasTorchAdapter(Keras3Adapter):
+    name = "keras-torch"
+
+    def __init__(self) -> None:
+        super().__init__(TorchBackend())

@@ -1,7 +1,8 @@
 """Keras 2 as ``tf_keras`` (the Keras that ``tf.keras`` meant up to TF 2.15): ``tf-keras``.
 
-The same models as the Keras 3 adapters (``keras_common`` builds them), on
-``tf_keras.layers``. What differs is the activations: in tf_keras
+The same models as the Keras 3 adapters (``keras.common`` builds them), on
+``tf_keras.layers``, through the same ``KerasModels``; ``TfKerasCall`` is what
+tf_keras does its own way. What differs is the activations: in tf_keras
 ``hard_sigmoid`` *is* the legacy one, ``clip(0.2x + 0.5, 0, 1)``
 (tf_keras/src/backend.py ``hard_sigmoid``), so the spec's
 ``legacy_hard_sigmoid`` maps to the built-in name ``"hard_sigmoid"``, while the
@@ -21,17 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.contract import missing_module_reason, tf32_allowed
+from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.keras.common import (
     BuiltModel,
-    KerasFamilyAdapter,
+    KerasModels,
     Structure,
     build_eager,
     cudnn_args_ok,
     cudnn_mask_ok,
-    mask_reaching,
     tensorflow_call,
     tensorflow_gpu_name,
+    tensorflow_sees_gpu,
+    tensorflow_tf32_rule,
 )
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
@@ -72,20 +74,50 @@ def tf_keras_kernel(layer: LayerSpec, device: str, mask: np.ndarray | None) -> s
     return "cudnn" if cudnn else "generic"
 
 
-class TfKerasAdapter(KerasFamilyAdapter):
+class TfKerasCall:
+    """tf_keras's way, as ``KerasModels`` calls it (``keras.common.KerasCall``)."""
+
+    custom_notes = {"hard_sigmoid": KERAS3_HARD_SIGMOID_NOTE}
+
+    def build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
+        """Eager layer calls, not a functional Model: building tf_keras's functional
+        LSTM/GRU traces both its cuDNN and generic implementations (~1.7 s a model
+        here, against ~0.1 s for an eager first call). The layers are the same."""
+        import tf_keras
+
+        built = build_eager(tf_keras, structure, tf_keras_activation)
+        self.forward(built, inputs)()
+        return built
+
+    def scope(self, dtype: str, device: str) -> AbstractContextManager:
+        import tensorflow as tf
+
+        if device == "cuda":
+            tensorflow_tf32_rule()
+        return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")
+
+    def forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        import tensorflow as tf
+
+        # tf_keras's RNN.__call__ takes initial states only as tensors, not numpy arrays.
+        tensors = [tf.constant(a) for a in inputs]
+        return tensorflow_call(lambda: built.apply(tensors), tensors)
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        return tensor.numpy()
+
+    def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
+        return tf_keras_kernel(layer, device, mask)
+
+
+class TfKerasAdapter(Adapter):
     name = "tf-keras"
 
     def __init__(self) -> None:
-        super().__init__()
-        self._tf32_off = False
+        self.models = KerasModels(TfKerasCall())
 
     def available(self) -> str | None:
         return missing_module_reason("tensorflow", "tf_keras")
-
-    def _module(self) -> Any:
-        import tf_keras
-
-        return tf_keras
 
     def versions(self) -> dict[str, str]:
         import tensorflow as tf
@@ -94,50 +126,16 @@ class TfKerasAdapter(KerasFamilyAdapter):
         return {"tf_keras": tf_keras.__version__, "tensorflow": tf.__version__}
 
     def devices(self) -> list[str]:
-        import tensorflow as tf
-
-        return ["cpu", "cuda"] if tf.config.list_physical_devices("GPU") else ["cpu"]
+        return ["cpu", "cuda"] if tensorflow_sees_gpu() else ["cpu"]
 
     def device_name(self, device: str) -> str:
-        if device != "cuda":
-            return device
-        return tensorflow_gpu_name()
+        return tensorflow_gpu_name() if device == "cuda" else device
 
-    def _activation(self, name: str) -> Any:
-        return tf_keras_activation(name)
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        return self.models.run(case, device)
 
-    def _custom_activations(self, case: Case) -> dict[str, str]:
-        if "hard_sigmoid" in self.used_activations(case):
-            return {"hard_sigmoid": KERAS3_HARD_SIGMOID_NOTE}
-        return {}
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        return self.models.bare_forward(case, device)
 
-    def _scope(self, dtype: str, device: str) -> AbstractContextManager:
-        import tensorflow as tf
-
-        if device == "cuda" and not self._tf32_off:
-            # TF32 matmuls off for the float32 verdict (SEMANTICS.md §6).
-            tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
-            self._tf32_off = True
-        return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")
-
-    def _build(self, structure: Structure, inputs: list[np.ndarray]) -> BuiltModel:
-        """Eager layer calls, not a functional Model: building tf_keras's functional
-        LSTM/GRU traces both its cuDNN and generic implementations (~1.7 s a model
-        here, against ~0.1 s for an eager first call). The layers are the same."""
-        built = build_eager(self._module(), structure, self._activation)
-        self._forward(built, inputs)()
-        return built
-
-    def _forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        import tensorflow as tf
-
-        # tf_keras's RNN.__call__ takes initial states only as tensors, not numpy arrays.
-        tensors = [tf.constant(a) for a in inputs]
-        return tensorflow_call(lambda: built.apply(tensors), tensors)
-
-    def _to_numpy(self, tensor: Any) -> np.ndarray:
-        return tensor.numpy()
-
-    def _kernels(self, case: Case, device: str) -> dict[str, str]:
-        return {name: tf_keras_kernel(layer, device, mask_reaching(case.spec, name, case.mask))
-                for name, layer in case.spec.sublayers().items()}
+    def last_run_info(self) -> dict:
+        return self.models.last_run_info()

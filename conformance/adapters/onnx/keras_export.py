@@ -1,9 +1,10 @@
 """Keras 3's own ONNX export (``model.export(path, format="onnx")``), run by onnxruntime.
 
-The Keras model is the one ``keras_common.build_model`` builds for the Keras
-adapters (real layers, a real ``Bidirectional``, a functional model with a
-bool ``mask`` input passed as ``mask=``); what is under test is the exporter
-plus onnxruntime.
+The Keras model is the one the keras-tensorflow adapter builds
+(``keras.keras3.keras3_model``: real layers, a real ``Bidirectional``, a
+functional model with a bool ``mask`` input passed as ``mask=``), and the
+backend is claimed the same way (``claim_keras_backend``): shared functions,
+no shared class. What is under test is the exporter plus onnxruntime.
 
 Backend: tensorflow, whose export goes through ``tf2onnx`` (installed as
 ``pip install tf2onnx``, 1.17.0; works with this numpy 2 / protobuf 7 venv
@@ -44,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.contract import Adapter, missing_module_reason
-from conformance.adapters.keras.keras3 import keras_activation, loaded_keras_backend
-from conformance.adapters.keras.common import Structure, build_model, model_inputs, weight_list
+from conformance.adapters.keras.common import Structure, model_inputs, weight_list
+from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
+from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.matrix.case import Case
 
 BACKEND = "tensorflow"
@@ -161,7 +162,7 @@ def export_onnx(structure: Structure, weights: dict[str, list[np.ndarray]],
     warnings the export raised, recorded rather than raised."""
     import keras
 
-    built = build_model(keras, structure, keras_activation)
+    built = keras3_model(keras, structure)
     for name, arrays in weights.items():
         built.layers[name].set_weights(arrays)
     built.model(model_inputs(case), training=False)
@@ -217,12 +218,10 @@ class OnnxKerasAdapter(Adapter):
         self._info: dict = {}
 
     def available(self) -> str | None:
-        loaded = loaded_keras_backend()
-        if loaded is not None and loaded != BACKEND:
-            return (f"keras already imported with backend {loaded} in this process; onnx-keras "
+        other = claim_keras_backend(BACKEND)
+        if other is not None:
+            return (f"keras already imported with backend {other} in this process; onnx-keras "
                     f"exports with the {BACKEND} backend (run it in its own process)")
-        if loaded is None:
-            os.environ["KERAS_BACKEND"] = BACKEND
         reason = missing_module_reason(*EXPORT_MODULES)
         if reason:
             return reason
