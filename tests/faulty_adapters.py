@@ -2,8 +2,12 @@
 
 They plug in through the public adapter contract (``run(case, device)``) and
 compute with the oracle after applying the bug, so the only thing wrong in
-their answer is the bug itself. ``FAULTS`` lists them with the tensor the
-report must point at (None where the list itself is wrong).
+their answer is the bug itself. The list-assembly faults (states swapped,
+missing or extra, a flipped sequence, a state from a padded step) change the
+finished list after the oracle's ``semantics.output_list``: these adapters do
+not assemble through it, so a bug shared with the assembler cannot hide them.
+``FAULTS`` lists them with the tensor the report must point at (None where the
+list itself is wrong).
 """
 
 from __future__ import annotations

@@ -96,11 +96,6 @@ def test_lstm_carry_is_c_then_h():
     assert mapping.carry_to_keras_states("lstm", carry) == [h, c]
 
 
-def test_seq_lengths_only_for_right_padded_masks():
-    assert mapping.seq_lengths(right_padded_mask(4, 5)).tolist() == [5, 3, 1, 4]
-    assert mapping.seq_lengths(mask_with_holes(4, 5)) is None
-
-
 def test_legacy_hard_sigmoid_has_no_flax_function():
     assert "legacy_hard_sigmoid" in mapping.activation_reason(
         LayerSpec("lstm", UNITS, recurrent_activation="legacy_hard_sigmoid"))
@@ -120,24 +115,6 @@ def test_mask_reasons_follow_what_reaches_the_output_list():
     assert "zero_output_for_mask" in mapping.mask_reason(
         dataclasses.replace(last, zero_output_for_mask=True), mask)
     assert "holes" in mapping.mask_reason(last, mask_with_holes(3, 5))
-
-
-@pytest.mark.parametrize("merge_mode, merged", [
-    ("concat", [[1.0, 2.0, 3.0, 5.0]]),  # forward's units first
-    ("sum", [[4.0, 7.0]]),
-    ("ave", [[2.0, 3.5]]),
-    ("mul", [[3.0, 10.0]]),
-])
-def test_merge_directions_follows_keras_merge_modes_in_the_inputs_dtype(merge_mode, merged):
-    forward, backward = np.array([[1.0, 2.0]], np.float32), np.array([[3.0, 5.0]], np.float32)
-    (result,) = mapping.merge_directions(merge_mode, forward, backward)
-    assert result.tolist() == merged and result.dtype == np.float32
-
-
-def test_merge_mode_none_keeps_both_directions_forward_first():
-    forward, backward = np.zeros((1, 2)), np.ones((1, 2))
-    outputs = mapping.merge_directions(None, forward, backward)
-    assert len(outputs) == 2 and outputs[0] is forward and outputs[1] is backward
 
 
 # --- against real Flax ------------------------------------------------------------------------

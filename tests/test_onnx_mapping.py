@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 from conformance.adapters.onnx import graph as onnx_mapping
-from conformance.adapters.onnx.graph import (
-    activation_attributes,
-    is_right_padded,
-    onnx_direction_weights,
-    onnx_weights,
-    sequence_lengths,
-)
+from conformance.adapters.onnx.graph import activation_attributes, onnx_direction_weights, onnx_weights
 from conformance.matrix.cases import build_cases
-from conformance.verdict.check import check_case
-from conformance.reference import expected_outputs
 from conformance.matrix.spec import LayerSpec
+from conformance.reference import expected_outputs
+from conformance.verdict.check import check_case
 
 CASES = {case.id: case for case in build_cases()}
 PER_GATE_LSTM = "lstm-seq1-state1-per_gate-b2t5"
@@ -111,17 +105,20 @@ def test_bidirectional_activations_are_listed_once_per_direction():
     assert activation_attributes([layer, layer]) == {"activations": ["Relu", "Relu"]}
 
 
-def test_right_padded_mask_becomes_sequence_lens_including_an_empty_row():
-    mask = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=bool)
-    assert sequence_lengths(mask).tolist() == [3, 1, 0]
-    assert sequence_lengths(mask).dtype == np.int32
+def test_a_right_padded_mask_is_fed_as_int32_sequence_lens_including_an_empty_row():
+    from conformance.adapters.onnx.native import OnnxNativeAdapter
+
+    case = CASES["lstm-seq0-state1-random-b3t5-mask_empty_row"].for_dtype("float32")
+    lens = OnnxNativeAdapter()._feeds(case, masked=True)["sequence_lens"]
+    assert lens.dtype == np.int32 and lens.tolist() == case.mask.sum(axis=1).tolist()
+    assert 0 in lens.tolist()
 
 
-def test_mask_with_holes_has_no_sequence_lens():
-    mask = np.array([[1, 0, 1]], dtype=bool)
-    assert not is_right_padded(mask)
-    with pytest.raises(ValueError, match="right-padded"):
-        sequence_lengths(mask)
+def test_a_mask_with_holes_has_no_sequence_lens():
+    from conformance.adapters.onnx.native import OnnxNativeAdapter
+
+    case = CASES["gru-seq0-state1-random-b3t5-mask_holes"].for_dtype("float32")
+    assert "right-padded masks only" in OnnxNativeAdapter().supports(case)
 
 
 # --- with onnxruntime -----------------------------------------------------------------------

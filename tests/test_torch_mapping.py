@@ -9,16 +9,14 @@ import pytest
 
 from conformance.adapters.torch import mapping as torch_mapping
 from conformance.adapters.torch.mapping import (
-    flip_valid_prefix,
     reorder_gate_blocks,
-    right_padded_lengths,
     torch_initial_states,
     torch_layer_params,
     torch_module_params,
 )
 from conformance.matrix.cases import build_cases
-from conformance.reference import expected_outputs
 from conformance.matrix.spec import LayerSpec
+from conformance.reference import expected_outputs
 
 
 def _blocks(*values: float, units: int = 2) -> np.ndarray:
@@ -90,18 +88,6 @@ def test_keras_flat_states_stack_into_directions_axis_per_state():
     assert (h0[0] == 1).all() and (h0[1] == 3).all() and (c0[0] == 2).all() and (c0[1] == 4).all()
 
 
-def test_right_padded_mask_gives_lengths_and_a_mask_with_holes_gives_none():
-    padded = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=bool)
-    assert right_padded_lengths(padded).tolist() == [3, 1, 0]
-    assert right_padded_lengths(np.array([[1, 0, 1]], dtype=bool)) is None
-
-
-def test_flip_valid_prefix_reverses_each_row_within_its_length():
-    sequence = np.arange(8.0).reshape(2, 4, 1)
-    flipped = flip_valid_prefix(sequence, np.array([4, 2]))
-    assert flipped[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
-
-
 # --- with torch: the mapping against the oracle ----------------------------------------------------
 
 
@@ -146,7 +132,7 @@ def test_outputs_keep_the_dtype_torch_gave_and_so_fail_the_dtype_check(monkeypat
     from conformance.adapters.torch.adapter import TorchAdapter
     from conformance.verdict.check import check_case
 
-    monkeypatch.setattr(TorchAdapter, "_host_array", staticmethod(lambda tensor: tensor.float().numpy()))
+    monkeypatch.setattr(TorchAdapter, "host_array", lambda self, tensor: tensor.float().numpy())
     case = _case("gru-seq1-state1-per_gate-b2t5").for_dtype("float64")
     case = dataclasses.replace(case, expected=tuple(expected_outputs(case)))
     outcome = check_case(TorchAdapter(), case, "cpu")

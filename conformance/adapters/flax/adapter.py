@@ -9,10 +9,13 @@ Keras -> Flax conventions (the weight mapping is ``flax_mapping``):
   each row's last valid step (``_select_last_carry``) and a reversed pass
   flips only the valid prefix (``flip_sequences``), but the cell still runs on
   the padded steps and returns those outputs, so sequences under a mask are
-  unsupported (``flax_mapping.mask_reason``). The last output is picked at the
-  last valid step.
+  unsupported (``flax_mapping.mask_reason``).
 - ``Bidirectional`` is ``nnx.Bidirectional``, whose backward pass returns its
-  sequence in input order (``keep_order=True``); Keras's merge is done here.
+  sequence in input order (``keep_order=True``).
+- Stacks and encoder-decoders chain the layers' ``nnx.RNN`` as
+  ``semantics.route`` says (traced under jit); the results become
+  ``semantics.LayerRun`` in Keras's processing order (``_keras_runs``) and the
+  Keras list is ``semantics.output_list`` of them.
 
 One model per structure is built and its forward jitted once (``nnx.split``
 then ``jax.jit`` with the parameters as arguments), so a case only swaps weights.
@@ -31,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.flax import mapping as mapping
+from conformance import semantics
 from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
+from conformance.adapters.flax import mapping as mapping
 from conformance.matrix.case import Case
-from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+from conformance.matrix.spec import AnySpec, BidirectionalSpec, LayerSpec
 
 
 def _pair(forward, backward):
@@ -97,9 +101,9 @@ class FlaxAdapter(Adapter):
             traces = self._traces
             results = jax.tree_util.tree_map(np.asarray, forward())
         self._info = {"device": str(_device(device)), "jit_traced": self._traces != traces}
-        # The mask belongs to the encoder; a decoder's last step is its last step.
-        masked_top = case.mask is not None and not isinstance(case.spec, EncoderDecoderSpec)
-        return _keras_outputs(case, results, mapping.seq_lengths(case.mask) if masked_top else None)
+        lengths = None if case.mask is None else semantics.right_padded_lengths(case.mask)
+        # nnx.RNN's outputs at padded steps are not Keras's: the last output is picked by length.
+        return semantics.output_list(case.spec, _keras_runs(case.spec, results, lengths), lengths)
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         """For ``conformance bench``: the jitted forward alone, parameters and inputs
@@ -127,7 +131,8 @@ class FlaxAdapter(Adapter):
     # --- building and compiling -------------------------------------------------------
 
     def _compiled_for(self, case: Case, device: str) -> _Compiled:
-        widths = _input_widths(case)
+        decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
+        widths = semantics.input_widths(case.spec, case.features, decoder_features)
         key = (_structure(case.spec, widths), case.dtype, device)
         if key not in self._compiled:
             self._compiled[key] = self._compile(case.spec, widths, case.dtype)
@@ -141,11 +146,10 @@ class FlaxAdapter(Adapter):
         graphdef, params, rest = nnx.split(models, nnx.Param, ...)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
         paths = [tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey)) for path, _ in leaves]
-        run_spec = FORWARDS[type(spec)]
 
-        def forward(params, rest, x, initial_carry, seq_lengths, decoder_x):
+        def forward(params, rest, x, initial_state, seq_lengths, decoder_x):
             self._traces += 1  # runs only while tracing: counts compilations
-            return run_spec(spec, nnx.merge(graphdef, params, rest), x, initial_carry, seq_lengths, decoder_x)
+            return _run_spec(spec, nnx.merge(graphdef, params, rest), x, initial_state, seq_lengths, decoder_x)
 
         return _Compiled(graphdef, rest, treedef, paths, jax.jit(forward))
 
@@ -197,17 +201,6 @@ def _device(device: str):
 # --- models -----------------------------------------------------------------------------
 
 
-def _input_widths(case: Case) -> dict[str, int]:
-    """The feature width each sub-layer reads."""
-    spec = case.spec
-    if isinstance(spec, StackedSpec):
-        widths = [case.features] + [layer.units for layer in spec.layers[:-1]]
-        return dict(zip(spec.sublayers(), widths))
-    if isinstance(spec, EncoderDecoderSpec):
-        return {"encoder": case.features, "decoder": int(case.decoder_x.shape[2])}
-    return {name: case.features for name in spec.sublayers()}
-
-
 def _structure(spec: AnySpec, widths: dict[str, int]) -> tuple:
     """What the Flax model and its forward depend on: not the Keras output flags.
 
@@ -255,79 +248,70 @@ def _cell_path(spec: AnySpec, name: str) -> tuple[str, ...]:
 # --- forward passes (traced under jax.jit) ----------------------------------------------
 
 
-def _run_layer(spec: LayerSpec, models, x, initial_carry, seq_lengths, decoder_x):
-    return {"layer": models["layer"](x, initial_carry=initial_carry, seq_lengths=seq_lengths,
-                                     reverse=spec.go_backwards, keep_order=False)}
+def _layer_runner(models, seq_lengths) -> semantics.LayerRunner:
+    """``semantics.route``'s runner: one sub-layer's ``nnx.RNN``, states in Keras's order.
+
+    The sequence is nnx's (keep_order=False): Keras's processing order except for a
+    reversed layer under ``seq_lengths``, which a stack cannot hand on
+    (``mapping.mask_reason``) and ``_keras_runs`` reorders for the list.
+    """
+
+    def run(name: str, layer: LayerSpec, inputs, states, masked: bool) -> semantics.LayerRun:
+        carry = None if states is None else mapping.keras_states_to_carry(layer.cell, tuple(states))
+        carry, sequence = models[name](inputs, initial_carry=carry, seq_lengths=seq_lengths if masked else None,
+                                       reverse=layer.go_backwards, keep_order=False)
+        return semantics.LayerRun(sequence, mapping.carry_to_keras_states(layer.cell, carry))
+
+    return run
 
 
-def _run_bidirectional(spec: BidirectionalSpec, models, x, initial_carry, seq_lengths, decoder_x):
-    carries, sequences = models["bidirectional"](x, initial_carry=initial_carry, seq_lengths=seq_lengths)
-    return {"forward": (carries[0], sequences[0]), "backward": (carries[1], sequences[1])}
+def _run_bidirectional(spec: BidirectionalSpec, models, x, initial_state, seq_lengths) -> dict:
+    halves = semantics.split_initial_state(spec, initial_state)
+    carry = None if initial_state is None else tuple(
+        mapping.keras_states_to_carry(spec.cell, tuple(halves[name])) for name in ("forward", "backward"))
+    carries, sequences = models["bidirectional"](x, initial_carry=carry, seq_lengths=seq_lengths)
+    return {name: (mapping.carry_to_keras_states(spec.cell, carries[d]), sequences[d])
+            for d, name in enumerate(("forward", "backward"))}
 
 
-def _run_stacked(spec: StackedSpec, models, x, initial_carry, seq_lengths, decoder_x):
-    hidden = x
-    for n, (name, layer) in enumerate(spec.sublayers().items()):
-        carry, hidden = models[name](hidden, initial_carry=initial_carry if n == 0 else None,
-                                     seq_lengths=seq_lengths, reverse=layer.go_backwards,
-                                     keep_order=False)
-    return {"layer": (carry, hidden)}
+def _run_spec(spec: AnySpec, models, x, initial_state, seq_lengths, decoder_x) -> dict:
+    """``{sub-layer: (Keras states, sequence)}`` for the sub-layers whose outputs make the list.
 
-
-def _run_encoder_decoder(spec: EncoderDecoderSpec, models, x, initial_carry, seq_lengths, decoder_x):
-    carry, _ = models["encoder"](x, initial_carry=initial_carry, seq_lengths=seq_lengths,
-                                 reverse=spec.encoder.go_backwards, keep_order=False)
-    return {"layer": models["decoder"](decoder_x, initial_carry=carry,
-                                       reverse=spec.decoder.go_backwards, keep_order=False)}
-
-
-FORWARDS = {LayerSpec: _run_layer, BidirectionalSpec: _run_bidirectional,
-            StackedSpec: _run_stacked, EncoderDecoderSpec: _run_encoder_decoder}
+    Depends only on what ``_structure`` keys, never on the output flags: one
+    compiled forward serves every case of a structure.
+    """
+    if isinstance(spec, BidirectionalSpec):
+        return _run_bidirectional(spec, models, x, initial_state, seq_lengths)
+    runs = semantics.route(spec, _layer_runner(models, seq_lengths), x, initial_state, decoder_x)
+    return {name: (runs[name].states, runs[name].sequence) for name in semantics.output_layers(spec)}
 
 
 # --- inputs and the Keras output list ---------------------------------------------------------
 
 
 def _inputs(case: Case, dev) -> tuple:
-    """(x, initial_carry, seq_lengths, decoder_x) on ``dev``; None where absent."""
+    """(x, initial_state, seq_lengths, decoder_x) on ``dev``; None where absent."""
     import jax
 
     put = (lambda a: None if a is None else jax.device_put(a, dev))
-    carry = None
-    if case.initial_state is not None:
-        states = tuple(put(s) for s in case.initial_state)
-        if isinstance(case.spec, BidirectionalSpec):
-            half = len(states) // 2
-            carry = (mapping.keras_states_to_carry(case.cell, states[:half]),
-                     mapping.keras_states_to_carry(case.cell, states[half:]))
-        else:
-            first = next(iter(case.spec.sublayers().values()))
-            carry = mapping.keras_states_to_carry(first.cell, states)
-    lengths = None if case.mask is None else put(mapping.seq_lengths(case.mask))
-    return put(case.x), carry, lengths, put(case.decoder_x)
+    states = None if case.initial_state is None else tuple(put(s) for s in case.initial_state)
+    lengths = None if case.mask is None else put(semantics.right_padded_lengths(case.mask).astype(np.int32))
+    return put(case.x), states, lengths, put(case.decoder_x)
 
 
-def _last_output(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
-    """The output of each row's last valid step, in processing order."""
-    if lengths is None:
-        return sequence[:, -1]
-    return sequence[np.arange(sequence.shape[0]), lengths - 1]
+def _keras_runs(spec: AnySpec, results: dict, lengths: np.ndarray | None) -> dict[str, semantics.LayerRun]:
+    """``_run_spec``'s results as ``LayerRun``, each sequence in Keras's processing order.
 
-
-def _keras_outputs(case: Case, results: dict, lengths: np.ndarray | None) -> list[np.ndarray]:
-    layer = case.layer
-    if isinstance(case.spec, BidirectionalSpec):
-        (carry_fw, seq_fw), (carry_bw, seq_bw) = results["forward"], results["backward"]
-        if layer.return_sequences:
-            outputs = mapping.merge_directions(case.spec.merge_mode, seq_fw, seq_bw)
-        else:
-            # keep_order=True put the backward pass's last output (after x[0]) at index 0.
-            outputs = mapping.merge_directions(case.spec.merge_mode, _last_output(seq_fw, lengths),
-                                               seq_bw[:, 0])
-        states = (mapping.carry_to_keras_states(case.cell, carry_fw)
-                  + mapping.carry_to_keras_states(case.cell, carry_bw))
-    else:
-        carry, sequence = results["layer"]
-        outputs = [sequence if layer.return_sequences else _last_output(sequence, lengths)]
-        states = mapping.carry_to_keras_states(case.cell, carry)
-    return outputs + states if layer.return_state else outputs
+    nnx.Bidirectional's backward sequence is in input order (keep_order=True);
+    a reversed nnx.RNN (keep_order=False) under ``seq_lengths`` is in the order
+    its flipped valid prefix was fed. Only the real steps are Keras's values.
+    """
+    masked = semantics.masked_sublayers(spec)
+    runs = {}
+    for name, (states, sequence) in results.items():
+        if isinstance(spec, BidirectionalSpec) and name == "backward":
+            sequence = sequence[:, ::-1]
+        elif spec.sublayers()[name].go_backwards:
+            sequence = semantics.processing_order(sequence, lengths if name in masked else None)
+        runs[name] = semantics.LayerRun(sequence, list(states))
+    return runs

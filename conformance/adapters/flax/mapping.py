@@ -24,11 +24,10 @@ not expressible. With ``use_bias=False`` the Flax biases are zeros.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-from conformance.matrix.spec import AnySpec, BidirectionalSpec, LayerSpec, StackedSpec
+from conformance import semantics
+from conformance.matrix.spec import AnySpec, LayerSpec, StackedSpec
 
 ParamPath = tuple[str, ...]
 FlaxParams = dict[ParamPath, np.ndarray]
@@ -148,41 +147,15 @@ def carry_to_keras_states(cell: str, carry) -> list[np.ndarray]:
     return [carry]
 
 
-def seq_lengths(mask: np.ndarray) -> np.ndarray | None:
-    """Row lengths of a right-padded mask (every row a run of True then False), else None."""
-    mask = np.asarray(mask, dtype=bool)
-    lengths = mask.sum(axis=1)
-    prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
-    return lengths.astype(np.int32) if np.array_equal(mask, prefix) else None
-
-
 SEQUENCE_UNDER_MASK = (
     "return_sequences under a mask: at padded steps Keras repeats the last output "
     "(zeros with zero_output_for_mask, forced inside Bidirectional), while nnx.RNN with "
     "seq_lengths runs the cell on the padding values and returns what it computed there")
 
 
-def _masked_outputs(spec: AnySpec) -> list[LayerSpec]:
-    """The masked layers whose outputs reach the Keras list.
-
-    Inside a stack the mask reaches every layer, so what the first layer emits at
-    padded steps is masked out of the next layer's state: only the last layer's
-    outputs show. An encoder's outputs are dropped; only its states go on.
-    """
-    if isinstance(spec, LayerSpec):
-        return [spec]
-    if isinstance(spec, BidirectionalSpec):
-        # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both copies.
-        forced = spec.layer.return_sequences
-        return [replace(layer, zero_output_for_mask=forced) for layer in spec.sublayers().values()]
-    if isinstance(spec, StackedSpec):
-        return [spec.layers[-1]]
-    return []
-
-
 def mask_reason(spec: AnySpec, mask: np.ndarray) -> str | None:
     """Why a Keras mask has no nnx.RNN equivalent for this spec, or None."""
-    lengths = seq_lengths(mask)
+    lengths = semantics.right_padded_lengths(mask)
     if lengths is None:
         return ("mask with holes: nnx.RNN takes only seq_lengths, a valid prefix per row "
                 "(right padding)")
@@ -193,7 +166,9 @@ def mask_reason(spec: AnySpec, mask: np.ndarray) -> str | None:
     if isinstance(spec, StackedSpec) and any(layer.go_backwards for layer in spec.layers[:-1]):
         return ("stacked go_backwards layer under a mask: Keras passes on its processing-order "
                 "sequence (padding first) with the unreversed mask; nnx.RNN's has padding last")
-    for layer in _masked_outputs(spec):
+    # Inside a stack the mask reaches every layer, so what the first layer emits at padded
+    # steps is masked out of the next layer's state: only the output layers' outputs show.
+    for layer in semantics.masked_output_layers(spec):
         if layer.return_sequences:
             return SEQUENCE_UNDER_MASK
         last_step = mask[:, 0] if layer.go_backwards else mask[:, -1]
@@ -201,18 +176,3 @@ def mask_reason(spec: AnySpec, mask: np.ndarray) -> str | None:
             return ("zero_output_for_mask: Keras's last output is zero for a row whose last "
                     "processed step is padding; nnx.RNN returns the cell's output")
     return None
-
-
-KERAS_MERGES = {
-    "concat": lambda a, b: np.concatenate([a, b], axis=-1),
-    "sum": lambda a, b: a + b,
-    "ave": lambda a, b: (a + b) / 2,
-    "mul": lambda a, b: a * b,
-}
-
-
-def merge_directions(merge_mode: str | None, forward: np.ndarray, backward: np.ndarray) -> list[np.ndarray]:
-    """Keras Bidirectional's merge of the two directions (backward already in input order)."""
-    if merge_mode is None:
-        return [forward, backward]
-    return [KERAS_MERGES[merge_mode](forward, backward)]

@@ -11,7 +11,7 @@ Pure numpy, importable without ``onnx``. Verified against onnxruntime in
 - Keras GRU ``reset_after=True`` is ONNX ``linear_before_reset=1`` (bias rows
   = input bias, recurrent bias); ``reset_after=False`` is
   ``linear_before_reset=0`` with a zero recurrent bias.
-- ``sequence_lens`` expresses right-padded masks only.
+- ``sequence_lens`` expresses right-padded masks only (``semantics.right_padded_lengths``).
 """
 
 from __future__ import annotations
@@ -109,16 +109,3 @@ def activation_attributes(layers: list[LayerSpec]) -> dict[str, list]:
     if betas:
         attributes["activation_beta"] = betas
     return attributes
-
-
-def is_right_padded(mask: np.ndarray) -> bool:
-    """True when every row of a bool (batch, T) mask is real steps then padding."""
-    lengths = mask.sum(axis=1)
-    return bool(np.array_equal(mask, np.arange(mask.shape[1])[None, :] < lengths[:, None]))
-
-
-def sequence_lengths(mask: np.ndarray) -> np.ndarray:
-    """``sequence_lens`` (int32, (batch,)) for a right-padded mask; other masks raise ValueError."""
-    if not is_right_padded(mask):
-        raise ValueError("mask: sequence_lens expresses right-padded masks only")
-    return mask.sum(axis=1).astype(np.int32)

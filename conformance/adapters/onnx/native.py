@@ -10,7 +10,8 @@ mask to ``sequence_lens``, and a time flip for ``go_backwards`` (Keras returns a
 backward sequence in processing order, ONNX ``direction="reverse"`` in input
 order). Everything else, including Bidirectional's merge, the hand-over
 between stacked layers and the encoder states fed to the decoder, is graph
-nodes that onnxruntime computes.
+nodes that onnxruntime computes; the Keras list is ``semantics.output_list``
+of the output op's Y, Y_h and Y_c, with the graph's merged output as it is.
 
 ``OnnxNativeLayout1Adapter`` builds the same graphs with ``layout=1``
 (batch-major X, Y and states), the natural mapping of Keras's tensors;
@@ -24,15 +25,10 @@ import time
 
 import numpy as np
 
-from conformance.adapters.onnx import runtime as onnx_runtime
+from conformance import semantics
 from conformance.adapters.contract import Adapter, missing_module_reason
-from conformance.adapters.onnx.graph import (
-    ONNX_OP,
-    activation_attributes,
-    is_right_padded,
-    onnx_weights,
-    sequence_lengths,
-)
+from conformance.adapters.onnx import runtime as onnx_runtime
+from conformance.adapters.onnx.graph import ONNX_OP, activation_attributes, onnx_weights
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec, top_layer
 
@@ -204,7 +200,7 @@ def build_graph(spec: AnySpec, dtype: str, axes: _Axes, masked: bool,
     if isinstance(spec, BidirectionalSpec) and spec.merge_mode is not None:
         if spec.layer.return_sequences:
             pair = tuple(graph.pick(roles["Y"], axes.y_dirs, d) for d in (0, 1))
-        else:  # Keras forces zero_output_for_mask off here: y_T is each direction's Y_h
+        else:  # semantics.keras_sublayers: zero_output_for_mask is off here, y_T is each direction's Y_h
             pair = tuple(graph.pick(roles["Y_h"], axes.state_dirs, d) for d in (0, 1))
         roles["merged"] = merge(graph, spec.merge_mode, *pair)
     return graph.model(roles, ranks), roles
@@ -240,7 +236,7 @@ class OnnxNativeAdapter(Adapter):
         mask = case.mask
         if mask is None:
             return None
-        if not is_right_padded(mask):
+        if semantics.right_padded_lengths(mask) is None:
             return ("mask has masked steps before real ones; ONNX sequence_lens expresses "
                     "right-padded masks only")
         spec = case.spec
@@ -248,10 +244,9 @@ class OnnxNativeAdapter(Adapter):
             return ("a go_backwards layer inside a masked stack hands on its sequence in processing "
                     "order while the mask stays in input order; sequence_lens cannot follow it")
         # With go_backwards the padded steps come first in processing order, where Keras
-        # "repeats" its initial zeros; Bidirectional forces zeros; a decoder sees no mask.
-        layer = case.layer
-        repeats = (layer.return_sequences and not layer.zero_output_for_mask and not layer.go_backwards
-                   and not isinstance(spec, (BidirectionalSpec, EncoderDecoderSpec)))
+        # "repeats" its initial zeros.
+        repeats = any(layer.return_sequences and not layer.zero_output_for_mask and not layer.go_backwards
+                      for layer in semantics.masked_output_layers(spec))
         if repeats and not mask.all():
             return ("Keras (zero_output_for_mask=False) repeats the last output at padded steps; "
                     "onnxruntime writes zeros in Y past sequence_lens (the ONNX spec leaves them open)")
@@ -291,7 +286,7 @@ class OnnxNativeAdapter(Adapter):
         if case.decoder_x is not None:
             feeds["decoder_x"] = axes.x_feed(case.decoder_x)
         if masked:
-            feeds["sequence_lens"] = sequence_lengths(case.mask)
+            feeds["sequence_lens"] = semantics.right_padded_lengths(case.mask).astype(np.int32)
         for site_name, site in op_sites(case.spec).items():
             w, r, b = onnx_weights([(layer, case.weights[name]) for name, layer in site])
             feeds.update({f"{site_name}.W": w, f"{site_name}.R": r, f"{site_name}.B": b})
@@ -304,40 +299,29 @@ class OnnxNativeAdapter(Adapter):
         return feeds
 
     def _output_list(self, case: Case, outputs: dict[str, np.ndarray], masked: bool) -> list[np.ndarray]:
-        """The Keras list from Y (batch-major), the final states and any merged output."""
-        axes, spec = self._axes, case.spec
-        y = axes.y_batch_major(outputs["Y"])
-        states = {role: axes.state_dirs_first(outputs[role]) for role in ("Y_h", "Y_c") if role in outputs}
-        layer = case.layer
-        per_direction = [[states[role][d] for role in ("Y_h", "Y_c") if role in states]
-                         for d in range(y.shape[2])]
-        state_list = [s for direction in per_direction for s in direction]
-        if isinstance(spec, BidirectionalSpec):
-            heads = self._bidirectional_heads(spec, y, outputs, per_direction)
-        else:
-            sequence = y[:, ::-1, 0] if layer.go_backwards else y[:, :, 0]
-            # Keras's y_T is the last processed step's output: zeros for a padded row under
-            # zero_output_for_mask, else the output of its last real step, which is Y_h.
-            zeroed = masked and layer.zero_output_for_mask and not isinstance(spec, EncoderDecoderSpec)
-            last = sequence[:, -1] if zeroed else per_direction[0][0]
-            heads = [sequence if layer.return_sequences else last]
-        listed = heads + state_list if layer.return_state else heads
+        """The Keras list from the output op's Y, Y_h[, Y_c] and any merged output."""
+        merged = outputs.get("merged")
+        if merged is not None and case.layer.return_sequences:
+            merged = self._axes.seq_batch_major(merged)
+        lengths = semantics.right_padded_lengths(case.mask) if masked else None
+        listed = semantics.output_list(case.spec, self._runs(case.spec, outputs), lengths, merged=merged)
         return [np.ascontiguousarray(a) for a in listed]
 
-    def _bidirectional_heads(self, spec: BidirectionalSpec, y: np.ndarray, outputs: dict,
-                             per_direction: list) -> list[np.ndarray]:
-        """``[merged]`` or, with merge_mode=None, ``[forward, backward]`` (backward in input order).
+    def _runs(self, spec: AnySpec, outputs: dict[str, np.ndarray]) -> dict[str, semantics.LayerRun]:
+        """The output op's directions as runs, by sub-layer name, sequences in processing order.
 
-        Keras sets both copies' zero_output_for_mask to return_sequences
-        (bidirectional.py ``force_zero_output_for_mask``): a returned sequence has
-        zeros at padded steps, as ORT's Y does, and a last output is Y_h.
+        ORT's Y is in input order for a reverse direction and zero past
+        ``sequence_lens``; Y_h is each row's state at its last real step.
         """
-        if spec.merge_mode is not None:
-            merged = outputs["merged"]
-            return [self._axes.seq_batch_major(merged) if spec.layer.return_sequences else merged]
-        if spec.layer.return_sequences:
-            return [y[:, :, 0], y[:, :, 1]]
-        return [per_direction[0][0], per_direction[1][0]]
+        axes = self._axes
+        y = axes.y_batch_major(outputs["Y"])
+        states = [axes.state_dirs_first(outputs[role]) for role in ("Y_h", "Y_c") if role in outputs]
+        names = list(semantics.output_layers(spec))
+        runs = {}
+        for d, name in enumerate(names):
+            sequence = y[:, ::-1, d] if spec.sublayers()[name].go_backwards else y[:, :, d]
+            runs[name] = semantics.LayerRun(sequence, [state[d] for state in states])
+        return runs
 
 
 class OnnxNativeLayout1Adapter(OnnxNativeAdapter):

@@ -1,7 +1,9 @@
 """The torch adapter's modules exported with ``torch.onnx.export`` and run in ONNX Runtime.
 
-Same Keras -> torch plan as ``torch_adapter`` (weights, flips, lengths, list
-assembly); only the framework call differs: each torch module structure is
+Same Keras -> torch plan as the torch adapter, by composition: its
+``supports`` (``unsupported_reason``), weight mapping and Keras structure on
+modules (``keras_outputs``, ``RecordedCalls``); only the framework call
+differs (``prepare`` and ``host_array``): each torch module structure is
 exported once and run by ``onnxruntime.InferenceSession``.
 
 Exporter: torch 2.13's default, the dynamo-based one (``dynamo=True``, needs
@@ -32,27 +34,37 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
+from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.onnx import runtime as onnx_runtime
-from conformance.adapters.contract import missing_module_reason
-from conformance.adapters.torch.adapter import ModuleKey, TorchAdapter, build_module, forward_rnn
+from conformance.adapters.torch.adapter import (
+    ModuleKey,
+    RecordedCalls,
+    build_module,
+    forward_rnn,
+    keras_outputs,
+    unsupported_reason,
+)
+from conformance.matrix.case import Case
 
 INPUT_NAMES = ["x", "lengths", "h0", "c0"]
 RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 PARAMETER_PREFIX = "rnn."  # the attribute holding the torch module in the export wrapper
 
 
-class OnnxTorchAdapter(TorchAdapter):
+class OnnxTorchAdapter(Adapter):
     """torch.onnx.export -> onnxruntime; see the module docstring."""
 
     name = "onnx-torch"
     export_cache = True  # False: export and open a session on every call (see _session)
 
     def __init__(self) -> None:
-        super().__init__()
         self._sessions: dict[tuple[ModuleKey, int | None], tuple[object, dict]] = {}
+        self._info: dict = {}
+        self._calls = RecordedCalls(self)
 
     def available(self) -> str | None:
         return missing_module_reason("torch", "onnx", "onnxruntime", "onnxscript")
@@ -72,9 +84,30 @@ class OnnxTorchAdapter(TorchAdapter):
     def device_name(self, device: str) -> str:
         return onnx_runtime.device_name(device)
 
-    def _forward(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                 lengths: np.ndarray | None, states: list[np.ndarray] | None) -> Callable[[], list]:
-        """The session and its feeds: a closure of ``session.run`` alone."""
+    def last_run_info(self) -> dict:
+        return dict(self._info)
+
+    def supports(self, case: Case) -> str | None:
+        return unsupported_reason(case)  # what torch's modules cannot express
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        self._info = {}
+        return keras_outputs(case, device, self._run_module)
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """``RecordedCalls.replay`` of ``run``: ``session.run``'s list per module call."""
+        return self._calls.replay(lambda: self.run(case, device))
+
+    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
+                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self._calls.run(key, params, x, lengths, states)
+
+    # --- the framework call (torch.adapter.ModuleCall) -------------------------------------
+
+    def prepare(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray, lengths: np.ndarray | None,
+                states: list[np.ndarray] | None, fresh: bool) -> Callable[[], list]:
+        """The session and its feeds: a closure of ``session.run`` alone (each closure holds
+        its own feeds, weights included, so ``fresh`` needs nothing more)."""
         session, info = self._session(key, x.shape[1])
         batch = x.shape[0]
         zeros = np.zeros((key.directions, batch, key.units), dtype=key.dtype)
@@ -93,9 +126,8 @@ class OnnxTorchAdapter(TorchAdapter):
         self._info = dict(info, provider=session.get_providers()[0])
         return lambda: session.run(None, feeds)
 
-    @staticmethod
-    def _host_array(array: np.ndarray) -> np.ndarray:
-        return array
+    def host_array(self, raw: np.ndarray) -> np.ndarray:
+        return raw
 
     def _session(self, key: ModuleKey, steps: int):
         """One session per structure; per length too when the export fixed the time axis.

@@ -1,36 +1,38 @@
 """PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (``batch_first=True``) as a conformance adapter.
 
 Each Keras layer (or Bidirectional pair) runs as one one-layer torch module;
-stacks and encoder-decoders chain such modules the way a torch user would.
-The module is built once per structure (``ModuleKey``) and the case's weights
-are copied in under ``torch.no_grad()``.
+stacks and encoder-decoders chain such modules as ``semantics.route`` says, and
+the Keras list is ``semantics.output_list`` of what the modules returned. The
+module is built once per structure (``ModuleKey``) and the case's weights are
+copied in under ``torch.no_grad()``.
 
 Conventions converted here (never values): weights via ``torch_mapping``;
 ``go_backwards`` as a time flip of the input (per row within its length under
 a mask, which is how packed sequences run a backward pass); right-padded masks
-as ``pack_padded_sequence`` lengths; the final state at each row's last real
-step (``h_n`` of a packed run); the Keras list built from ``output, h_n``.
+as ``pack_padded_sequence`` lengths; torch's ``output, h_n`` as one
+``semantics.LayerRun`` per Keras sub-layer.
+
+The adapter is ``supports``, the weight mapping and the framework call
+(``prepare`` and ``host_array``, a ``ModuleCall``); the Keras structure on
+modules (``keras_outputs``) and the recording for ``bare_forward``
+(``RecordedCalls``) are shared with onnx-torch, which runs the same modules
+exported to ONNX.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from conformance import semantics
 from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
-from conformance.adapters.torch.mapping import (
-    RNN_NONLINEARITY,
-    flip_valid_prefix,
-    right_padded_lengths,
-    torch_initial_states,
-    torch_module_params,
-)
+from conformance.adapters.torch.mapping import RNN_NONLINEARITY, torch_initial_states, torch_module_params
 from conformance.matrix.case import Case
-from conformance.matrix.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
+from conformance.matrix.spec import BidirectionalSpec, LayerSpec
 
 TORCH_CLASS = {"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -58,6 +60,13 @@ class ModuleKey:
         return 2 if self.bidirectional else 1
 
 
+def module_key(layer: LayerSpec, input_size: int, bidirectional: bool, packed: bool,
+               dtype: str, device: str) -> ModuleKey:
+    nonlinearity = RNN_NONLINEARITY[layer.activation] if layer.cell == "simple_rnn" else ""
+    return ModuleKey(layer.cell, input_size, layer.units, layer.use_bias, nonlinearity,
+                     bidirectional, packed, dtype, device)
+
+
 # --- what torch cannot express ---------------------------------------------------------------
 
 
@@ -80,29 +89,17 @@ def layer_reason(layer: LayerSpec) -> str | None:
     return None
 
 
-def _returned_sequences(case: Case) -> list[LayerSpec]:
-    """The masked layers whose whole sequence lands in the output list, as Keras runs them."""
-    spec = case.spec
-    if isinstance(spec, BidirectionalSpec):
-        return []  # Keras forces zero_output_for_mask there, which packed sequences match
-    if isinstance(spec, StackedSpec):
-        return [spec.layers[-1]] if spec.layers[-1].return_sequences else []
-    if isinstance(spec, EncoderDecoderSpec):
-        return []  # the mask belongs to the encoder, whose sequence is dropped
-    return [spec] if spec.return_sequences else []
-
-
 def mask_reason(case: Case) -> str | None:
     """Why packed sequences cannot reproduce Keras under ``case.mask``, or None."""
-    lengths = right_padded_lengths(case.mask)
+    lengths = semantics.right_padded_lengths(case.mask)
     if lengths is None:
         return "mask with holes: torch packed sequences express only right-padded masks"
     if np.any(lengths == 0):
         return "fully masked row: pack_padded_sequence rejects a length of 0"
     padded = np.any(lengths < case.timesteps)
-    for layer in _returned_sequences(case):
+    for layer in semantics.masked_output_layers(case.spec):
         # go_backwards puts Keras's padded steps first, where its repeated "last output" is still zeros.
-        if padded and not layer.zero_output_for_mask and not layer.go_backwards:
+        if padded and layer.return_sequences and not layer.zero_output_for_mask and not layer.go_backwards:
             return ("return_sequences with a right-padded mask and zero_output_for_mask=False: Keras "
                     "repeats the last output at padded steps, packed sequences give zeros")
     return None
@@ -116,32 +113,106 @@ def unsupported_reason(case: Case) -> str | None:
     return None if case.mask is None else mask_reason(case)
 
 
-# --- the Keras list from torch's outputs ------------------------------------------------------
+# --- Keras structures as torch modules (shared with onnx-torch) ----------------------------------
+
+# One module call: (key, state dict, x, lengths or None, [h0] / [h0, c0] or None)
+# -> torch's ``output`` (batch, T, dirs*units) and ``[h_n]`` / ``[h_n, c_n]`` (dirs, batch, units).
+RunModule = Callable[[ModuleKey, dict, np.ndarray, np.ndarray | None, list[np.ndarray] | None],
+                     tuple[np.ndarray, list[np.ndarray]]]
 
 
-def last_output(layer: LayerSpec, sequence: np.ndarray, final_h: np.ndarray, masked: bool) -> np.ndarray:
-    """Keras's last output: the last processed step, or under a mask the last *real* one.
+def layer_run(run_module: RunModule, layer: LayerSpec, weights: dict, x: np.ndarray,
+              lengths: np.ndarray | None, states: list | None, dtype: str, device: str) -> semantics.LayerRun:
+    """One Keras layer as a one-direction module: its sequence in Keras *processing* order."""
+    key = module_key(layer, x.shape[2], False, lengths is not None, dtype, device)
+    full = np.full(x.shape[0], x.shape[1]) if lengths is None else lengths
+    if layer.go_backwards:
+        x = semantics.flip_valid_prefix(x, full)
+    y, finals = run_module(key, torch_module_params([(layer, weights)]), x, lengths,
+                           torch_initial_states(states, key.n_states, 1))
+    if layer.go_backwards:
+        y = semantics.processing_order(y, full)  # packed output is in the order the prefix was fed
+    return semantics.LayerRun(y, [final[0] for final in finals])
 
-    Keras repeats the last real output at padded steps unless zero_output_for_mask
-    zeroes them; the packed run's ``h_n`` is the output at each row's last real step,
-    its padded ``output`` rows are zeros.
+
+def bidirectional_runs(run_module: RunModule, spec: BidirectionalSpec, case: Case,
+                       lengths: np.ndarray | None, device: str) -> dict[str, semantics.LayerRun]:
+    """Both copies as one ``bidirectional=True`` module call, split into the two runs.
+
+    torch returns the directions side by side, the reverse one aligned with the
+    input positions; its processing order is that sequence flipped in time.
     """
-    if masked and not layer.zero_output_for_mask:
-        return final_h
-    return sequence[:, -1]
+    key = module_key(spec.layer, case.features, True, lengths is not None, case.dtype, device)
+    layers = spec.sublayers()
+    params = torch_module_params([(layers[name], case.weights[name]) for name in ("forward", "backward")])
+    y, finals = run_module(key, params, case.x, lengths, torch_initial_states(case.initial_state, key.n_states, 2))
+    units = spec.layer.units
+    return {"forward": semantics.LayerRun(y[..., :units], [final[0] for final in finals]),
+            "backward": semantics.LayerRun(y[..., units:][:, ::-1], [final[1] for final in finals])}
 
 
-def layer_list(layer: LayerSpec, sequence: np.ndarray, states: list[np.ndarray], masked: bool) -> list[np.ndarray]:
-    output = sequence if layer.return_sequences else last_output(layer, sequence, states[0], masked)
-    return [output, *states] if layer.return_state else [output]
+def keras_outputs(case: Case, device: str, run_module: RunModule) -> list[np.ndarray]:
+    """The Keras list for ``case``, each sub-layer one ``run_module`` call (a Bidirectional pair one)."""
+    lengths = None if case.mask is None else semantics.right_padded_lengths(case.mask)
+    if isinstance(case.spec, BidirectionalSpec):
+        runs = bidirectional_runs(run_module, case.spec, case, lengths, device)
+    else:
+        def run(name: str, layer: LayerSpec, inputs: np.ndarray, states, masked: bool) -> semantics.LayerRun:
+            return layer_run(run_module, layer, case.weights[name], inputs, lengths if masked else None,
+                             states, case.dtype, device)
+
+        runs = semantics.route(case.spec, run, case.x, case.initial_state, case.decoder_x)
+    # The packed runs hold torch's values at real steps only: the last output is picked by length.
+    return semantics.output_list(case.spec, runs, lengths)
 
 
-MERGES = {
-    "concat": lambda a, b: np.concatenate([a, b], axis=-1),
-    "sum": lambda a, b: a + b,
-    "ave": lambda a, b: (a + b) / 2,
-    "mul": lambda a, b: a * b,
-}
+class ModuleCall(Protocol):
+    """The framework call of an adapter that runs Keras layers as one-layer torch modules."""
+
+    def prepare(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray, lengths: np.ndarray | None,
+                states: list[np.ndarray] | None, fresh: bool) -> Callable[[], Sequence[Any]]:
+        """The module with these weights in and these inputs: a closure of the call alone,
+        returning ``(output, h_n[, c_n])``. ``fresh``: the call keeps a module of its own."""
+
+    def host_array(self, raw: Any) -> np.ndarray:
+        """One of the call's results as a numpy array, never cast."""
+
+
+class RecordedCalls:
+    """Runs a ``ModuleCall``; while ``replay`` records (``bare_forward``), keeps each prepared call."""
+
+    def __init__(self, call: ModuleCall) -> None:
+        self._call = call
+        self._recording: list[Callable[[], Sequence[Any]]] | None = None
+
+    def run(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray, lengths: np.ndarray | None,
+            states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        recording = self._recording is not None
+        forward = self._call.prepare(key, params, x, lengths, states, fresh=recording)
+        if recording:
+            self._recording.append(forward)
+        outputs = [self._call.host_array(raw) for raw in forward()]
+        return outputs[0], outputs[1:]
+
+    def replay(self, run_once: Callable[[], object]) -> Callable[[], Any]:
+        """The framework's forward pass alone, for ``conformance bench``.
+
+        Runs ``run_once`` (the adapter's ``run``), recording each module call
+        prepared (weights set, inputs already the framework's); the closure
+        replays only those calls and returns the framework's raw results (one
+        call's, or a list of them for stacks and encoder-decoders, each layer on
+        the input the recorded run gave it).
+        """
+        self._recording = []
+        try:
+            run_once()
+            calls = self._recording
+        finally:
+            self._recording = None
+        return calls[0] if len(calls) == 1 else (lambda: [call() for call in calls])
+
+
+# --- the adapter -----------------------------------------------------------------------------
 
 
 class TorchAdapter(Adapter):
@@ -152,9 +223,7 @@ class TorchAdapter(Adapter):
     def __init__(self) -> None:
         self._modules: dict[ModuleKey, object] = {}
         self._info: dict = {}
-        self._recording: list[Callable[[], tuple]] | None = None
-
-    # --- contract ------------------------------------------------------------------------
+        self._calls = RecordedCalls(self)
 
     def available(self) -> str | None:
         return missing_module_reason("torch")
@@ -184,119 +253,23 @@ class TorchAdapter(Adapter):
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         self._info = {}
-        lengths = None if case.mask is None else right_padded_lengths(case.mask)
-        spec = case.spec
-        if isinstance(spec, BidirectionalSpec):
-            outputs = self._bidirectional(spec, case, lengths, device)
-        elif isinstance(spec, StackedSpec):
-            outputs = self._stacked(spec, case, lengths, device)
-        elif isinstance(spec, EncoderDecoderSpec):
-            outputs = self._encoder_decoder(spec, case, lengths, device)
-        else:
-            sequence, states = self._layer(spec, case.weights["layer"], case.x, lengths,
-                                           case.initial_state, case.dtype, device)
-            outputs = layer_list(spec, sequence, states, lengths is not None)
-        return outputs  # never cast: a dtype other than case.dtype is torch's, and is reported
+        return keras_outputs(case, device, self._run_module)  # never cast: a wrong dtype is torch's
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """The framework's forward pass alone, for ``conformance bench``.
-
-        Runs ``run`` once, recording each module call prepared (weights set, inputs
-        already tensors); the closure replays only those calls and returns torch's
-        raw results (one call's ``(output, h_n[, c_n])``, or a list of them for
-        stacks and encoder-decoders, each layer on the input the recorded run gave it).
-        """
-        self._recording = []
-        try:
-            self.run(case, device)
-            calls = self._recording
-        finally:
-            self._recording = None
-        return calls[0] if len(calls) == 1 else (lambda: [call() for call in calls])
-
-    # --- Keras structures as torch modules ------------------------------------------------
-
-    def _layer(self, layer: LayerSpec, weights: dict, x: np.ndarray, lengths: np.ndarray | None,
-               states: tuple | None, dtype: str, device: str) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One Keras layer: its sequence in Keras *processing* order, and its final states."""
-        key = self._key(layer, x.shape[2], False, lengths is not None, dtype, device)
-        full = np.full(x.shape[0], x.shape[1]) if lengths is None else lengths
-        if layer.go_backwards:
-            x = flip_valid_prefix(x, full)
-        y, finals = self._run_module(key, torch_module_params([(layer, weights)]), x, lengths,
-                                     torch_initial_states(states, key.n_states, 1))
-        if layer.go_backwards:
-            # Packed output is in the order the reversed prefix was fed; Keras's processing
-            # order reverses the whole padded row, so its padded steps come first.
-            y = flip_valid_prefix(y, full)[:, ::-1]
-        return y, [f[0] for f in finals]
-
-    def _bidirectional(self, spec: BidirectionalSpec, case: Case, lengths, device) -> list[np.ndarray]:
-        """torch ``bidirectional=True``; the Keras merge is done here on torch's split output.
-
-        Merging is list assembly: torch returns both directions side by side in
-        one tensor (reverse direction aligned with the input positions), Keras
-        merges them with ``merge_mode``.
-        """
-        # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both copies.
-        layer = replace(spec.layer, zero_output_for_mask=spec.layer.return_sequences)
-        key = self._key(layer, case.features, True, lengths is not None, case.dtype, device)
-        layers = spec.sublayers()
-        params = torch_module_params([(layers[name], case.weights[name]) for name in ("forward", "backward")])
-        y, finals = self._run_module(key, params, case.x, lengths,
-                                     torch_initial_states(case.initial_state, key.n_states, 2))
-        units, masked = layer.units, lengths is not None
-        sequences = (y[..., :units], y[..., units:][:, ::-1])  # processing order, as Keras runs them
-        if layer.return_sequences:
-            outputs = [sequences[0], sequences[1][:, ::-1]]
-        else:
-            outputs = [last_output(layer, sequences[d], finals[0][d], masked) for d in (0, 1)]
-        merged = outputs if spec.merge_mode is None else [MERGES[spec.merge_mode](*outputs)]
-        if not layer.return_state:
-            return merged
-        return merged + [f[0] for f in finals] + [f[1] for f in finals]
-
-    def _stacked(self, spec: StackedSpec, case: Case, lengths, device) -> list[np.ndarray]:
-        """Modules chained on the padded sequence; the mask (lengths) reaches every layer."""
-        hidden, states = case.x, case.initial_state
-        for name, layer in spec.sublayers().items():
-            hidden, final = self._layer(layer, case.weights[name], hidden, lengths, states, case.dtype, device)
-            states = None
-        return layer_list(spec.layers[-1], hidden, final, lengths is not None)
-
-    def _encoder_decoder(self, spec: EncoderDecoderSpec, case: Case, lengths, device) -> list[np.ndarray]:
-        """The encoder's ``h_n`` (and ``c_n``) become the decoder's ``h0`` (and ``c0``)."""
-        _, encoder_states = self._layer(spec.encoder, case.weights["encoder"], case.x, lengths,
-                                        case.initial_state, case.dtype, device)
-        sequence, states = self._layer(spec.decoder, case.weights["decoder"], case.decoder_x, None,
-                                       tuple(encoder_states), case.dtype, device)
-        return layer_list(spec.decoder, sequence, states, False)
-
-    @staticmethod
-    def _key(layer: LayerSpec, input_size: int, bidirectional: bool, packed: bool,
-             dtype: str, device: str) -> ModuleKey:
-        nonlinearity = RNN_NONLINEARITY[layer.activation] if layer.cell == "simple_rnn" else ""
-        return ModuleKey(layer.cell, input_size, layer.units, layer.use_bias, nonlinearity,
-                         bidirectional, packed, dtype, device)
-
-    # --- the framework call ----------------------------------------------------------------
+        """``RecordedCalls.replay`` of ``run``: torch's ``(output, h_n[, c_n])`` per module call."""
+        return self._calls.replay(lambda: self.run(case, device))
 
     def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None,
-                    states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        """torch's ``output`` (batch, T, dirs*units) and ``[h_n]`` / ``[h_n, c_n]`` (dirs, batch, units)."""
-        forward = self._forward(key, params, x, lengths, states)
-        if self._recording is not None:
-            self._recording.append(forward)
-        outputs = [self._host_array(tensor) for tensor in forward()]
-        return outputs[0], outputs[1:]
+                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self._calls.run(key, params, x, lengths, states)
 
-    def _forward(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                 lengths: np.ndarray | None, states: list[np.ndarray] | None) -> Callable[[], tuple]:
-        """The module with these weights in and the inputs as tensors: a closure of the forward pass alone."""
+    # --- the framework call (ModuleCall) ---------------------------------------------------
+
+    def prepare(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray, lengths: np.ndarray | None,
+                states: list[np.ndarray] | None, fresh: bool) -> Callable[[], tuple]:
         import torch
 
-        module = self._module(key)
+        module = self._module(key, fresh)
         device = torch.device(key.device)
         with torch.no_grad():
             for name, parameter in module.named_parameters():
@@ -315,13 +288,12 @@ class TorchAdapter(Adapter):
 
         return forward
 
-    @staticmethod
-    def _host_array(tensor) -> np.ndarray:
-        return tensor.cpu().numpy()
+    def host_array(self, raw) -> np.ndarray:
+        return raw.cpu().numpy()
 
-    def _module(self, key: ModuleKey):
+    def _module(self, key: ModuleKey, fresh: bool):
         module_key = replace(key, packed=False)  # one torch module serves packed and plain calls
-        if self._recording is not None:
+        if fresh:
             return build_module(module_key)  # bare_forward: each recorded call keeps its own weights
         if module_key not in self._modules:
             self._modules[module_key] = build_module(module_key)

@@ -13,9 +13,9 @@ sits inside ``r * (W_hn h + b_hn)``: exactly Keras's recurrent bias row with
 ``reset_after=True``. Single-bias layers put the Keras bias in ``b_ih`` and
 zeros in ``b_hh``.
 
-Also here: the state and mask conventions (``h0`` with a leading
-``directions`` axis, lengths from a right-padded mask, the per-row time flip
-that packed sequences use for a backward pass).
+Also here: the state convention (``h0`` with a leading ``directions`` axis).
+A mask's lengths and the per-row time flip of a packed backward pass are
+``semantics.right_padded_lengths`` and ``semantics.flip_valid_prefix``.
 """
 
 from __future__ import annotations
@@ -81,35 +81,3 @@ def torch_initial_states(states: tuple[np.ndarray, ...] | None, n_states: int,
         return None
     per_direction = [states[d * n_states:(d + 1) * n_states] for d in range(directions)]
     return [np.stack([per_direction[d][k] for d in range(directions)]) for k in range(n_states)]
-
-
-def right_padded_lengths(mask: np.ndarray) -> np.ndarray | None:
-    """Each row's number of real steps, or None if some row has a masked step before a real one."""
-    mask = np.asarray(mask, dtype=bool)
-    lengths = mask.sum(axis=1)
-    padded = np.arange(mask.shape[1])[None, :] < lengths[:, None]
-    return lengths.astype(np.int64) if np.array_equal(mask, padded) else None
-
-
-def flip_valid_prefix(sequence: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Reverse each row's first ``lengths[b]`` steps (axis 1), leaving the padding in place.
-
-    This is how packed sequences run a backward pass: torch's reverse direction
-    starts at each row's own last real step, not at the padded end.
-    """
-    steps = sequence.shape[1]
-    t = np.arange(steps)[None, :]
-    lengths = np.asarray(lengths)[:, None]
-    source = np.where(t < lengths, lengths - 1 - t, t)
-    return np.take_along_axis(sequence, source[:, :, None], axis=1)
-
-
-def backward_pass_to_keras_order(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
-    """A backward pass's outputs in *input* order -> Keras ``go_backwards`` processing order.
-
-    Keras reverses the whole padded sequence, so its padded steps come first
-    (as zeros: nothing unmasked has been output yet) and the real steps follow
-    from last to first. That is the input-order sequence flipped end to end.
-    """
-    del lengths  # the same flip for every row: padding is already where Keras wants it
-    return sequence[:, ::-1]
