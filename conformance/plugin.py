@@ -4,7 +4,34 @@ Loaded through the ``pytest11`` entry point. It parametrizes any test that
 takes ``conformance_param`` over case x adapter x device x dtype with ids like
 ``lstm-seq1-state1-per_gate-b2t5[torch-cpu-float32]``, appends one JSON line
 per result to the results stream as soon as it is known, and writes
-``results.json`` atomically when the session ends.
+``results.json`` atomically when the session ends. Known differences are
+applied at collection, as ``xfail(strict=True)`` marks
+(``pytest_collection_modifyitems``). The report header prints the framework
+versions, the ``CONFORMANCE_*`` variables in effect and, after collection, the
+devices each adapter sees.
+
+The options it registers (group "recurrent-layer conformance suite" in ``pytest --help``):
+
+==============================  =========================================================
+``--adapter NAME|module:Class``  adapter to run (repeatable); default: every registered one
+``--device cpu|cuda|all``        device rows to produce (default all); cuda rows without
+                                 a GPU are recorded as skipped
+``--dtype float32|float64|all``  dtype rows to produce (default all)
+``--fixtures-dir DIR``           the golden fixtures (default ``$CONFORMANCE_FIXTURES``,
+                                 else the checkout's ``fixtures/``)
+``--report-dir DIR``             where the stream and results.json go (default ``reports``)
+``--results-stream FILE.jsonl``  the stream, one JSON line per result
+                                 (default ``REPORT_DIR/results.jsonl``)
+``--results-json FILE``          the session's results document
+                                 (default ``REPORT_DIR/results.json``)
+``--known-failures FILE``        a further known-differences list (repeatable; matched
+                                 after the built-in one)
+``--no-builtin-known-failures``  leave out ``conformance/verdict/known_differences.txt``
+``--tf32``                       labelled mode: TF32 matmuls left on on GPUs
+                                 (records carry ``run_info.tf32``)
+``--skip-done``                  leave out tests already in the stream (resuming after a
+                                 crash; used by ``conformance run``'s supervisor)
+==============================  =========================================================
 """
 
 from __future__ import annotations
@@ -25,6 +52,8 @@ from conformance.verdict.known_differences import Audit, known_failure_files, lo
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import (
     JsonlWriter,
+    Record,
+    audit_known,
     make_record,
     read_jsonl,
     results_document,
@@ -33,6 +62,8 @@ from conformance.results.records import (
 )
 
 DEVICES = ("cpu", "cuda")
+ENV_PREFIX = "CONFORMANCE_"
+KNOWN_PREFIX = "known difference: "  # an xfail reason that starts so comes from the known-differences lists
 
 
 @dataclass(frozen=True)
@@ -72,8 +103,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The framework versions and the ``CONFORMANCE_*`` variables in effect: what a run depends on."""
     versions = ", ".join(f"{name} {version}" for name, version in package_versions().items())
-    return [f"conformance frameworks: {versions}"]
+    variables = [f"{name}={value}" for name, value in sorted(os.environ.items())
+                 if name.startswith(ENV_PREFIX)]
+    return [f"conformance frameworks: {versions}",
+            f"conformance environment: {' '.join(variables) or f'no {ENV_PREFIX}* variables set'}"]
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """The devices each adapter sees, printed once the adapters are loaded (at collection)."""
+    state = config._conformance
+    if state is None or config.option.no_header:
+        return []
+    return [f"conformance adapter {name}: {', '.join(info['devices']) or info['reason'] or 'no device'}"
+            for name, info in state.adapter_summary().items()]
 
 
 class ConformanceSession:
@@ -90,7 +134,7 @@ class ConformanceSession:
             option.known_failures, builtin=not option.no_builtin_known_failures))
         self.case_dtypes: dict[str, tuple[str, ...]] = {}  # the whole matrix, before -k
         self.adapters: dict[str, Any] = {}
-        self.records: list[dict[str, Any]] = []
+        self.records: list[Record] = []
         self.done_ids: set[str] = set()
         self.recorded_ids: set[str] = set()
         self.writer: JsonlWriter | None = None
@@ -98,9 +142,9 @@ class ConformanceSession:
 
     def start_stream(self) -> None:
         if self.config.option.skip_done and self.stream_path.exists():
-            previous = [r for r in read_jsonl(self.stream_path) if r.get("record") == "result"]
+            previous = [Record.from_dict(r) for r in read_jsonl(self.stream_path) if r.get("record") == "result"]
             self.records.extend(previous)
-            self.done_ids = {r["test_id"] for r in previous}
+            self.done_ids = {r.test_id for r in previous}
         elif self.stream_path.exists():
             self.stream_path.unlink()
         self.writer = JsonlWriter(self.stream_path)
@@ -120,11 +164,11 @@ class ConformanceSession:
         assert self.writer is not None
         self.writer.append({"record": "started", "test_id": param.test_id})
 
-    def record(self, record: dict[str, Any]) -> None:
+    def record(self, record: Record) -> None:
         assert self.writer is not None
         self.records.append(record)
-        self.recorded_ids.add(record["test_id"])
-        self.writer.append(record)
+        self.recorded_ids.add(record.test_id)
+        self.writer.append(record.to_dict())
 
     def adapter_summary(self) -> dict[str, dict[str, Any]]:
         summary = {}
@@ -140,7 +184,7 @@ class ConformanceSession:
 
     def known_audit(self) -> Audit:
         """The known-differences entries this session checked and those that matched no result."""
-        return self.known.audit(self.records, self.case_dtypes, selected=bool(self.config.option.keyword))
+        return audit_known(self.known, self.records, self.case_dtypes, selected=bool(self.config.option.keyword))
 
     def write_document(self, complete: bool, audit: Audit | None) -> None:
         document = results_document(
@@ -201,9 +245,44 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("conformance_param", params, ids=[p.test_id for p in params])
 
 
+def param_of(item: pytest.Item) -> ConformanceParam | None:
+    callspec = getattr(item, "callspec", None)  # only parametrized items have one
+    return callspec.params.get("conformance_param") if callspec else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The one place that decides which tests are known differences: a strict xfail mark each.
+
+    A known test that fails or errors is xfailed; one that passes is XPASS(strict), a
+    failure in pytest's eyes, while its record stays ``pass`` and the entry is named as
+    matching no result (``KnownFailures.audit``).
+    """
+    state = config._conformance
+    if state is None:
+        return
+    for item in items:
+        param = param_of(item)
+        reason = param and state.known.reason_for(param.test_id)
+        if reason:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=KNOWN_PREFIX + reason))
+
+
+def known_reason(item: pytest.Item) -> str | None:
+    """The known-differences reason collection marked ``item`` with, or None."""
+    mark = item.get_closest_marker("xfail")
+    reason = str(mark.kwargs.get("reason", "")) if mark else ""
+    return reason.removeprefix(KNOWN_PREFIX) if reason.startswith(KNOWN_PREFIX) else None
+
+
 @pytest.fixture
 def conformance_session(request: pytest.FixtureRequest) -> ConformanceSession:
     return session_of(request.config)
+
+
+@pytest.fixture
+def conformance_known(request: pytest.FixtureRequest) -> str | None:
+    """The reason this test is a known difference (its xfail mark), or None."""
+    return known_reason(request.node)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -211,13 +290,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """A conformance test that broke before recording its result still leaves an ``error`` record."""
     report = yield
     state = item.config._conformance
-    param = getattr(item, "callspec", None) and item.callspec.params.get("conformance_param")
-    if state is None or param is None or not report.failed or param.test_id in state.recorded_ids:
+    param = param_of(item)
+    broke = report.failed or (call.excinfo is not None and hasattr(report, "wasxfail"))
+    if state is None or param is None or not broke or param.test_id in state.recorded_ids:
         return report
     adapter = state.adapters.get(param.adapter)
     state.record(record_for(param, adapter, "error", f"the test harness raised during {report.when}: "
                             f"{call.excinfo.typename if call.excinfo else 'failure'}",
-                            stderr=report.longreprtext[-4000:]))
+                            stderr=report.longreprtext[-4000:], known=known_reason(item)))
     return report
 
 
@@ -253,7 +333,7 @@ def skip_reason(adapter: Any, device: str) -> str | None:
     return None
 
 
-def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> dict:
+def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> Record:
     device_name = ""  # a skipped row names no device: the framework may not see one
     if status != "skipped":
         try:

@@ -3,8 +3,8 @@
 Parametrized by the plugin (``conformance.plugin``) over case x adapter x
 device x dtype; ids read ``lstm-seq1-state1-per_gate-b2t5[torch-cpu-float32]``.
 Statuses map onto pytest outcomes: pass -> passed; fail and error -> failed
-(xfail when the known-failures list explains it); unsupported and skipped
--> skipped, with the reason.
+(xfailed when the plugin marked the test a known difference at collection);
+unsupported and skipped -> skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from conformance.plugin import ConformanceParam, ConformanceSession, record_for,
 
 
 def test_adapter_returns_the_keras_output_list(conformance_param: ConformanceParam,
-                                               conformance_session: ConformanceSession) -> None:
+                                               conformance_session: ConformanceSession,
+                                               conformance_known: str | None) -> None:
     param, session = conformance_param, conformance_session
     adapter = session.adapter(param.adapter)
     reason = skip_reason(adapter, param.device)
@@ -26,17 +27,13 @@ def test_adapter_returns_the_keras_output_list(conformance_param: ConformancePar
 
     session.announce(param)
     outcome = check_case(adapter, param.case.for_dtype(param.dtype), param.device)
-    known = session.known.reason_for(param.test_id) if outcome.status in ("fail", "error") else None
-    run_info = dict(outcome.run_info, **({"known_failure": known} if known else {}))
     session.record(record_for(
         param, adapter, outcome.status, outcome.message, duration_s=outcome.duration_s,
-        verdict=outcome.verdict.to_dict() if outcome.verdict else None, run_info=run_info,
-        stderr=outcome.traceback))
+        verdict=outcome.verdict.to_dict() if outcome.verdict else None, run_info=outcome.run_info,
+        stderr=outcome.traceback, known=conformance_known))
 
     if outcome.status == "unsupported":
         pytest.skip(f"unsupported: {outcome.message}")
-    if known:
-        pytest.xfail(f"known difference: {known} | {outcome.message}")
     if outcome.status == "error":
         pytest.fail(f"adapter raised: {outcome.message}", pytrace=False)
     assert outcome.status == "pass", outcome.message

@@ -17,6 +17,7 @@ from conformance.verdict.known_differences import (
     parse_known_failures,
 )
 from conformance.commands.supervisor import known_failure_args
+from conformance.results.records import Record, audit_known
 
 TEXT = """
 # comment lines are ignored
@@ -27,15 +28,14 @@ MATRIX = {"lstm-seq0-state1-random-b3t5-mask_empty_row": ("float32",),
           "gru-seq0-state0-random-b1t1": ("float32", "float64")}
 
 
-def result(test_id: str, status: str, known: str | None = None) -> dict:
+def result(test_id: str, status: str, known: str | None = None) -> Record:
     case_id, rest = test_id.split("[")
     adapter, device, dtype = rest.rstrip("]").rsplit("-", 2)
-    return {"test_id": test_id, "case_id": case_id, "adapter": adapter, "device": device, "dtype": dtype,
-            "status": status, "run_info": {"known_failure": known} if known else {}}
+    return Record(test_id, status, case_id=case_id, adapter=adapter, device=device, dtype=dtype, known=known)
 
 
 def unmatched(known, records, selected: bool = False) -> list[str]:
-    return known.audit(records, MATRIX, selected).unmatched_patterns
+    return audit_known(known, records, MATRIX, selected).unmatched_patterns
 
 
 # --- the format ---------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_an_entry_over_an_unsupported_result_explains_nothing():
 def test_an_entry_for_an_adapter_that_did_not_run_is_not_checked():
     known = parse_known_failures(TEXT)
     records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "an exact id")]
-    audit = known.audit(records, MATRIX, selected=False)
+    audit = audit_known(known, records, MATRIX, selected=False)
     assert audit.checked == ["gru-seq0-state0-random-b1t1[torch-cpu-float32]"] and audit.unmatched == []
 
 
@@ -137,7 +137,7 @@ def test_an_entry_for_a_device_that_was_only_skipped_is_not_checked():
     known = parse_known_failures("*[torch-cuda-*]  # a GPU finding\n")
     records = [result("gru-seq0-state0-random-b1t1[torch-cuda-float32]", "skipped"),
                result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "pass")]
-    assert known.audit(records, MATRIX, selected=False).checked == []
+    assert audit_known(known, records, MATRIX, selected=False).checked == []
 
 
 def test_an_entry_without_brackets_is_checked_by_any_run():
@@ -217,10 +217,10 @@ def test_an_extra_entry_adds_to_the_builtin_list(run_with_extra):
 def test_without_the_builtin_list_only_the_extra_entries_explain(tmp_path):
     process = conformance_run(tmp_path / "reports", "--no-builtin-known-failures")
     document = json.loads((tmp_path / "reports" / "results.json").read_text())
-    known = [r for r in document["results"] if r["run_info"].get("known_failure")]
+    known = [r for r in document["results"] if r["known"]]
     assert process.returncode == 1  # the gru and simple_rnn float64 errors are now unexpected
     assert {r["cell"] for r in known} == {"lstm"} and len(known) == document["counts"]["known"] == 4
-    assert {r["run_info"]["known_failure"] for r in known} == {
+    assert {r["known"] for r in known} == {
         "onnxruntime LSTM has no float64 kernel (extra list)"}
     assert document["counts"]["error"] == 8
     assert "8 unexpected (fail, error), 4 known differences" in process.stdout

@@ -9,6 +9,7 @@ with the results and JUnit tests.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -117,7 +118,7 @@ def mixed_run_document(known_unmatched=None) -> dict:
             base = kind.removeprefix("known ")
             record = synthetic_record(cases[len(records)], "torch", "cpu", "gate" if base == "fail" else base)
             if kind.startswith("known"):
-                record["run_info"]["known_failure"] = KNOWN_REASON
+                record = dataclasses.replace(record, known=KNOWN_REASON)
             records.append(record)
     return results_document(records, complete=True, created="2025-11-22T17:50:00+00:00",
                             fixtures_sha256="ab" * 32, machine=MACHINE, adapters={"torch": {}},
@@ -136,7 +137,7 @@ def test_untrusted_text_appears_only_escaped(tmp_path: Path) -> None:
     case = next(c for c in solved_cases() if c.id.startswith("gru-seq0-state1")).for_dtype("float32")
     records = [synthetic_record(case, XSS, "cpu", "error", message=f"ValueError: {XSS}"),
                synthetic_record(case, "torch", "cpu", "unsupported", message=XSS)]
-    records[0]["stderr"] = f"Traceback: {XSS}"
+    records[0] = dataclasses.replace(records[0], stderr=f"Traceback: {XSS}")
     document = results_document(records, complete=True, created=XSS, fixtures_sha256=XSS,
                                 machine={"os": XSS}, adapters={XSS: {"versions": {XSS: XSS}}})
     html = render_report(document, tmp_path).read_text(encoding="utf-8")
@@ -216,8 +217,7 @@ def cpu_run_with_skipped_cuda_rows(adapter_info: dict) -> dict:
     records = [synthetic_record(case, "torch", "cpu", "pass") for case in cases]
     for case in cases:
         record = synthetic_record(case, "torch", "cuda", "skipped", "torch: no cuda device visible")
-        record["device_name"] = ""
-        records.append(record)
+        records.append(dataclasses.replace(record, device_name=""))
     return results_document(records, complete=True, created="2025-11-22T17:50:00+00:00",
                             fixtures_sha256="ab" * 32, machine=MACHINE, adapters={"torch": adapter_info})
 
@@ -308,7 +308,7 @@ def test_only_results_that_did_not_pass_get_a_panel(tmp_path: Path) -> None:
 def test_failing_panel_shows_divergence_and_heat_map(tmp_path: Path) -> None:
     case = next(c for c in solved_cases() if c.id == "lstm-seq1-state1-random-b4t48").for_dtype("float32")
     record = synthetic_record(case, "torch", "cpu", "drift")
-    assert record["status"] == "fail"
+    assert record.status == "fail"
     document = results_document([record], complete=True, created="", fixtures_sha256="", machine={},
                                 adapters={})
     html = render_report(document, tmp_path).read_text(encoding="utf-8")

@@ -9,11 +9,13 @@ from conformance.results.reading import load_any
 from conformance.results.records import (
     OUTCOMES,
     JsonlWriter,
+    Record,
     ResultsFileError,
     load_results,
     merge_documents,
     outcome,
     read_jsonl,
+    records_of,
     results_document,
     write_json_atomic,
 )
@@ -67,19 +69,32 @@ def test_merge_keeps_every_adapter_and_marks_incomplete_if_any_part_is():
 # --- one meaning of "known" -----------------------------------------------------------------
 
 
-def record(status: str, known: str | None = None, test_id: str = "x[a-cpu-float32]") -> dict:
-    return {"test_id": test_id, "status": status, "run_info": {"known_failure": known} if known else {}}
+def record(status: str, known: str | None = None, test_id: str = "x[a-cpu-float32]") -> Record:
+    return Record(test_id, status, known=known)
 
 
 @pytest.mark.parametrize("status", ["fail", "error"])
 def test_a_fail_or_error_with_a_known_reason_has_the_outcome_known(status):
-    assert outcome(record(status, known="documented")) == "known"
-    assert outcome(record(status)) == status
+    assert record(status, known="documented").outcome == "known"
+    assert not record(status, known="documented").unexpected
+    assert record(status).outcome == status and record(status).unexpected
 
 
 @pytest.mark.parametrize("status", ["pass", "unsupported", "skipped"])
 def test_only_fails_and_errors_become_known(status):
-    assert outcome(record(status, known="documented")) == status
+    assert record(status, known="documented").outcome == status
+
+
+def test_a_record_reads_back_from_its_json_form():
+    written = Record("x[a-cpu-float32]", "fail", "worse", adapter="a", device="cpu", dtype="float32",
+                     run_info={"kernel": "cudnn"}, known="documented")
+    assert Record.from_dict(json.loads(json.dumps(written.to_dict()))) == written
+
+
+def test_an_older_files_known_failure_in_run_info_reads_as_known():
+    old = {"test_id": "x[a-cpu-float32]", "status": "error", "run_info": {"known_failure": "documented", "k": 1}}
+    assert Record.from_dict(old).known == "documented" and Record.from_dict(old).run_info == {"k": 1}
+    assert outcome(old) == "known"
 
 
 def test_results_json_counts_every_outcome():
@@ -103,7 +118,7 @@ def test_every_output_gives_the_same_counts(tmp_path):
 
     document = mixed_run_document()
     write_json_atomic(tmp_path / "results.json", document)
-    write_junit(tmp_path / "junit.xml", document["results"])
+    write_junit(tmp_path / "junit.xml", records_of(document))
     html = render_report(document, tmp_path).read_text(encoding="utf-8")
 
     all_row = next(line for line in summary_table(document).splitlines() if line.startswith("all "))

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from conformance.commands import supervisor as runner
+from conformance.matrix.case import test_id
+from conformance.matrix.cases import build_cases
 from conformance.results.records import VOLATILE_FIELDS
+from conformance.verdict.known_differences import parse_known_failures
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +68,20 @@ def test_a_hanging_adapter_is_killed_at_the_case_timeout_and_the_run_goes_on(cra
     assert {r["cell"] for r in errors} == {"gru"} and len(errors) == 2
     assert all("per-case timeout of 3 s" in r["message"] for r in errors)
     assert {r["status"] for r in records if r["cell"] != "gru"} == {"pass"}
+
+
+def test_a_crash_the_known_differences_list_explains_is_a_known_error(tmp_path):
+    case = next(c for c in build_cases() if c.cell == "lstm")
+    crashed, other = (test_id(case.id, "crash-abort", "cpu", dtype) for dtype in ("float32", "float64"))
+    group = runner.new_group("crash-abort", tmp_path)
+    known = parse_known_failures(f"{crashed}  # aborts on this case\n")
+    for current in (crashed, other):
+        group.current = current
+        runner.record_lost_test(group, {case.id: case}, {"known": known}, "killed by signal SIGABRT")
+    records = {r.test_id: r for r in runner.group_records(group)}
+    assert (records[crashed].status, records[crashed].known, records[crashed].outcome) == (
+        "error", "aborts on this case", "known")
+    assert (records[other].known, records[other].outcome) == (None, "error")
 
 
 def test_a_crashy_run_still_writes_all_three_files(crashy_run):

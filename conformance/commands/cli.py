@@ -114,13 +114,13 @@ def command_report(args: argparse.Namespace) -> int:
     from conformance.results.junit import write_junit
     from conformance.report import render_report
     from conformance.results.reading import expand, load_any
-    from conformance.results.records import write_json_atomic
+    from conformance.results.records import records_of, write_json_atomic
 
     sources = expand(args.results)
     document = load_any(sources)
     if len(sources) > 1:  # a merge: keep the merged data beside its report
         write_json_atomic(args.output_dir / "results.json", document)
-        write_junit(args.output_dir / "junit.xml", document["results"])
+        write_junit(args.output_dir / "junit.xml", records_of(document))
     path = render_report(document, args.output_dir)
     print(f"report: {path} ({len(sources)} results file(s), {len(document['results'])} results)")
     return EXIT_OK

@@ -3,7 +3,7 @@
 Writes ``results.json``, ``junit.xml`` and ``index.html`` to the report dir
 (each atomically), plus per-adapter streams under ``REPORT_DIR/streams/``.
 An interrupted run (Ctrl-C, SIGTERM) still writes all three, marked
-incomplete. Every output counts outcomes with ``conformance.results.records.outcome``
+incomplete. Every output counts outcomes with ``conformance.results.records.Record.outcome``
 (known differences apart from unexpected fails and errors), and the
 known-differences entries that matched no result are named at the end of the
 run and in the reports. Exit 0 when nothing failed or errored unexpectedly,
@@ -26,7 +26,16 @@ from conformance.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
 from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
 from conformance.results.machine import machine_info
-from conformance.results.records import OUTCOMES, outcome_counts, results_document, unexpected_count, write_json_atomic
+from conformance.results.records import (
+    OUTCOMES,
+    Record,
+    audit_known,
+    outcome_counts,
+    records_of,
+    results_document,
+    unexpected_count,
+    write_json_atomic,
+)
 from conformance.commands.supervisor import GroupRun, group_records, new_group, progress_line, supervise
 
 PROGRESS_EVERY = 5.0
@@ -97,7 +106,7 @@ def adapter_summaries(groups: list[GroupRun]) -> dict:
     return summary
 
 
-def write_outputs(report_dir: Path, records: list[dict], groups: list[GroupRun], fixtures_dir: Path,
+def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun], fixtures_dir: Path,
                   complete: bool, created: str, audit: Audit | None) -> dict:
     from conformance.results.junit import write_junit
     from conformance.report import render_report
@@ -107,7 +116,7 @@ def write_outputs(report_dir: Path, records: list[dict], groups: list[GroupRun],
                                 adapters=adapter_summaries(groups), known_checked=audit and audit.checked,
                                 known_unmatched=audit and audit.unmatched_patterns)
     write_json_atomic(report_dir / "results.json", document)
-    write_junit(report_dir / "junit.xml", document["results"])
+    write_junit(report_dir / "junit.xml", records_of(document))
     render_report(document, report_dir)
     return document
 
@@ -118,9 +127,9 @@ SUMMARY_COLUMNS = {"pass": "pass", "fail": "fail", "error": "error", "known": "k
 
 def summary_table(document: dict) -> str:
     """Outcome counts per adapter and in all; fail and error are the unexpected ones."""
-    by_adapter: dict[str, list[dict]] = {}
-    for record in document["results"]:
-        by_adapter.setdefault(record["adapter"], []).append(record)
+    by_adapter: dict[str, list[Record]] = {}
+    for record in records_of(document):
+        by_adapter.setdefault(record.adapter, []).append(record)
     rows = [(adapter, outcome_counts(records)) for adapter, records in sorted(by_adapter.items())]
     rows.append(("all", document["counts"]))
     header = f"{'adapter':<20}" + "".join(f" {SUMMARY_COLUMNS[name]:>6}" for name in OUTCOMES)
@@ -176,8 +185,8 @@ def run_command(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     progress(force=True)
     records = [record for group in groups for record in group_records(group)]
-    audit = options["known"].audit(records, {c.id: c.dtypes for c in cases.values()},
-                                   selected=bool(args.keyword)) if complete else None
+    audit = audit_known(options["known"], records, {c.id: c.dtypes for c in cases.values()},
+                        selected=bool(args.keyword)) if complete else None
     document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit)
     print(summary_table(document))
     for line in unmatched_lines(audit):

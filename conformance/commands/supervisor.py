@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.matrix.case import Case
-from conformance.results.records import UNEXPECTED, JsonlWriter, make_record, outcome, read_jsonl
+from conformance.results.records import JsonlWriter, Record, make_record, read_jsonl
 
 TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
 STDERR_HEAD, STDERR_TAIL = 1000, 3000  # a crash's first lines say what happened, its last where
@@ -113,7 +113,7 @@ def follow(group: GroupRun) -> None:
             group.current, group.current_since = line["test_id"], time.monotonic()
         elif kind == "result":
             group.done += 1
-            group.failed += outcome(line) in UNEXPECTED
+            group.failed += Record.from_dict(line).unexpected
             if line["test_id"] == group.current:
                 group.current = None
     group.seen_lines = len(lines)
@@ -140,15 +140,19 @@ def kill(group: GroupRun) -> None:
         group.process.wait()
 
 
-def record_lost_test(group: GroupRun, cases: dict[str, Case], why: str) -> None:
-    """The test in flight when the process died or was killed becomes an ``error``."""
+def record_lost_test(group: GroupRun, cases: dict[str, Case], options: dict, why: str) -> None:
+    """The test in flight when the process died or was killed becomes an ``error``.
+
+    Known or not by the same list the pytest process marks its tests with (``options["known"]``).
+    """
     test_id = group.current
     if test_id is None:
         return
     case_id, adapter, device, dtype = parse_test_id(test_id)
     record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype,
-                         status="error", message=why, stderr=process_stderr(group))
-    JsonlWriter(group.stream).append(record)
+                         status="error", message=why, stderr=process_stderr(group),
+                         known=options["known"].reason_for(test_id))
+    JsonlWriter(group.stream).append(record.to_dict())
     group.crashed_tests.append(test_id)
     group.current = None
 
@@ -182,7 +186,7 @@ def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
                 continue
             kill(group)
             follow(group)
-            record_lost_test(group, cases, f"no answer within the per-case timeout of "
+            record_lost_test(group, cases, options, f"no answer within the per-case timeout of "
                                            f"{options['case_timeout']:g} s; process killed")
         else:
             follow(group)
@@ -192,7 +196,7 @@ def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
                 last = (process_stderr(group).strip().splitlines() or ["no stderr"])[-1]
                 group.broken = f"pytest {exit_description(code)} outside any test: {last}"
                 return
-            record_lost_test(group, cases, f"the adapter process {exit_description(code)} during this test")
+            record_lost_test(group, cases, options, f"the adapter process {exit_description(code)} during this test")
         group.restarts += 1
         if group.restarts > MAX_RESTARTS:
             return
@@ -222,7 +226,7 @@ def progress_line(groups: list[GroupRun]) -> str:
     return "progress: " + " | ".join(parts)
 
 
-def group_records(group: GroupRun) -> list[dict]:
+def group_records(group: GroupRun) -> list[Record]:
     if not group.stream.exists():
         return []
-    return [line for line in read_jsonl(group.stream) if line.get("record") == "result"]
+    return [Record.from_dict(line) for line in read_jsonl(group.stream) if line.get("record") == "result"]

@@ -5,7 +5,7 @@
 side, adapter x device x dtype across the top, one coloured cell per result.
 Every result that did not pass gets a diff panel; ``render_regression`` draws a
 ``conformance.results.regression.Regression`` with the baseline beside the current run.
-Cells, totals and filters are by outcome (``conformance.results.records.outcome``), so
+Cells, totals and filters are by outcome (``conformance.results.records.Record.outcome``), so
 a known difference is never drawn or counted as an unexpected fail or error.
 
 Adapter messages and stderr are untrusted text, so the templates are rendered
@@ -33,8 +33,9 @@ from conformance.results.regression import CATEGORIES, NOISE_FLOOR
 from conformance.results.records import (
     OUTCOMES,
     UNEXPECTED,
-    outcome,
+    Record,
     outcome_counts,
+    records_of,
     unexpected_count,
     write_text_atomic,
 )
@@ -195,7 +196,7 @@ class TensorView:
 @dataclass
 class Panel:
     id: str
-    record: dict[str, Any]
+    record: Record
     outcome: str
     code: str
     known: str  # the known-differences reason, or ""
@@ -220,7 +221,7 @@ class RunSummary:
 
 
 def run_summary(document: dict[str, Any]) -> RunSummary:
-    records = document.get("results") or []
+    records = records_of(document)
     return RunSummary(str(document.get("created") or ""), bool(document.get("complete", False)),
                       str(document.get("fixtures_sha256") or ""), outcome_counts(records))
 
@@ -249,11 +250,11 @@ def _order(value: str, preferred: tuple[str, ...]) -> tuple[int, str]:
     return (preferred.index(value), "") if value in preferred else (len(preferred), value)
 
 
-def columns_of(records: list[dict[str, Any]], adapter_order: list[str]) -> list[Column]:
+def columns_of(records: list[Record], adapter_order: list[str]) -> list[Column]:
     names: dict[tuple[str, str, str], str] = {}
     for record in records:
-        key = (record.get("adapter", "?"), record.get("device", "?"), record.get("dtype", "?"))
-        names[key] = names.get(key) or record.get("device_name", "")
+        key = (record.adapter, record.device, record.dtype)
+        names[key] = names.get(key) or record.device_name
     adapters = tuple(adapter_order)
     keys = sorted(names, key=lambda k: (_order(k[0], adapters), _order(k[1], DEVICE_ORDER),
                                         _order(k[2], DTYPE_ORDER)))
@@ -265,32 +266,31 @@ def _row_label(case_id: str, group: str) -> str:
     return case_id[len(prefix):] if case_id.startswith(prefix) and len(case_id) > len(prefix) else case_id
 
 
-def matrix_cell(record: dict[str, Any], panel_id: str | None) -> MatrixCell:
-    status = record["status"]
-    code = OUTCOME_CODES[outcome(record)]
+def matrix_cell(record: Record, panel_id: str | None) -> MatrixCell:
+    status = record.status
+    code = OUTCOME_CODES[record.outcome]
     if status in CELL_TEXT:
         text = CELL_TEXT[status]
-    elif record.get("max_abs") is not None:
-        text = short(record["max_abs"])
+    elif record.max_abs is not None:
+        text = short(record.max_abs)
     else:
-        text = "list" if not record.get("tensors") else "shape"
+        text = "list" if not record.tensors else "shape"
     return MatrixCell(status, code, text, panel_id)
 
 
-def build_groups(records: list[dict[str, Any]], columns: list[Column],
+def build_groups(records: list[Record], columns: list[Column],
                  panel_ids: dict[str, str]) -> list[MatrixGroup]:
     position = {column.key: n for n, column in enumerate(columns)}
     rows: dict[str, MatrixRow] = {}
     group_of: dict[str, str] = {}
     for record in records:
-        case_id = record.get("case_id", record["test_id"])
-        group = record.get("group", "")
+        case_id, group = record.case_id, record.group
         if case_id not in rows:
-            rows[case_id] = MatrixRow(case_id, _row_label(case_id, group), record.get("describe", ""),
-                                      record.get("cell", ""), [None] * len(columns))
+            rows[case_id] = MatrixRow(case_id, _row_label(case_id, group), record.describe, record.cell,
+                                      [None] * len(columns))
             group_of[case_id] = group
-        key = (record.get("adapter", "?"), record.get("device", "?"), record.get("dtype", "?"))
-        rows[case_id].cells[position[key]] = matrix_cell(record, panel_ids.get(record["test_id"]))
+        key = (record.adapter, record.device, record.dtype)
+        rows[case_id].cells[position[key]] = matrix_cell(record, panel_ids.get(record.test_id))
     groups: dict[str, MatrixGroup] = {}
     for case_id in sorted(rows, key=natural_key):
         row = rows[case_id]
@@ -360,26 +360,18 @@ def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
         heatmap=_heatmap(tensor.get("error_map"), expected_shape, atol))
 
 
-RECORD_DEFAULTS = {"case_id": "", "describe": "", "adapter": "", "device": "", "device_name": "",
-                   "dtype": "", "cell": "", "message": "", "tolerance": None}
-
-
-def build_panel(record: dict[str, Any], panel_id: str) -> Panel:
-    record = {**RECORD_DEFAULTS, **record}
-    tolerance = record.get("tolerance") or {}
+def build_panel(record: Record, panel_id: str) -> Panel:
+    tolerance = record.tolerance or {}
     atol = as_float(tolerance.get("atol")) or 0.0
     bound = f"{sci(atol)} + {sci(tolerance.get('rtol'))}·|want|" if tolerance else ""
-    dtype = record.get("dtype", "")
-    stderr = record.get("stderr") or ""
-    truncated = len(stderr) > MAX_STDERR_CHARS
-    run_info = ", ".join(f"{k}={v}" for k, v in sorted((record.get("run_info") or {}).items()))
-    expected = [{"name": str(e.get("name", "?")), "shape": shape_text(e.get("shape"))}
-                for e in record.get("expected") or []]
-    kind = outcome(record)
-    known = str((record.get("run_info") or {}).get("known_failure") or "") if kind == "known" else ""
+    truncated = len(record.stderr) > MAX_STDERR_CHARS
+    run_info = ", ".join(f"{k}={v}" for k, v in sorted(record.run_info.items()))
+    expected = [{"name": str(e.get("name", "?")), "shape": shape_text(e.get("shape"))} for e in record.expected]
+    kind = record.outcome
+    known = str(record.known) if kind == "known" else ""
     return Panel(panel_id, record, kind, OUTCOME_CODES[kind], known, expected,
-                 [tensor_view(t, dtype, atol) for t in record.get("tensors") or []],
-                 stderr[-MAX_STDERR_CHARS:], truncated, run_info, bound)
+                 [tensor_view(t, record.dtype, atol) for t in record.tensors],
+                 record.stderr[-MAX_STDERR_CHARS:], truncated, run_info, bound)
 
 
 def _text(value: Any) -> str:
@@ -395,7 +387,7 @@ def machine_rows(machine: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), _text(machine[k])) for k in keys]
 
 
-def seen_devices(info: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, str]:
+def seen_devices(info: dict[str, Any], records: list[Record]) -> dict[str, str]:
     """Device -> name, as the adapter reported them; else from the rows that ran.
 
     Skipped rows don't count: a cuda row skipped on a CPU machine is no cuda device.
@@ -405,13 +397,12 @@ def seen_devices(info: dict[str, Any], records: list[dict[str, Any]]) -> dict[st
         return {device: str(names.get(device) or "") for device in info["devices"]}
     devices: dict[str, str] = {}
     for record in records:
-        if record.get("status") != "skipped":
-            device = record.get("device", "?")
-            devices[device] = devices.get(device) or record.get("device_name", "")
+        if record.status != "skipped":
+            devices[record.device] = devices.get(record.device) or record.device_name
     return devices
 
 
-def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
+def adapter_rows(document: dict[str, Any], records: list[Record],
                  columns: list[Column]) -> list[dict[str, Any]]:
     """One row per adapter: its versions, the devices it saw and totals by outcome."""
     adapters = document.get("adapters") or {}
@@ -419,7 +410,7 @@ def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
     rows = []
     for name in names:
         info = adapters.get(name) or {}
-        own = [r for r in records if r.get("adapter") == name]
+        own = [r for r in records if r.adapter == name]
         devices = seen_devices(info, own)
         rows.append({"name": name, "versions": info.get("versions") or {},
                      "devices": [f"{d} ({n})" if n and n != d else d for d, n in devices.items()],
@@ -427,14 +418,14 @@ def adapter_rows(document: dict[str, Any], records: list[dict[str, Any]],
     return rows
 
 
-def panel_ids_for(records: list[dict[str, Any]], prefix: str = "r") -> dict[str, str]:
+def panel_ids_for(records: list[Record], prefix: str = "r") -> dict[str, str]:
     """Every result that did not pass gets a panel, numbered in record order."""
-    failing = [r for r in records if r["status"] != "pass"]
-    return {r["test_id"]: f"{prefix}{n}" for n, r in enumerate(failing)}
+    failing = [r for r in records if r.status != "pass"]
+    return {r.test_id: f"{prefix}{n}" for n, r in enumerate(failing)}
 
 
 def build_view(document: dict[str, Any]) -> ReportView:
-    records = list(document.get("results") or [])
+    records = records_of(document)
     columns = columns_of(records, list(document.get("adapters") or {}))
     panel_ids = panel_ids_for(records)
     spans: list[tuple[str, int]] = []
@@ -443,7 +434,7 @@ def build_view(document: dict[str, Any]) -> ReportView:
             spans[-1] = (column.adapter, spans[-1][1] + 1)
         else:
             spans.append((column.adapter, 1))
-    panels = [build_panel(r, panel_ids[r["test_id"]]) for r in records if r["test_id"] in panel_ids]
+    panels = [build_panel(r, panel_ids[r.test_id]) for r in records if r.test_id in panel_ids]
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
     return ReportView(document, run_summary(document), columns, spans, groups, panels,
@@ -499,26 +490,26 @@ class RegressionView:
 
 
 def run_side(document: dict[str, Any]) -> RunSide:
-    records = list(document.get("results") or [])
+    records = records_of(document)
     columns = columns_of(records, list(document.get("adapters") or {}))
     return RunSide(run_summary(document), machine_rows(document.get("machine") or {}),
                    adapter_rows(document, records, columns))
 
 
-def _entry(item, old: dict[str, Any] | None, new: dict[str, Any] | None, number: int,
+def _entry(item, old: Record | None, new: Record | None, number: int,
            with_panels: bool) -> Entry:
     if hasattr(item, "tensor"):  # an ErrorChange
         gist = f"{item.tensor}: max abs {sci(item.before)} → {sci(item.after)}"
     else:
-        gist = one_line((new or old or {}).get("message", ""))
+        gist = one_line((new or old).message)
     return Entry(item.test_id, old and matrix_cell(old, None), new and matrix_cell(new, None), gist,
                  build_panel(old, f"b{number}") if old and with_panels else None,
                  build_panel(new, f"c{number}") if new and with_panels else None)
 
 
 def build_regression_view(regression, baseline: dict[str, Any], current: dict[str, Any]) -> RegressionView:
-    old = {r["test_id"]: r for r in baseline.get("results") or []}
-    new = {r["test_id"]: r for r in current.get("results") or []}
+    old = {r.test_id: r for r in records_of(baseline)}
+    new = {r.test_id: r for r in records_of(current)}
     lost = {c.test_id for c in regression.lost_passes}
     categories, number = [], 0
     for name in CATEGORIES:

@@ -2,7 +2,7 @@
 
 One ``<testsuite>`` whose ``tests`` / ``failures`` / ``errors`` / ``skipped``
 attributes count its ``<testcase>`` children, by outcome
-(``conformance.results.records.outcome``): an unexpected fail is a ``<failure>``, an
+(``conformance.results.records.Record.outcome``): an unexpected fail is a ``<failure>``, an
 unexpected error an ``<error>``, and a known difference is a ``<skipped>``
 with the message ``known difference: REASON`` (it is not a failure: the run
 is green with it), as are unsupported and skipped results. The output is valid
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Any
 
 from conformance.files import write_text_atomic
-from conformance.results.records import outcome, outcome_counts
+from conformance.results.records import Record, outcome_counts
 
 MESSAGE_CHARS = 1000
 # Everything outside XML 1.0's Char production (tab, newline, CR and the ranges below).
@@ -41,34 +40,33 @@ def _message(text: str) -> str:
     return xml_text(text[:MESSAGE_CHARS])
 
 
-def testcase(record: dict[str, Any]) -> ET.Element:
-    case = ET.Element("testcase", classname=f"conformance.{xml_text(record['adapter'])}",
-                      name=xml_text(record["test_id"]), time=f"{record.get('duration_s', 0.0):.6f}")
-    kind, message = outcome(record), record.get("message") or ""
+def testcase(record: Record) -> ET.Element:
+    case = ET.Element("testcase", classname=f"conformance.{xml_text(record.adapter)}",
+                      name=xml_text(record.test_id), time=f"{record.duration_s:.6f}")
+    kind, message = record.outcome, record.message
     if kind == "fail":
         ET.SubElement(case, "failure", type="fail", message=_message(message)).text = xml_text(message)
     elif kind == "error":
         element = ET.SubElement(case, "error", type="error", message=_message(message))
-        element.text = xml_text(record.get("stderr") or message)
+        element.text = xml_text(record.stderr or message)
     elif kind == "known":
-        reason = record["run_info"]["known_failure"]
         element = ET.SubElement(case, "skipped", type="known difference",
-                                message=_message(f"known difference: {reason}"))
-        element.text = xml_text(f"{record['status']}: {message}")
+                                message=_message(f"known difference: {record.known}"))
+        element.text = xml_text(f"{record.status}: {message}")
     elif kind in ("unsupported", "skipped"):
         ET.SubElement(case, "skipped", type=kind, message=_message(f"{kind}: {message}"))
     return case
 
 
-def junit_xml(records: list[dict[str, Any]]) -> str:
+def junit_xml(records: list[Record]) -> str:
     counts = outcome_counts(records)
     suite = ET.Element("testsuite", name="rnn-conformance", tests=str(len(records)),
                        failures=str(counts["fail"]), errors=str(counts["error"]),
                        skipped=str(counts["known"] + counts["unsupported"] + counts["skipped"]),
-                       time=f"{sum(r.get('duration_s', 0.0) for r in records):.3f}")
+                       time=f"{sum(r.duration_s for r in records):.3f}")
     suite.extend(testcase(record) for record in records)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(path, records: list[dict[str, Any]]) -> None:
+def write_junit(path, records: list[Record]) -> None:
     write_text_atomic(path, junit_xml(records))

@@ -10,11 +10,14 @@ At the end the streams are merged into ``results.json``, written atomically
      "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
      "known_unmatched": [pattern, ...], "results": [record, ...]}
 
-A record's key is ``test_id`` (``case[adapter-device-dtype]``); its
-``status`` is one of ``STATUSES``. What a record means for the run is its
-``outcome`` (one of ``OUTCOMES``), decided here and nowhere else: a fail or
-error that the known-differences list explains (``run_info.known_failure``)
-is ``known``, so the ``fail`` and ``error`` outcomes are the unexpected ones.
+A record is a ``Record``; its key is ``test_id`` (``case[adapter-device-dtype]``)
+and its ``status`` is one of ``STATUSES``. What a record means for the run is
+its ``outcome`` (one of ``OUTCOMES``), decided by ``Record.outcome`` and nowhere
+else: a fail or error that the known-differences list explains (``known``, the
+entry's reason) is ``known``, so the ``fail`` and ``error`` outcomes are the
+unexpected ones. In the file, ``known`` is also mirrored as
+``run_info.known_failure``, where readers of older files look; a file that has
+only the latter reads the same.
 ``counts`` holds the outcome counts that every report shows.
 ``known_checked`` / ``known_unmatched`` are the known-differences entries this
 run could check and those it found matching no result
@@ -26,12 +29,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from conformance.files import write_text_atomic
 from conformance.matrix.case import test_id
+from conformance.verdict.known_differences import Audit, KnownFailures
 
 SCHEMA = "rnn-conformance/results/1"
 STATUSES = ("pass", "fail", "unsupported", "error", "skipped")
@@ -44,29 +49,91 @@ class ResultsFileError(ValueError):
     """A results file that is missing, malformed or not ours; the message is one line."""
 
 
+@dataclass(frozen=True)
+class Record:
+    """One result, with everything a report or a regression comparison needs.
+
+    ``known`` is the harness's verdict (the known-differences reason of a fail
+    or error), kept apart from ``run_info``, which holds only what the adapter
+    said about its run. ``outcome`` and ``unexpected`` are decided here and
+    nowhere else.
+    """
+
+    test_id: str
+    status: str
+    message: str = ""
+    case_id: str = ""
+    adapter: str = "?"
+    device: str = "?"
+    dtype: str = "?"
+    device_name: str = ""
+    cell: str = ""
+    group: str = ""
+    option: str = ""
+    scheme: str = ""
+    describe: str = ""
+    expected: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "shape"}]
+    tolerance: dict[str, Any] | None = None
+    max_abs: Any = None  # a number, or 'inf' / 'nan' as JSON stores them
+    tensors: list[dict[str, Any]] = field(default_factory=list)  # Verdict.to_dict()["tensors"]
+    run_info: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""
+    duration_s: float = 0.0
+    known: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        """What the result means for the run: its status, or ``known`` for a documented fail or error.
+
+        The one place that decides it, so that the summary table, results.json,
+        the HTML report, JUnit and the exit status can never disagree.
+        """
+        return "known" if self.status in UNEXPECTED and self.known else self.status
+
+    @property
+    def unexpected(self) -> bool:
+        """A fail or error that no known-differences entry explains: what makes a run red."""
+        return self.outcome in UNEXPECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form. ``run_info.known_failure`` mirrors ``known`` for readers of schema 1 files."""
+        data = {"record": "result", **asdict(self)}
+        if self.known:
+            data["run_info"] = dict(self.run_info, known_failure=self.known)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """A record from its JSON form, old files included (their ``known`` is ``run_info.known_failure``)."""
+        values = {f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None}
+        run_info = dict(values.get("run_info") or {})
+        known = values.get("known") or run_info.pop("known_failure", None) or None
+        run_info.pop("known_failure", None)
+        values.setdefault("case_id", str(data["test_id"]).partition("[")[0])
+        return cls(**dict(values, run_info=run_info, known=known))
+
+
+def as_record(record: Record | dict[str, Any]) -> Record:
+    """``record`` typed: a JSON dict (from a file or stream) becomes a Record."""
+    return record if isinstance(record, Record) else Record.from_dict(record)
+
+
 def make_record(*, case, adapter: str, device: str, dtype: str, status: str, message: str,
                 verdict: dict | None = None, duration_s: float = 0.0, device_name: str = "",
-                run_info: dict | None = None, stderr: str = "") -> dict[str, Any]:
-    """One result, with everything a report or a regression comparison needs."""
+                run_info: dict | None = None, stderr: str = "", known: str | None = None) -> Record:
+    """One result of ``case``; ``known`` only for a fail or error (nothing else can be a known difference)."""
     if status not in STATUSES:
         raise ValueError(f"status={status!r} is not allowed; expected one of {STATUSES}")
-    tolerance = case.tolerance(dtype)
-    record = {
-        "record": "result",
-        "test_id": test_id(case.id, adapter, device, dtype),
-        "case_id": case.id, "adapter": adapter, "device": device, "device_name": device_name,
-        "dtype": dtype, "cell": case.cell, "group": case.group, "option": case.option,
-        "scheme": case.scheme, "describe": case.describe(), "status": status, "message": message,
-        "expected": [{"name": n, "shape": list(a.shape)}
-                     for n, a in zip(case.output_names, case.expected or ())],
-        "tolerance": tolerance.to_dict(),
-        "max_abs": None, "tensors": [], "run_info": run_info or {}, "stderr": stderr,
-        "duration_s": round(duration_s, 6),
-    }
-    if verdict is not None:
-        record["max_abs"] = verdict["max_abs"]
-        record["tensors"] = verdict["tensors"]
-    return record
+    return Record(
+        test_id=test_id(case.id, adapter, device, dtype), status=status, message=message,
+        case_id=case.id, adapter=adapter, device=device, dtype=dtype, device_name=device_name,
+        cell=case.cell, group=case.group, option=case.option, scheme=case.scheme,
+        describe=case.describe(),
+        expected=[{"name": n, "shape": list(a.shape)} for n, a in zip(case.output_names, case.expected or ())],
+        tolerance=case.tolerance(dtype).to_dict(),
+        max_abs=verdict["max_abs"] if verdict else None, tensors=verdict["tensors"] if verdict else [],
+        run_info=dict(run_info or {}), stderr=stderr, duration_s=round(duration_s, 6),
+        known=known if status in UNEXPECTED else None)
 
 
 class JsonlWriter:
@@ -105,20 +172,12 @@ def write_json_atomic(path: str | Path, document: Any) -> None:
     write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
-
-def outcome(record: dict[str, Any]) -> str:
-    """What a result means for the run: its status, or ``known`` for a documented fail or error.
-
-    The one place that decides it, so that the summary table, results.json,
-    the HTML report, JUnit and the exit status can never disagree.
-    """
-    status = record["status"]
-    if status in UNEXPECTED and (record.get("run_info") or {}).get("known_failure"):
-        return "known"
-    return status
+def outcome(record: Record | dict[str, Any]) -> str:
+    """``Record.outcome`` of a record in either form."""
+    return as_record(record).outcome
 
 
-def outcome_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+def outcome_counts(records: Iterable[Record | dict[str, Any]]) -> dict[str, int]:
     """How many records have each outcome, every outcome present (zero if none)."""
     counts = dict.fromkeys(OUTCOMES, 0)
     for record in records:
@@ -131,15 +190,29 @@ def unexpected_count(counts: dict[str, int]) -> int:
     return sum(counts[name] for name in UNEXPECTED)
 
 
-def results_document(records: Iterable[dict[str, Any]], *, complete: bool, created: str,
+def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bool, created: str,
                      fixtures_sha256: str, machine: dict[str, Any],
                      adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
                      known_unmatched: list[str] | None = None) -> dict[str, Any]:
-    ordered = sorted(records, key=lambda r: r["test_id"])
+    """The results.json document; its ``results`` are in JSON form, sorted by test id."""
+    ordered = sorted(map(as_record, records), key=lambda r: r.test_id)
     return {"schema": SCHEMA, "complete": complete, "created": created,
             "fixtures_sha256": fixtures_sha256, "machine": machine, "adapters": adapters,
             "counts": outcome_counts(ordered), "known_checked": known_checked,
-            "known_unmatched": known_unmatched, "results": ordered}
+            "known_unmatched": known_unmatched, "results": [r.to_dict() for r in ordered]}
+
+
+def records_of(document: dict[str, Any]) -> list[Record]:
+    """A results document's records, typed."""
+    return [Record.from_dict(r) for r in document.get("results") or []]
+
+
+def audit_known(known: KnownFailures, records: Iterable[Record], case_dtypes: Mapping[str, Iterable[str]],
+                selected: bool) -> Audit:
+    """``KnownFailures.audit`` of these records: the columns that ran and the results that are known."""
+    records = list(records)
+    columns = {(r.adapter, r.device, r.dtype) for r in records if r.status != "skipped"}
+    return known.audit(columns, [r.test_id for r in records if r.outcome == "known"], case_dtypes, selected)
 
 
 def validate_document(document: Any, origin: str) -> dict[str, Any]:

@@ -31,6 +31,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from conformance.results.records import Record, records_of
+
 NOISE_FLOOR = 1e-2  # fraction of a result's atol below which error changes are noise
 DEFAULT_FLOOR = 1e-7
 SUMMARY_LIMIT = 20
@@ -179,40 +181,39 @@ def _first_line(text: str) -> str:
     return lines[0][:200] if lines else ""
 
 
-def _change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> StatusChange:
-    record = after or before or {}
+def _change(before: Record | None, after: Record | None) -> StatusChange:
+    record = after or before
+    assert record is not None
     return StatusChange(
-        test_id=record.get("test_id", ""), case_id=record.get("case_id", ""),
-        adapter=record.get("adapter", ""), device=record.get("device", ""), dtype=record.get("dtype", ""),
-        group=record.get("group", ""), before=before and before.get("status"),
-        after=after and after.get("status"),
-        before_max_abs=before and _number(before.get("max_abs")),
-        after_max_abs=after and _number(after.get("max_abs")),
-        message=str(record.get("message") or ""))
+        test_id=record.test_id, case_id=record.case_id, adapter=record.adapter, device=record.device,
+        dtype=record.dtype, group=record.group, before=before and before.status,
+        after=after and after.status,
+        before_max_abs=before and _number(before.max_abs), after_max_abs=after and _number(after.max_abs),
+        message=str(record.message or ""))
 
 
-def noise_floor(record: dict[str, Any]) -> float:
-    atol = _number((record.get("tolerance") or {}).get("atol"))
+def noise_floor(record: Record) -> float:
+    atol = _number((record.tolerance or {}).get("atol"))
     return NOISE_FLOOR * atol if atol else DEFAULT_FLOOR
 
 
-def tensor_errors(record: dict[str, Any]) -> dict[str, float]:
+def tensor_errors(record: Record) -> dict[str, float]:
     errors = {}
-    for tensor in record.get("tensors") or []:
+    for tensor in record.tensors:
         value = _number(tensor.get("max_abs"))
         if value is not None:
             errors[str(tensor.get("name"))] = value
     return errors
 
 
-def error_changes(before: dict[str, Any], after: dict[str, Any],
+def error_changes(before: Record, after: Record,
                   growth_factor: float) -> tuple[list[ErrorChange], list[ErrorChange]]:
     """(grew, shrank) per tensor of one result, by the rule in the module docstring."""
     floor = noise_floor(after)
     old, new = tensor_errors(before), tensor_errors(after)
     grew, shrank = [], []
     for name in old.keys() & new.keys():
-        change = ErrorChange(after["test_id"], name, after["status"], old[name], new[name], floor)
+        change = ErrorChange(after.test_id, name, after.status, old[name], new[name], floor)
         if new[name] >= floor and new[name] > growth_factor * old[name]:
             grew.append(change)
         elif old[name] >= floor and old[name] > growth_factor * new[name]:
@@ -223,7 +224,7 @@ def error_changes(before: dict[str, Any], after: dict[str, Any],
 
 
 def _adapters(document: dict[str, Any]) -> set[str]:
-    return {str(r.get("adapter") or "?") for r in document.get("results", [])}
+    return {r.adapter for r in records_of(document)}
 
 
 def _adapter_note(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -260,8 +261,8 @@ def compare_runs(baseline: dict[str, Any], current: dict[str, Any],
                  growth_factor: float = 10.0) -> Regression:
     """What changed from ``baseline`` to ``current`` (both results documents)."""
     check_growth_factor(growth_factor)
-    old = {r["test_id"]: r for r in baseline.get("results", [])}
-    new = {r["test_id"]: r for r in current.get("results", [])}
+    old = {r.test_id: r for r in records_of(baseline)}
+    new = {r.test_id: r for r in records_of(current)}
     regression = Regression(growth_factor=growth_factor, baseline_count=len(old), current_count=len(new),
                             notes=_notes(baseline, current))
     for test_id in sorted(old.keys() | new.keys()):
@@ -270,8 +271,8 @@ def compare_runs(baseline: dict[str, Any], current: dict[str, Any],
             regression.added.append(_change(None, after))
         elif after is None:
             regression.removed.append(_change(before, None))
-        elif before["status"] != after["status"]:
-            getattr(regression, BY_STATUS[after["status"]]).append(_change(before, after))
+        elif before.status != after.status:
+            getattr(regression, BY_STATUS[after.status]).append(_change(before, after))
         else:
             grew, shrank = error_changes(before, after, growth_factor)
             regression.error_grew += grew

@@ -8,10 +8,11 @@ One entry per line: a test id, or a pattern over test ids where ``*`` and
 
 The built-in list is ``conformance/verdict/known_differences.txt``; ``--known-failures
 FILE`` (repeatable) adds files after it and ``--no-builtin-known-failures``
-leaves it out. A fail or error whose id an entry matches is still recorded as
-``fail``/``error``, with the first matching entry's reason attached; its
-outcome is ``known`` (``conformance.results.records.outcome``) and it does not fail the
-run. Only fails and errors become known: an entry over passing, unsupported or
+leaves it out. The pytest plugin applies the list at collection: a matching
+test gets ``pytest.mark.xfail(strict=True)`` with the first matching entry's
+reason. A fail or error of such a test is still recorded as ``fail``/``error``,
+with the reason as the record's ``known``; its outcome is ``known``
+(``conformance.results.records.Record.outcome``) and it does not fail the run. Only fails and errors become known: an entry over passing, unsupported or
 skipped results explains nothing.
 
 So that the lists cannot rot silently, ``KnownFailures.audit`` names the
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from conformance.matrix.case import test_id
 
@@ -74,16 +74,18 @@ class KnownFailures:
                 return entry.reason
         return None
 
-    def audit(self, records: Sequence[dict[str, Any]], case_dtypes: Mapping[str, Iterable[str]],
-              selected: bool) -> Audit:
+    def audit(self, columns: Iterable[tuple[str, str, str]], known_ids: Iterable[str],
+              case_dtypes: Mapping[str, Iterable[str]], selected: bool) -> Audit:
         """Which entries a run checked, and which of those matched no result.
 
-        An entry is *checked* when it could match a test of a column (adapter,
-        device, dtype) that produced at least one result other than ``skipped``:
-        entries for adapters that did not run, or for a GPU the machine lacks,
-        say nothing about this run. A checked entry is *unmatched*
+        ``columns`` are the (adapter, device, dtype) columns that produced at
+        least one result other than ``skipped``; ``known_ids`` the test ids
+        whose outcome is ``known``. An entry is *checked* when it could match
+        a test of one of those columns: entries for adapters that did not
+        run, or for a GPU the machine lacks, say nothing about this run. A
+        checked entry is *unmatched*
 
-        - in a whole run, when it matches no ``known`` result (it explained
+        - in a whole run, when it matches none of ``known_ids`` (it explained
           nothing; a result may be matched by several entries, and counts for
           each of them);
         - in a run narrowed with ``-k`` (``selected``), only when it matches no
@@ -91,14 +93,13 @@ class KnownFailures:
           case id and its dtypes): a typo or a case that no longer exists, which
           no selection could make match.
         """
-        columns = {(r["adapter"], r["device"], r["dtype"]) for r in records if r["status"] != "skipped"}
+        columns = set(columns)
         brackets = [test_id("", *column) for column in columns]
         if selected:
             candidates = [test_id(case_id, *column) for case_id, dtypes in case_dtypes.items()
                           for column in columns if column[2] in dtypes]
         else:
-            candidates = [r["test_id"] for r in records
-                          if r["status"] in ("fail", "error") and self.reason_for(r["test_id"])]
+            candidates = list(known_ids)
         checked, unmatched = [], []
         for entry in self.entries:
             if not any(entry.covers_column(bracket) for bracket in brackets):
