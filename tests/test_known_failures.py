@@ -224,3 +224,31 @@ def test_without_the_builtin_list_only_the_extra_entries_explain(tmp_path):
         "onnxruntime LSTM has no float64 kernel (extra list)"}
     assert document["counts"]["error"] == 8
     assert "8 unexpected (fail, error), 4 known differences" in process.stdout
+
+
+# --- applied at collection: strict xfail marks ----------------------------------------------
+
+
+def pytest_run(tmp_path: Path, entry: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The conformance test straight under pytest, over one torch case, with ``entry`` as an extra list."""
+    pytest.importorskip("torch", reason="torch is not installed (the torch extra)")
+    extra = tmp_path / "extra.txt"
+    extra.write_text(entry)
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "conformance/test_conformance.py",
+         "--adapter", "torch", "--device", "cpu", "--dtype", "float32", "-k", "gru-seq0-state0-random-b1t1",
+         "--no-builtin-known-failures", "--known-failures", str(extra), "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    return process, json.loads((tmp_path / "results.json").read_text())
+
+
+def test_a_known_entry_over_a_passing_test_is_a_strict_xpass_and_the_record_stays_pass(tmp_path):
+    process, document = pytest_run(tmp_path, "gru-seq0-state0-random-b1t1[torch-*]  # claims a failure\n")
+    assert "[XPASS(strict)] known difference: claims a failure" in process.stdout
+    assert [(r["status"], r["known"]) for r in document["results"]] == [("pass", None)]
+
+
+def test_the_report_header_names_the_conformance_variables_and_the_adapters_devices(tmp_path):
+    process, _ = pytest_run(tmp_path, "no-such-case  # unused\n")
+    assert "conformance environment: " in process.stdout
+    assert "conformance adapter torch: cpu" in process.stdout
