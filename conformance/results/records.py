@@ -107,10 +107,9 @@ class Record:
         """A record from its JSON form, old files included (their ``known`` is ``run_info.known_failure``)."""
         values = {f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None}
         run_info = dict(values.get("run_info") or {})
-        known = values.get("known") or run_info.pop("known_failure", None) or None
-        run_info.pop("known_failure", None)
+        legacy_known = run_info.pop("known_failure", None)
         values.setdefault("case_id", str(data["test_id"]).partition("[")[0])
-        return cls(**dict(values, run_info=run_info, known=known))
+        return cls(**dict(values, run_info=run_info, known=values.get("known") or legacy_known or None))
 
 
 def as_record(record: Record | dict[str, Any]) -> Record:
