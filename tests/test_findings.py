@@ -27,9 +27,8 @@ def record(case, adapter: str, device: str, planned: str, number: int) -> dict:
     status = {"known": "fail" if number % 2 else "error"}.get(planned, planned)
     message = {"unsupported": f"{adapter} cannot express reason {number % 2}",
                "skipped": f"{adapter}: {SKIP_REASON}"}.get(planned, f"{planned} message")
-    run_info = {"known_failure": KNOWN_REASON} if planned == "known" else {}
     return make_record(case=case, adapter=adapter, device=device, dtype=case.dtype, status=status,
-                       message=message, run_info=run_info)
+                       message=message, known=KNOWN_REASON if planned == "known" else None)
 
 
 def planned_document() -> dict:

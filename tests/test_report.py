@@ -198,7 +198,7 @@ def test_a_run_whose_every_fail_is_known_reads_zero_unexpected(tmp_path: Path) -
     document = mixed_run_document()
     for record in document["results"]:
         if record["status"] in ("fail", "error"):
-            record["run_info"]["known_failure"] = KNOWN_REASON
+            record["known"] = KNOWN_REASON
     html = render_report(document, tmp_path).read_text(encoding="utf-8")
     assert '<span class="verdict ok">0 unexpected</span><span class="verdict known">6 known</span>' in html
     assert chip_counts(html)["fail"] == chip_counts(html)["error"] == 0

@@ -19,7 +19,7 @@ from typing import Any
 from conformance.adapters import BUILTIN_ADAPTERS
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import write_text_atomic
-from conformance.results.records import outcome
+from conformance.results.records import Record, records_of
 
 COUNTED = ("pass", "known", "fail", "error", "unsupported")
 Column = tuple[str, str]  # (adapter, device): one row of the counts table
@@ -29,13 +29,13 @@ def marker(section: str, end: bool = False) -> str:
     return f"<!-- findings:{section}:{'end' if end else 'start'} -->"
 
 
-def column_of(record: dict[str, Any]) -> Column:
-    return record["adapter"], record["device"]
+def column_of(record: Record) -> Column:
+    return record.adapter, record.device
 
 
-def reason_of(record: dict[str, Any]) -> str:
+def reason_of(record: Record) -> str:
     """Why a result is what it is: the known-differences entry's reason, else the result's message."""
-    return (record.get("run_info") or {}).get("known_failure") or record["message"]
+    return record.known or record.message
 
 
 def adapter_order(name: str) -> tuple[int, str]:
@@ -44,10 +44,10 @@ def adapter_order(name: str) -> tuple[int, str]:
     return (builtins.index(name) if name in builtins else len(builtins), name)
 
 
-def outcome_counts_by_column(records: Iterable[dict[str, Any]]) -> dict[Column, Counter]:
+def outcome_counts_by_column(records: Iterable[Record]) -> dict[Column, Counter]:
     counts: dict[Column, Counter] = {}
     for record in records:
-        counts.setdefault(column_of(record), Counter())[outcome(record)] += 1
+        counts.setdefault(column_of(record), Counter())[record.outcome] += 1
     return dict(sorted(counts.items(), key=lambda item: (adapter_order(item[0][0]), item[0][1])))
 
 
@@ -73,31 +73,31 @@ def counts_section(document: dict[str, Any]) -> str:
     lines = [provenance(document), "",
              "| adapter | device | versions | results | " + " | ".join(COUNTED) + " |",
              "|---" * (4 + len(COUNTED)) + "|"]
-    for (adapter, device), counts in outcome_counts_by_column(document["results"]).items():
+    for (adapter, device), counts in outcome_counts_by_column(records_of(document)).items():
         if counts["skipped"] == sum(counts.values()):
             continue
         figures = " | ".join(str(counts[name]) for name in COUNTED)
         lines.append(f"| {cell(adapter)} | {cell(device)} | {cell(versions_of(document, adapter))} | "
                      f"{sum(counts.values())} | {figures} |")
-    skipped = skipped_lines(document["results"])
+    skipped = skipped_lines(records_of(document))
     return "\n".join(lines + ([""] + skipped if skipped else []))
 
 
-def skipped_lines(records: list[dict[str, Any]]) -> list[str]:
+def skipped_lines(records: list[Record]) -> list[str]:
     """The adapter and device pairs that produced nothing but skips, grouped by the reason given."""
     idle = {column for column, c in outcome_counts_by_column(records).items() if c["skipped"] == sum(c.values())}
     adapters_by_reason: dict[tuple[str, str], set[str]] = {}
     for record in records:
         if column_of(record) in idle:
-            reason = record["message"].removeprefix(f"{record['adapter']}: ")  # the same words for each
-            adapters_by_reason.setdefault((record["device"], reason), set()).add(record["adapter"])
+            reason = record.message.removeprefix(f"{record.adapter}: ")  # the same words for each
+            adapters_by_reason.setdefault((record.device, reason), set()).add(record.adapter)
     return [f"Every `{device}` result of {', '.join(sorted(names, key=adapter_order))} was skipped: "
             f"{cell(reason)}." for (device, reason), names in adapters_by_reason.items()]
 
 
-def reasons_section(records: Iterable[dict[str, Any]], wanted: str) -> str:
+def reasons_section(records: Iterable[Record], wanted: str) -> str:
     """How many results of each adapter have each reason, for one outcome (unsupported, known)."""
-    counts = Counter((r["adapter"], reason_of(r)) for r in records if outcome(r) == wanted)
+    counts = Counter((r.adapter, reason_of(r)) for r in records if r.outcome == wanted)
     ordered = sorted(counts.items(), key=lambda item: (adapter_order(item[0][0]), -item[1], item[0][1]))
     lines = ["| adapter | results | reason |", "|---|---|---|"]
     lines += [f"| {cell(adapter)} | {n} | {cell(reason)} |" for (adapter, reason), n in ordered]
@@ -107,8 +107,8 @@ def reasons_section(records: Iterable[dict[str, Any]], wanted: str) -> str:
 def render_sections(document: dict[str, Any]) -> dict[str, str]:
     """Every generated section of FINDINGS.md by name."""
     return {"counts": counts_section(document),
-            "unsupported": reasons_section(document["results"], "unsupported"),
-            "known": reasons_section(document["results"], "known")}
+            "unsupported": reasons_section(records_of(document), "unsupported"),
+            "known": reasons_section(records_of(document), "known")}
 
 
 def replace_sections(text: str, sections: dict[str, str], origin: str) -> str:

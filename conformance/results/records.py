@@ -15,9 +15,8 @@ and its ``status`` is one of ``STATUSES``. What a record means for the run is
 its ``outcome`` (one of ``OUTCOMES``), decided by ``Record.outcome`` and nowhere
 else: a fail or error that the known-differences list explains (``known``, the
 entry's reason) is ``known``, so the ``fail`` and ``error`` outcomes are the
-unexpected ones. In the file, ``known`` is also mirrored as
-``run_info.known_failure``, where readers of older files look; a file that has
-only the latter reads the same.
+unexpected ones. A file written before ``known`` was a field kept it in
+``run_info.known_failure``; such a record reads the same (``Record.from_dict``).
 ``counts`` holds the outcome counts that every report shows.
 ``known_checked`` / ``known_unmatched`` are the known-differences entries this
 run could check and those it found matching no result
@@ -96,11 +95,8 @@ class Record:
         return self.outcome in UNEXPECTED
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form. ``run_info.known_failure`` mirrors ``known`` for readers of schema 1 files."""
-        data = {"record": "result", **asdict(self)}
-        if self.known:
-            data["run_info"] = dict(self.run_info, known_failure=self.known)
-        return data
+        """The JSON form (files written before ``known`` was a field still read: ``from_dict``)."""
+        return {"record": "result", **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
