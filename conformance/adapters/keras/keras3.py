@@ -373,7 +373,7 @@ class Keras3Adapter(Adapter):
         return {"keras": keras.__version__, self.backend.name: backend.__version__}
 
     def devices(self) -> list[str]:
-        keras3(self.backend.name)
+        keras3(self.backend.name)  # the backend's own import, under the backend keras holds
         return ["cpu", "cuda"] if self.backend.gpu_seen() else ["cpu"]
 
     def device_name(self, device: str) -> str:
