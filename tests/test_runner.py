@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conformance.commands import supervisor as runner
-from conformance.matrix.case import test_id
+from conformance.matrix.case import test_id as make_test_id  # aliased: pytest would collect test_id
 from conformance.matrix.cases import build_cases
 from conformance.results.records import VOLATILE_FIELDS
 from conformance.verdict.known_differences import parse_known_failures
@@ -72,7 +72,7 @@ def test_a_hanging_adapter_is_killed_at_the_case_timeout_and_the_run_goes_on(cra
 
 def test_a_crash_the_known_differences_list_explains_is_a_known_error(tmp_path):
     case = next(c for c in build_cases() if c.cell == "lstm")
-    crashed, other = (test_id(case.id, "crash-abort", "cpu", dtype) for dtype in ("float32", "float64"))
+    crashed, other = (make_test_id(case.id, "crash-abort", "cpu", dtype) for dtype in ("float32", "float64"))
     group = runner.new_group("crash-abort", tmp_path)
     known = parse_known_failures(f"{crashed}  # aborts on this case\n")
     for current in (crashed, other):
