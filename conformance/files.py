@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

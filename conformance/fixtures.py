@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from conformance.files import write_text_atomic
 from conformance.matrix.case import Case
 from conformance.matrix.cases import build_cases
-from conformance.reference import exact_expected_outputs, expected_outputs
-from conformance.files import write_text_atomic
 from conformance.matrix.spec import spec_from_dict
 from conformance.matrix.tolerance import TOLERANCE_RULE
+from conformance.reference import exact_expected_outputs, expected_outputs
 
 SCHEMA_VERSION = 1
 GENERATOR_VERSION = "conformance-fixtures/2"

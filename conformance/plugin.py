@@ -46,9 +46,8 @@ import pytest
 
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
 from conformance.adapters.contract import TF32_VARIABLE, tf32_allowed
-from conformance.matrix.case import Case
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
-from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
+from conformance.matrix.case import Case
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import (
     JsonlWriter,
@@ -60,6 +59,7 @@ from conformance.results.records import (
     test_id,
     write_json_atomic,
 )
+from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
 
 DEVICES = ("cpu", "cuda")
 ENV_PREFIX = "CONFORMANCE_"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.verdict.check import check_case
 from conformance.plugin import ConformanceParam, ConformanceSession, record_for, skip_reason
+from conformance.verdict.check import check_case
 
 
 def test_adapter_returns_the_keras_output_list(conformance_param: ConformanceParam,

@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from conformance.matrix.case import Case
-from conformance.reference import expected_outputs
 from conformance.matrix.spec import LayerSpec
+from conformance.reference import expected_outputs
 from tests.oracle_adapters import OracleAdapter
 
 

@@ -27,8 +27,8 @@ from conformance.commands.bench import QUICK_KEYWORD
 from conformance.commands.cli import build_parser
 from conformance.commands.explain import explain
 from conformance.fixtures import default_fixtures_dir, load_cases
-from conformance.results.records import test_id as make_test_id  # aliased: pytest would collect test_id
 from conformance.matrix.spec import LayerSpec
+from conformance.results.records import test_id as make_test_id  # aliased: pytest would collect test_id
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("conformance")
 KEYWORD = "tutorial"  # the cheapest selection that still covers all 12 cell x flag combinations

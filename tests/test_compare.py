@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance.verdict.compare import compare_outputs, ulp_distance
 from conformance.fixtures import load_cases
+from conformance.verdict.compare import compare_outputs, ulp_distance
 
 CASES = {c.id: c for c in load_cases()}
 

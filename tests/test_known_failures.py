@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from conformance.commands.cli import main
+from conformance.commands.supervisor import known_failure_args
+from conformance.results.records import Record, audit_known
 from conformance.verdict.known_differences import (
     BUILTIN_KNOWN_FAILURES,
     known_failure_files,
     load_known_failures,
     parse_known_failures,
 )
-from conformance.commands.supervisor import known_failure_args
-from conformance.results.records import Record, audit_known
 
 TEXT = """
 # comment lines are ignored

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mpmath import iv, libmp, mp
 
-from conformance.reference import exact_forward, forward, numbers
 from conformance.matrix.spec import LayerSpec
+from conformance.reference import exact_forward, forward, numbers
 
 TUTORIAL_X = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3], dtype=np.float32).astype(np.float64).reshape(1, 3, 2)
 WEIGHT = float(np.float32(0.1))  # the tutorial's 0.1 is a float32 number, stored in float64

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from conformance.matrix.cases import build_cases
-from conformance.reference import forward
 from conformance.matrix.spec import LayerSpec
+from conformance.reference import forward
 
 
 def f32(value: float) -> float:

@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance.reference import forward
-from conformance.reference.activations import activation
 from conformance.matrix.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.matrix.weights import random_weights
+from conformance.reference import forward
+from conformance.reference.activations import activation
 
 RNG = np.random.default_rng(7)
 X = RNG.uniform(-1, 1, size=(3, 5, 3))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.results.regression import CATEGORIES, compare_runs, summary_text
 from conformance.report import render_regression
 from conformance.results.records import results_document
+from conformance.results.regression import CATEGORIES, compare_runs, summary_text
 
 ATOL = 1e-5
 

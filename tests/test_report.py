@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from conformance.matrix.cases import build_cases, replace_expected
-from conformance.verdict.compare import compare_outputs
 from conformance.reference import expected_outputs
 from conformance.report import render_report
 from conformance.report.html import heat_level, sci
 from conformance.results.records import make_record, outcome_counts, results_document
+from conformance.verdict.compare import compare_outputs
 
 XSS = "<script>alert(1)</script>"
 MACHINE = {"os": "Linux-6.1-x86_64", "python": "3.11.7", "cpu": "AMD EPYC 7B13", "gpu": "none"}
@@ -148,8 +148,8 @@ def test_untrusted_text_appears_only_escaped(tmp_path: Path) -> None:
 
 
 def test_regression_report_escapes_untrusted_text(tmp_path: Path) -> None:
-    from conformance.results.regression import compare_runs
     from conformance.report import render_regression
+    from conformance.results.regression import compare_runs
 
     case = next(c for c in solved_cases() if c.id.startswith("gru-seq0-state1")).for_dtype("float32")
     baseline = results_document([synthetic_record(case, XSS, "cpu", "pass")], complete=True, created="a",

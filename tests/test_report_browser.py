@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.results.regression import compare_runs
 from conformance.report import render_regression, render_report
+from conformance.results.regression import compare_runs
 from tests.test_report import solved_cases, synthetic_document
 
 pytestmark = pytest.mark.browser

@@ -112,9 +112,9 @@ def test_a_merged_document_counts_the_merged_results():
 
 
 def test_every_output_gives_the_same_counts(tmp_path):
-    from conformance.results.junit import write_junit
-    from conformance.report import render_report
     from conformance.commands.run import summary_table
+    from conformance.report import render_report
+    from conformance.results.junit import write_junit
 
     document = mixed_run_document()
     write_json_atomic(tmp_path / "results.json", document)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.verdict.check import check_case
 from conformance.fixtures import load_cases
+from conformance.verdict.check import check_case
 from tests.faulty_adapters import FAULTS
 from tests.oracle_adapters import OracleAdapter
 

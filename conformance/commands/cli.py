@@ -111,8 +111,8 @@ def command_adapters(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from conformance.results.junit import write_junit
     from conformance.report import render_report
+    from conformance.results.junit import write_junit
     from conformance.results.reading import expand, load_any
     from conformance.results.records import records_of, write_json_atomic
 
@@ -128,9 +128,9 @@ def command_report(args: argparse.Namespace) -> int:
 
 def command_compare(args: argparse.Namespace) -> int:
     """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input."""
-    from conformance.results.regression import check_growth_factor, compare_runs, summary_text
     from conformance.report import render_regression
     from conformance.results.reading import load_any
+    from conformance.results.regression import check_growth_factor, compare_runs, summary_text
 
     try:
         check_growth_factor(args.growth_factor)

@@ -15,8 +15,8 @@ import time
 
 from conformance.adapters import load_adapter
 from conformance.matrix.cases import build_cases
-from conformance.verdict.check import check_case
 from conformance.reference import expected_outputs
+from conformance.verdict.check import check_case
 
 
 def check(adapter, case, device: str) -> tuple[str, str]:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from conformance.adapters import adapter_paths, load_adapter
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from conformance.commands.supervisor import GroupRun, group_records, new_group, progress_line, supervise
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
-from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
 from conformance.results.machine import machine_info
 from conformance.results.records import (
     OUTCOMES,
@@ -36,7 +36,7 @@ from conformance.results.records import (
     unexpected_count,
     write_json_atomic,
 )
-from conformance.commands.supervisor import GroupRun, group_records, new_group, progress_line, supervise
+from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
 
 PROGRESS_EVERY = 5.0
 
@@ -108,8 +108,8 @@ def adapter_summaries(groups: list[GroupRun]) -> dict:
 
 def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun], fixtures_dir: Path,
                   complete: bool, created: str, audit: Audit | None) -> dict:
-    from conformance.results.junit import write_junit
     from conformance.report import render_report
+    from conformance.results.junit import write_junit
 
     document = results_document(records, complete=complete, created=created,
                                 fixtures_sha256=manifest_sha256(fixtures_dir), machine=machine_info(),

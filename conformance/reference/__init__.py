@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from conformance import semantics
+from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec
 from conformance.reference import numbers, validation
 from conformance.reference.rnn import run_layer
-from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec
 
 
 def _checked_weights(spec: AnySpec, weights, features: dict[str, int]) -> dict:

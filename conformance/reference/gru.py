@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.matrix.spec import LayerSpec
 from conformance.reference import numbers
 from conformance.reference.activations import activation
-from conformance.matrix.spec import LayerSpec
 
 
 def _biases(layer: LayerSpec, weights: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.reference.activations import activation
 from conformance.matrix.spec import LayerSpec
+from conformance.reference.activations import activation
 
 
 def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,

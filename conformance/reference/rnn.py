@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conformance.reference import gru, lstm, numbers, simple_rnn
 from conformance.matrix.spec import LayerSpec
+from conformance.reference import gru, lstm, numbers, simple_rnn
 
 Step = Callable[..., tuple[np.ndarray, list[np.ndarray]]]
 CELL_STEPS: dict[str, Step] = {"simple_rnn": simple_rnn.step, "lstm": lstm.step, "gru": gru.step}

@@ -28,8 +28,7 @@ from typing import Any
 
 import jinja2
 
-from conformance.verdict.compare import WINDOW
-from conformance.results.regression import CATEGORIES, NOISE_FLOOR
+from conformance.matrix.spec import CELLS
 from conformance.results.records import (
     OUTCOMES,
     UNEXPECTED,
@@ -39,7 +38,8 @@ from conformance.results.records import (
     unexpected_count,
     write_text_atomic,
 )
-from conformance.matrix.spec import CELLS
+from conformance.results.regression import CATEGORIES, NOISE_FLOOR
+from conformance.verdict.compare import WINDOW
 
 TEMPLATES = Path(__file__).parent / "templates"
 OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsupported": "u", "skipped": "s"}

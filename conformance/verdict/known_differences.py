@@ -12,7 +12,8 @@ leaves it out. The pytest plugin applies the list at collection: a matching
 test gets ``pytest.mark.xfail(strict=True)`` with the first matching entry's
 reason. A fail or error of such a test is still recorded as ``fail``/``error``,
 with the reason as the record's ``known``; its outcome is ``known``
-(``conformance.results.records.Record.outcome``) and it does not fail the run. Only fails and errors become known: an entry over passing, unsupported or
+(``conformance.results.records.Record.outcome``) and it does not fail the run.
+Only fails and errors become known: an entry over passing, unsupported or
 skipped results explains nothing.
 
 So that the lists cannot rot silently, ``KnownFailures.audit`` names the
