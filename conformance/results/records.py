@@ -55,7 +55,10 @@ class Record:
     ``known`` is the harness's verdict (the known-differences reason of a fail
     or error), kept apart from ``run_info``, which holds only what the adapter
     said about its run. ``outcome`` and ``unexpected`` are decided here and
-    nowhere else.
+    nowhere else. ``produced`` is False for the ``error`` record that stands in
+    for a planned result the run never reached (the adapter process exited
+    early, the supervisor gave up, the run was interrupted), so that a run
+    always holds one record per planned result.
     """
 
     test_id: str
@@ -79,6 +82,7 @@ class Record:
     stderr: str = ""
     duration_s: float = 0.0
     known: str | None = None
+    produced: bool = True  # False: a planned result the run could not produce (message says why)
 
     @property
     def outcome(self) -> str:
@@ -115,7 +119,8 @@ def as_record(record: Record | dict[str, Any]) -> Record:
 
 def make_record(*, case, adapter: str, device: str, dtype: str, status: str, message: str,
                 verdict: dict | None = None, duration_s: float = 0.0, device_name: str = "",
-                run_info: dict | None = None, stderr: str = "", known: str | None = None) -> Record:
+                run_info: dict | None = None, stderr: str = "", known: str | None = None,
+                produced: bool = True) -> Record:
     """One result of ``case``; ``known`` only for a fail or error (nothing else can be a known difference)."""
     if status not in STATUSES:
         raise ValueError(f"status={status!r} is not allowed; expected one of {STATUSES}")
@@ -128,7 +133,7 @@ def make_record(*, case, adapter: str, device: str, dtype: str, status: str, mes
         tolerance=case.tolerance(dtype).to_dict(),
         max_abs=verdict["max_abs"] if verdict else None, tensors=verdict["tensors"] if verdict else [],
         run_info=dict(run_info or {}), stderr=stderr, duration_s=round(duration_s, 6),
-        known=known if status in UNEXPECTED else None)
+        known=known if status in UNEXPECTED else None, produced=produced)
 
 
 class JsonlWriter:
@@ -188,10 +193,15 @@ def unexpected_count(counts: dict[str, int]) -> int:
 def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bool, created: str,
                      fixtures_sha256: str, machine: dict[str, Any],
                      adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
-                     known_unmatched: list[str] | None = None) -> dict[str, Any]:
-    """The results.json document; its ``results`` are in JSON form, sorted by test id."""
+                     known_unmatched: list[str] | None = None, planned: int | None = None) -> dict[str, Any]:
+    """The results.json document; its ``results`` are in JSON form, sorted by test id.
+
+    ``planned`` is how many results the run was asked for (None where it is
+    unknown: an older file, a raw stream); ``produced`` how many it produced.
+    """
     ordered = sorted(map(as_record, records), key=lambda r: r.test_id)
     return {"schema": SCHEMA, "complete": complete, "created": created,
+            "planned": planned, "produced": sum(r.produced for r in ordered),
             "fixtures_sha256": fixtures_sha256, "machine": machine, "adapters": adapters,
             "counts": outcome_counts(ordered), "known_checked": known_checked,
             "known_unmatched": known_unmatched, "results": [r.to_dict() for r in ordered]}
@@ -255,7 +265,9 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
         by_id.values(), complete=all(d.get("complete", False) for d in documents),
         created=max((d.get("created", "") for d in documents), default=""),
         fixtures_sha256=first.get("fixtures_sha256", ""), machine=first.get("machine", {}),
-        adapters=adapters, known_checked=checked, known_unmatched=unmatched)
+        adapters=adapters, known_checked=checked, known_unmatched=unmatched,
+        planned=None if any(d.get("planned") is None for d in documents)
+        else sum(d["planned"] for d in documents))
 
 
 def merge_known_audits(documents: list[dict[str, Any]]) -> tuple[list[str] | None, list[str] | None]:
