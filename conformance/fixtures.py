@@ -11,10 +11,16 @@ interval enclosures in mpmath, each rounded once to the nearest float64), so
 ``build`` gives byte-for-byte identical files on any CPU, BLAS, thread count
 and numpy version (the .npz archives are written with fixed timestamps and no
 compression). ``verify`` checks every hash, recomputes every stored answer
-exactly (bit for bit), and checks that the fast float64 oracle ``forward``
-agrees with it within ``FORWARD_ULPS``. ``load_cases`` and
-``verify`` refuse, with one line naming the file, anything missing, truncated,
-tampered with or holding a pickled object; they never write.
+exactly (bit for bit). ``load_cases`` (what ``conformance run`` and every
+adapter process trust) makes every other check ``verify`` makes: the
+manifest's schema (every field's type, no duplicate case or file, every path
+inside the fixtures directory), its entries against the matrix (none missing,
+none extra, each saying what the matrix says), every hash, and a replay of the
+fast float64 oracle ``forward`` within ``FORWARD_ULPS`` of each stored answer,
+so a damaged fixture stops a run with one line naming the file instead of
+being blamed on an adapter. Both refuse, with one line naming the file,
+anything missing, truncated, tampered with or holding a pickled object; they
+never write.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 import os
 import tempfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -48,7 +54,15 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # of the tensor's largest magnitude: its sums and tanh/exp round per CPU and BLAS.
 # Measured on the matrix: at most 7 (2026-12-01); a real oracle bug is ~1e10 of them.
 FORWARD_ULPS = 32
-MANIFEST_KEYS = ("schema_version", "generator_version", "tolerance_rule", "files", "cases")
+# The manifest's schema: each field and the JSON type it must have.
+MANIFEST_FIELDS = {"schema_version": int, "generator_version": str, "expected_values": str,
+                   "forward_ulps": int, "tolerance_rule": str, "files": dict, "cases": list}
+ENTRY_FIELDS = {"id": str, "file": str, "spec": dict, "describe": str, "scheme": str, "option": str,
+                "dtypes": list, "tolerance": dict, "output_names": list, "output_shapes": list}
+MANIFEST_KEYS = tuple(MANIFEST_FIELDS)
+JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
+                   float: "a number", bool: "a boolean", type(None): "null"}
+SHOWN_IDS = 3  # how many ids a missing/extra message names
 
 
 class FixtureError(ValueError):
@@ -114,18 +128,24 @@ def sha256_of(path: Path) -> str:
 # --- building --------------------------------------------------------------------------------
 
 
-def manifest_entry(case: Case, file: str, expected: list[np.ndarray]) -> dict[str, Any]:
+def entry_metadata(case: Case) -> dict[str, Any]:
+    """What a manifest entry says about its case, all of it from the matrix's code."""
     return {
-        "id": case.id, "file": file, "spec": case.spec.to_dict(), "describe": case.describe(),
+        "id": case.id, "spec": case.spec.to_dict(), "describe": case.describe(),
         "scheme": case.scheme, "option": case.option, "dtypes": list(case.dtypes),
         "tolerance": {dtype: case.tolerance(dtype).to_dict() for dtype in case.dtypes},
-        "output_names": case.output_names, "output_shapes": [list(a.shape) for a in expected],
+        "output_names": case.output_names,
     }
+
+
+def manifest_entry(case: Case, file: str, expected: list[np.ndarray]) -> dict[str, Any]:
+    return {**entry_metadata(case), "file": file, "output_shapes": [list(a.shape) for a in expected]}
 
 
 def build(fixtures_dir: Path | None = None) -> dict[str, Any]:
     """Regenerate every fixture; files land only once all of them were computed."""
     target = Path(fixtures_dir or default_fixtures_dir())
+    check_build_target(target)
     files: dict[str, str] = {}
     entries = []
     staged: dict[str, bytes] = {}
@@ -138,8 +158,26 @@ def build(fixtures_dir: Path | None = None) -> dict[str, Any]:
     manifest = {"schema_version": SCHEMA_VERSION, "generator_version": GENERATOR_VERSION,
                 "expected_values": EXPECTED_VALUES, "forward_ulps": FORWARD_ULPS,
                 "tolerance_rule": TOLERANCE_RULE, "files": files, "cases": entries}
-    _install(target, staged, manifest)
+    try:
+        _install(target, staged, manifest)
+    except OSError as exc:
+        raise FixtureError(f"{target}: cannot write the fixtures ({exc.strerror or exc})") from None
     return manifest
+
+
+def check_build_target(target: Path) -> None:
+    """Refuse, before minutes of computing, a target that cannot take a directory of fixtures."""
+    for path, is_dir in ((target, True), (target / CASES_DIR, True), (target / MANIFEST, False)):
+        if (path.exists() or path.is_symlink()) and path.is_dir() != is_dir:
+            what = "is not a directory" if is_dir else "is a directory"
+            raise FixtureError(f"{path}: exists and {what}; refusing to build fixtures there")
+    ancestor = target.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise FixtureError(f"{ancestor}: not a directory, so {target} cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FixtureError(f"{ancestor}: not writable; cannot build fixtures in {target}")
 
 
 def _install(target: Path, staged: dict[str, bytes], manifest: dict[str, Any]) -> None:
@@ -158,21 +196,162 @@ def _install(target: Path, staged: dict[str, bytes], manifest: dict[str, Any]) -
 
 # --- loading and verifying -------------------------------------------------------------------
 
+def _json_type(value: Any) -> str:
+    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A value on one line, however long or odd (repr escapes newlines and control characters)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _few(ids: list[str]) -> str:
+    shown = ", ".join(_show(i) for i in ids[:SHOWN_IDS])
+    return shown + (", …" if len(ids) > SHOWN_IDS else "")
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    """JSON's types: true is no integer, and an integer is a number."""
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))
+
+
+def check_fields(value: Any, fields: dict[str, type], where: str) -> None:
+    """``value`` is an object with exactly these fields, each of its JSON type."""
+    if not isinstance(value, dict):
+        raise FixtureError(f"{where}: must be an object, got {_json_type(value)}")
+    missing = [key for key in fields if key not in value]
+    if missing:
+        raise FixtureError(f"{where}: missing field {', '.join(map(repr, missing))}")
+    unknown = sorted(str(key) for key in value if key not in fields)
+    if unknown:
+        raise FixtureError(f"{where}: unknown field {_show(unknown[0])}")
+    for key, kind in fields.items():
+        if not _has_type(value[key], kind):
+            raise FixtureError(f"{where}: field {key!r} must be {JSON_TYPE_NAMES[kind]}, "
+                               f"got {_json_type(value[key])}")
+
+
+def _check_list_of(items: list, kind: type, field: str, where: str) -> None:
+    if not items or not all(_has_type(item, kind) for item in items):
+        raise FixtureError(f"{where}: field {field!r} must be a non-empty array of "
+                           f"{JSON_TYPE_NAMES[kind][2:] if kind is int else 'strings'}")
+
+
+def check_entry(entry: Any, where: str) -> None:
+    """One case entry: its fields, their types, and the types inside its arrays."""
+    check_fields(entry, ENTRY_FIELDS, where)
+    _check_list_of(entry["dtypes"], str, "dtypes", where)
+    _check_list_of(entry["output_names"], str, "output_names", where)
+    shapes = entry["output_shapes"]
+    if len(shapes) != len(entry["output_names"]) or not all(
+            isinstance(shape, list) and all(_has_type(n, int) and n >= 0 for n in shape) for shape in shapes):
+        raise FixtureError(f"{where}: field 'output_shapes' must hold one array of non-negative integers "
+                           "per output name")
+
+
+def check_file_hashes(files: dict, where: str) -> None:
+    for file, digest in files.items():
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise FixtureError(f"{where}: files[{_show(file)}] must be a SHA-256 (64 lowercase hex digits), "
+                               f"got {_show(digest, 40)}")
+
+
+def _first_repeated(values: list[str]) -> str | None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
+
+
+def check_unique(manifest: dict[str, Any], where: str) -> None:
+    """One entry per case and one case per file: a repeat would run or read a case twice."""
+    ids = [entry["id"] for entry in manifest["cases"]]
+    repeated = _first_repeated(ids)
+    if repeated is not None:
+        raise FixtureError(f"{where}: case {_show(repeated)} is listed {ids.count(repeated)} times")
+    files = [entry["file"] for entry in manifest["cases"]]
+    repeated = _first_repeated(files)
+    if repeated is not None:
+        sharing = [entry["id"] for entry in manifest["cases"] if entry["file"] == repeated]
+        raise FixtureError(f"{where}: file {_show(repeated)} is listed by {len(sharing)} cases ({_few(sharing)})")
+    unhashed = [file for file in files if file not in manifest["files"]]
+    if unhashed:
+        raise FixtureError(f"{where}: file {_show(unhashed[0])} has no SHA-256 in 'files'")
+    unused = sorted(set(manifest["files"]) - set(files))
+    if unused:
+        raise FixtureError(f"{where}: 'files' lists {_show(unused[0])}, which no case uses")
+
+
+def confined_path(fixtures_dir: Path, file: str, where: str) -> Path:
+    """The path of a listed file, refused unless it stays inside the fixtures directory."""
+    parts = PurePosixPath(file).parts
+    reason = ("is empty" if not parts or file.strip() == "" else
+              "holds a NUL character" if "\0" in file else
+              "is absolute" if PurePosixPath(file).is_absolute() or Path(file).is_absolute() else
+              "climbs out with '..'" if ".." in parts else "")
+    if not reason:
+        root = fixtures_dir.resolve()
+        if not (fixtures_dir / file).resolve().is_relative_to(root):
+            reason = "leads out of the fixtures directory through a symlink"
+    if reason:
+        raise FixtureError(f"{where}: file {_show(file)} {reason}; fixture files must stay inside "
+                           f"{fixtures_dir}")
+    return fixtures_dir / file
+
+
+def validate_manifest(manifest: Any, fixtures_dir: Path) -> None:
+    """The manifest's schema, checked before any listed file is opened (load_cases and verify)."""
+    where = str(fixtures_dir / MANIFEST)
+    check_fields(manifest, MANIFEST_FIELDS, where)
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        raise FixtureError(f"{where}: schema_version {manifest['schema_version']!r}, "
+                           f"this suite reads {SCHEMA_VERSION}")
+    check_file_hashes(manifest["files"], where)
+    for n, entry in enumerate(manifest["cases"]):
+        label = f" ({_show(entry['id'])})" if isinstance(entry, dict) and isinstance(entry.get("id"), str) else ""
+        check_entry(entry, f"{where}: cases[{n}]{label}")
+    check_unique(manifest, where)
+    for file in manifest["files"]:
+        confined_path(fixtures_dir, file, where)
+
 
 def read_manifest(fixtures_dir: Path) -> dict[str, Any]:
+    """The parsed manifest, after ``validate_manifest``."""
     path = fixtures_dir / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FixtureError(f"{path}: missing (run `conformance fixtures build`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FixtureError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or any(key not in manifest for key in MANIFEST_KEYS):
-        raise FixtureError(f"{path}: malformed manifest (needs keys {', '.join(MANIFEST_KEYS)})")
-    if manifest["schema_version"] != SCHEMA_VERSION:
-        raise FixtureError(f"{path}: schema_version {manifest['schema_version']!r}, "
-                           f"this suite reads {SCHEMA_VERSION}")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise FixtureError(f"{path}: not valid JSON ({_show(str(exc), 120)})") from None
+    except OSError as exc:
+        raise FixtureError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    validate_manifest(manifest, fixtures_dir)
     return manifest
+
+
+def check_matrix_ids(manifest: dict[str, Any], matrix_ids: list[str], where: str) -> None:
+    """The manifest lists exactly the matrix's cases: a run must never quietly run fewer or others."""
+    listed = {entry["id"] for entry in manifest["cases"]}
+    missing = [case_id for case_id in matrix_ids if case_id not in listed]
+    extra = sorted(listed - set(matrix_ids))
+    problems = ([f"{len(missing)} cases of the matrix are missing ({_few(missing)})"] if missing else []) + \
+               ([f"{len(extra)} entries are not in the matrix ({_few(extra)})"] if extra else [])
+    if problems:
+        raise FixtureError(f"{where}: {'; '.join(problems)} (run `conformance fixtures build`)")
+
+
+def check_entry_against_matrix(entry: dict[str, Any], case: Case, where: str) -> None:
+    """An entry says what the matrix says of its case (the manifest carries no hash of its own)."""
+    for field, want in entry_metadata(case).items():
+        if json.loads(json.dumps(want)) != entry[field]:
+            raise FixtureError(f"{where}: case {_show(case.id)}: field {field!r} disagrees with the matrix "
+                               "(tampered or stale; run `conformance fixtures build`)")
 
 
 def checked_file(fixtures_dir: Path, manifest: dict[str, Any], file: str) -> dict[str, np.ndarray]:
@@ -185,6 +364,17 @@ def checked_file(fixtures_dir: Path, manifest: dict[str, Any], file: str) -> dic
         raise FixtureError(f"{path}: SHA-256 {digest[:12]}… does not match the manifest's "
                            f"{str(manifest['files'].get(file))[:12]}… (tampered or corrupt)")
     return read_npz(path)
+
+
+def check_expected_arrays(entry: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
+    """One float64 ``expected.N`` per output, of the shape the manifest lists."""
+    for n, shape in enumerate(entry["output_shapes"]):
+        value = arrays.get(f"expected.{n}")
+        if value is None:
+            raise FixtureError(f"{path}: expected.{n} is missing")
+        if value.dtype != np.float64 or value.shape != tuple(shape):
+            raise FixtureError(f"{path}: expected.{n} is {value.dtype}{list(value.shape)}, the manifest "
+                               f"lists float64{shape}")
 
 
 def case_from_arrays(entry: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> Case:
@@ -207,15 +397,59 @@ def case_from_arrays(entry: dict[str, Any], arrays: dict[str, np.ndarray], path:
             from None
 
 
-def load_cases(fixtures_dir: Path | None = None) -> list[Case]:
-    """Every case with its expected outputs, hash-checked, pickle-free."""
-    fixtures_dir = Path(fixtures_dir or default_fixtures_dir())
+def scaled_ulps(want: np.ndarray, got: np.ndarray) -> float:
+    """max |got - want| in units in the last place of max |want| (0 for empty tensors; NaN stays NaN)."""
+    if want.size == 0:
+        return 0.0
+    unit = np.spacing(max(float(np.abs(want).max()), np.finfo(np.float64).tiny))
+    return float(np.abs(got - want).max() / unit)
+
+
+def check_expected(case: Case, path: Path) -> None:
+    """The float64 oracle replays every stored answer within FORWARD_ULPS (a fraction of a second for
+    the matrix), so an answer edited together with its hash is named, not blamed on an adapter."""
+    for n, (want, quick) in enumerate(zip(case.expected, expected_outputs(case))):
+        if not np.isfinite(want).all():
+            raise FixtureError(f"{path}: expected.{n} holds NaN or inf; the oracle's answers are finite")
+        if want.shape != quick.shape:
+            raise FixtureError(f"{path}: expected.{n} has shape {list(want.shape)}, the float64 oracle "
+                               f"gives {list(quick.shape)}")
+        ulps = scaled_ulps(want, quick)
+        if not ulps <= FORWARD_ULPS:  # NaN fails too
+            raise FixtureError(f"{path}: expected.{n}: the float64 oracle is {ulps:.0f} ULPs from the "
+                               f"stored answer (bound {FORWARD_ULPS}; tampered, or the oracle changed)")
+
+
+def check_exact_answer(case: Case, path: Path) -> None:
+    """The exact oracle reproduces every stored value bit for bit (seconds; ``verify`` only)."""
+    for n, (want, again) in enumerate(zip(case.expected, exact_expected_outputs(case))):
+        if want.shape != again.shape or want.tobytes() != again.tobytes():
+            raise FixtureError(f"{path}: expected.{n} is not the exact oracle's answer "
+                               "(fixture or oracle changed; rebuild and review)")
+
+
+def checked_cases(fixtures_dir: Path) -> list[tuple[Case, Path]]:
+    """Each case with its file, after every check but the exact replay, in the manifest's order."""
     manifest = read_manifest(fixtures_dir)
-    cases = []
+    where = str(fixtures_dir / MANIFEST)
+    matrix = {case.id: case for case in build_cases()}
+    check_matrix_ids(manifest, list(matrix), where)
+    loaded = []
     for entry in manifest["cases"]:
-        arrays = checked_file(fixtures_dir, manifest, entry.get("file", ""))
-        cases.append(case_from_arrays(entry, arrays, str(fixtures_dir / entry["file"])))
-    return cases
+        check_entry_against_matrix(entry, matrix[entry["id"]], where)
+        path = fixtures_dir / entry["file"]
+        arrays = checked_file(fixtures_dir, manifest, entry["file"])
+        check_expected_arrays(entry, arrays, path)
+        case = case_from_arrays(entry, arrays, str(path))
+        check_expected(case, path)
+        loaded.append((case, path))
+    return loaded
+
+
+def load_cases(fixtures_dir: Path | None = None) -> list[Case]:
+    """Every case with its expected outputs, trusted only after every check ``verify`` makes but the
+    exact replay: schema, matrix, hashes, pickle-free arrays, the float64 oracle's replay."""
+    return [case for case, _ in checked_cases(Path(fixtures_dir or default_fixtures_dir()))]
 
 
 def manifest_sha256(fixtures_dir: Path | None = None) -> str:
@@ -224,39 +458,9 @@ def manifest_sha256(fixtures_dir: Path | None = None) -> str:
     return sha256_of(path) if path.is_file() else ""
 
 
-def scaled_ulps(want: np.ndarray, got: np.ndarray) -> float:
-    """max |got - want| in units in the last place of max |want| (0 for empty tensors)."""
-    if want.size == 0:
-        return 0.0
-    unit = np.spacing(max(float(np.abs(want).max()), np.finfo(np.float64).tiny))
-    return float(np.abs(got - want).max() / unit)
-
-
-def check_stored_answer(case: Case, path: Path) -> None:
-    """The exact oracle reproduces every stored value bit for bit; ``forward`` is close to it."""
-    exact, fast = exact_expected_outputs(case), expected_outputs(case)
-    for n, (want, again, quick) in enumerate(zip(case.expected, exact, fast)):
-        if want.shape != again.shape or want.tobytes() != again.tobytes():
-            raise FixtureError(f"{path}: expected.{n} is not the exact oracle's answer "
-                               "(fixture or oracle changed; rebuild and review)")
-        if scaled_ulps(want, quick) > FORWARD_ULPS:
-            raise FixtureError(f"{path}: expected.{n}: the float64 oracle is {scaled_ulps(want, quick):.0f} "
-                               f"ULPs from the exact answer (bound {FORWARD_ULPS})")
-
-
 def verify(fixtures_dir: Path | None = None) -> int:
-    """Hashes, schema, and both oracles' replay of every stored answer; returns the case count."""
-    fixtures_dir = Path(fixtures_dir or default_fixtures_dir())
-    stored = load_cases(fixtures_dir)
-    generated = {case.id: case for case in build_cases()}
-    stored_ids = {case.id for case in stored}
-    missing = sorted(set(generated) - stored_ids)
-    if missing:
-        raise FixtureError(f"{fixtures_dir / MANIFEST}: {len(missing)} cases of the matrix are missing, "
-                           f"e.g. {missing[0]} (run `conformance fixtures build`)")
-    for case in stored:
-        path = fixtures_dir / CASES_DIR / f"{case.id}.npz"
-        if case.id not in generated:
-            raise FixtureError(f"{path}: case {case.id} is no longer in the matrix (rebuild)")
-        check_stored_answer(case, path)
-    return len(stored)
+    """Everything ``load_cases`` checks, then the exact oracle's replay; returns the case count."""
+    loaded = checked_cases(Path(fixtures_dir or default_fixtures_dir()))
+    for case, path in loaded:
+        check_exact_answer(case, path)
+    return len(loaded)
