@@ -11,9 +11,10 @@ the contract's required members and fills in the optional ones
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from importlib import metadata
 
-from conformance.adapters.contract import Adapter, LoadedAdapter, missing_member, missing_module_reason
+from conformance.adapters.contract import Adapter, LoadedAdapter, missing_members, missing_module_reason
 
 ENTRY_POINT_GROUP = "conformance.adapters"
 
@@ -32,7 +33,8 @@ BUILTIN_ADAPTERS: dict[str, str] = {
 
 
 class UnknownAdapterError(ValueError):
-    """Raised for a name that is neither built in, an entry point, nor module:Class."""
+    """A name that is neither built in, an entry point, nor a ``module:Class`` that loads as an
+    adapter: its message is one line naming the module, the name and what is wrong."""
 
 
 def entry_point_adapters() -> dict[str, str]:
@@ -47,23 +49,47 @@ def adapter_paths() -> dict[str, str]:
     return {**entry_point_adapters(), **BUILTIN_ADAPTERS}
 
 
-def _import_class(path: str):
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line: a vendor's exception may span lines, and a bad
+    ``--adapter`` must still be one line on stderr."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _adapter_class(label: str, path: str) -> Callable[[], object]:
+    """The class at ``module:Class`` ``path``; UnknownAdapterError if the module does not
+    import (whatever it raises: an adapter module is third-party code) or has no such class."""
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
         raise UnknownAdapterError(f"adapter path {path!r} is not of the form package.module:ClassName")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownAdapterError(f"adapter module {module_name!r} does not import: {exc}") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure at import is the reason
+        raise UnknownAdapterError(f"adapter {label}: module {module_name!r} does not import: {one_line(exc)}") from None
     try:
-        return getattr(module, class_name)
+        found = getattr(module, class_name)
     except AttributeError:
-        raise UnknownAdapterError(f"adapter module {module_name!r} has no class {class_name!r}") from None
+        raise UnknownAdapterError(f"adapter {label}: module {module_name!r} has no class {class_name!r}") from None
+    if not callable(found):
+        raise UnknownAdapterError(f"adapter {label}: {class_name!r} in module {module_name!r} is not a class "
+                                  f"(it is a {type(found).__name__})")
+    return found
+
+
+def _instance(label: str, path: str) -> object:
+    """The adapter class at ``path``, instantiated; its ``__init__`` failing is UnknownAdapterError."""
+    adapter_class = _adapter_class(label, path)
+    try:
+        return adapter_class()
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure in a vendor's __init__ is the reason
+        raise UnknownAdapterError(f"adapter {label}: {path.partition(':')[2]}() raised {one_line(exc)}") from None
 
 
 def load_adapter(name_or_path: str) -> LoadedAdapter:
     """The adapter registered as ``name_or_path`` or at that ``module:Class`` path, loaded:
-    its optional members filled in; UnknownAdapterError for an object that is no adapter."""
+    its optional members filled in; UnknownAdapterError (one line) for anything that is no
+    adapter: an unknown name, a module that does not import, a missing class, something
+    that is not a class, an ``__init__`` that raises, required members missing (all named)."""
     paths = adapter_paths()
     if name_or_path in paths:
         path = paths[name_or_path]
@@ -74,10 +100,11 @@ def load_adapter(name_or_path: str) -> LoadedAdapter:
             f"unknown adapter {name_or_path!r}; known: {', '.join(sorted(paths))} "
             "(or give package.module:ClassName)"
         )
-    adapter = _import_class(path)()
-    missing = missing_member(adapter)
+    label = repr(name_or_path) if path == name_or_path else f"{name_or_path!r} ({path})"
+    adapter = _instance(label, path)
+    missing = missing_members(adapter)
     if missing:
-        raise UnknownAdapterError(f"adapter {name_or_path!r} lacks {missing}")
+        raise UnknownAdapterError(f"adapter {label} lacks {', '.join(missing)}")
     return LoadedAdapter.of(adapter)
 
 

@@ -67,15 +67,22 @@ class AdapterProtocol(Protocol):
 REQUIRED_MEMBERS = ("name", "available", "devices", "supports", "run")
 
 
-def missing_member(candidate: object) -> str | None:
-    """The first required member ``candidate`` lacks (``"run()"``, ``"name"``), or None."""
+def missing_members(candidate: object) -> list[str]:
+    """Every required member ``candidate`` lacks or has in a form the suite cannot use
+    (``"name (a non-empty str)"``, ``"run()"``), in contract order: all of them at once,
+    so that a vendor fixes their class in one go instead of one member per try."""
+    missing = []
     for member in REQUIRED_MEMBERS:
-        value = getattr(candidate, member, None)
-        if member == "name" and not isinstance(value, str):
-            return "name"
-        if member != "name" and not callable(value):
-            return f"{member}()"
-    return None
+        try:
+            value = getattr(candidate, member, None)
+        except Exception:  # noqa: BLE001 - a property that raises is a member the suite cannot use
+            value = None
+        if member == "name":
+            if not (isinstance(value, str) and value.strip()):
+                missing.append("name (a non-empty str)")
+        elif not callable(value):
+            missing.append(f"{member}()")
+    return missing
 
 
 class Adapter:
@@ -127,7 +134,7 @@ class LoadedAdapter:
 
     @classmethod
     def of(cls, adapter: AdapterProtocol) -> LoadedAdapter:
-        """``adapter`` (which has the required members, see ``missing_member``), completed."""
+        """``adapter`` (which has the required members, see ``missing_members``), completed."""
         return cls(adapter, adapter.name, adapter.available, adapter.devices, adapter.supports, adapter.run,
                    getattr(adapter, "versions", _no_versions), getattr(adapter, "device_name", _same_device),
                    getattr(adapter, "last_run_info", _no_run_info), getattr(adapter, "bare_forward", None))

@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from conformance.adapters import LoadedAdapter, adapter_paths
+from conformance.adapters import LoadedAdapter, adapter_paths, load_adapter
+from conformance.files import check_output_dir, check_output_file
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import write_json_atomic
 
@@ -119,8 +120,6 @@ def export_cache_effect(adapter: LoadedAdapter, cases) -> dict | None:
 
 def worker(adapter_name: str, quick: bool) -> dict:
     """Runs inside the adapter's own process: the in-process measurements."""
-    from conformance.adapters import load_adapter
-
     adapter = load_adapter(adapter_name)
     reason = adapter.available()
     if reason:
@@ -143,9 +142,24 @@ def run_worker(adapter: str, quick: bool) -> dict:
     return json.loads(lines[-1])
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Every named adapter loads and every output can be written, checked before any
+    measurement: a typo in ``--adapter`` must not cost an hour of timings, nor replace an
+    existing benchmark.json (UnknownAdapterError / OutputPathError: one line, exit 2)."""
+    check_output_file(args.output)
+    check_output_dir(scratch_dir(args.output))
+    for name in args.adapter:
+        load_adapter(name)
+
+
+def scratch_dir(output: Path) -> Path:
+    """Where the matrix runs write their reports: beside the benchmark file."""
+    return output.parent / "bench"
+
+
 def bench_command(args: argparse.Namespace) -> int:
     adapters = args.adapter or list(adapter_paths())
-    scratch = args.output.parent / "bench"
+    scratch = scratch_dir(args.output)
     figures: dict[str, dict] = {}
     for adapter in adapters:
         print(f"bench: {adapter} ...", file=sys.stderr, flush=True)

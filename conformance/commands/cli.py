@@ -2,7 +2,7 @@
 
 Subcommands: run, report, compare, explain, adapters, fixtures build|verify,
 bench. Bad input of any kind (unknown adapter, malformed results file,
-unwritable report dir, bad -k expression, broken fixtures) prints one line
+unwritable report dir or output path, bad -k expression, broken fixtures) prints one line
 ``conformance: error: ...`` and exits 2; nothing already written is touched.
 """
 
@@ -32,7 +32,11 @@ def build_parser() -> Parser:
     run.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
     run.add_argument("--report-dir", type=Path, default=Path("reports"))
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
-    run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS")
+    run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS",
+                     help="a test that runs longer is killed and recorded as an error (default 300)")
+    run.add_argument("--max-restarts", type=int, default=50, metavar="N",
+                     help="restarts of a crashing adapter process before the rest of its plan is "
+                          "recorded as given up (default 50)")
     run.add_argument("--fixtures-dir", type=Path, default=None)
     run.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
                      help="a further known-differences list (repeatable; added after the built-in one)")
@@ -78,10 +82,13 @@ def build_parser() -> Parser:
 
 def command_fixtures(args: argparse.Namespace) -> int:
     from conformance import fixtures
+    from conformance.files import check_output_dir
 
     if args.action == "build":
+        directory = args.fixtures_dir or fixtures.default_fixtures_dir()
+        check_output_dir(directory)
         manifest = fixtures.build(args.fixtures_dir)
-        print(f"built {len(manifest['cases'])} cases in {args.fixtures_dir or fixtures.default_fixtures_dir()}")
+        print(f"built {len(manifest['cases'])} cases in {directory}")
         return EXIT_OK
     count = fixtures.verify(args.fixtures_dir)
     print(f"verified {count} cases: hashes match, the exact oracle reproduces every stored answer bit for "
@@ -111,12 +118,16 @@ def command_adapters(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
+    from conformance.files import REPORT_FILES, check_outputs_in
     from conformance.report import render_report
     from conformance.results.junit import write_junit
     from conformance.results.reading import expand, load_any
     from conformance.results.records import records_of, write_json_atomic
 
     sources = expand(args.results)
+    # every file is checked before any is written: a merge keeps its merged data and JUnit
+    # beside the page, and the three must describe the same run
+    check_outputs_in(args.output_dir, REPORT_FILES if len(sources) > 1 else ("index.html",))
     document = load_any(sources)
     if len(sources) > 1:  # a merge: keep the merged data beside its report
         write_json_atomic(args.output_dir / "results.json", document)
@@ -128,6 +139,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 def command_compare(args: argparse.Namespace) -> int:
     """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input."""
+    from conformance.files import check_output_file
     from conformance.report import render_regression
     from conformance.results.reading import load_any
     from conformance.results.regression import check_growth_factor, compare_runs, summary_text
@@ -138,6 +150,7 @@ def command_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--growth-factor {args.growth_factor:g}: expected a finite number > 1") from None
     if args.output.resolve() in (args.baseline.resolve(), args.current.resolve()):
         raise UsageError(f"{args.output}: the report would overwrite a results file being compared")
+    check_output_file(args.output)
     baseline, current = load_any([args.baseline]), load_any([args.current])
     regression = compare_runs(baseline, current, args.growth_factor)
     try:
@@ -156,8 +169,9 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from conformance.commands.bench import bench_command
+    from conformance.commands.bench import bench_command, check_options
 
+    check_options(args)
     return bench_command(args)
 
 
@@ -174,13 +188,14 @@ COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters"
 
 def main(argv: Sequence[str] | None = None) -> int:
     from conformance.adapters import UnknownAdapterError
+    from conformance.files import OutputPathError
     from conformance.fixtures import FixtureError
     from conformance.results.records import ResultsFileError
 
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (UsageError, FixtureError, ResultsFileError, UnknownAdapterError) as exc:
+    except (UsageError, FixtureError, ResultsFileError, UnknownAdapterError, OutputPathError) as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

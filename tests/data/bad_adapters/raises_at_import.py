@@ -1,0 +1,3 @@
+"""A vendor module whose import fails with something other than ImportError."""
+
+raise RuntimeError("licence server unreachable")
