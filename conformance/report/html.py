@@ -56,11 +56,16 @@ HEAT_LEVELS = 10  # 1..5: within atol by decade, 6..10: above atol by decade; 0:
 
 
 def as_float(value: Any) -> float | None:
-    """A record's number: results store non-finite values as the strings 'inf' / 'nan'."""
+    """A record's number: results store non-finite values as the strings 'inf' / 'nan'.
+
+    An integer too large for a float (JSON allows one) is infinite, not a crash.
+    """
     if value is None or isinstance(value, bool):
         return None
     try:
         return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         return None
 
@@ -93,9 +98,10 @@ def heat_level(error: float | None, atol: float) -> int:
     """0 for exact; else 5 + ceil(log10(error / atol)) clamped to 1..10 (5 = the decade up to atol)."""
     if error is None or error == 0:
         return 0
-    if not math.isfinite(error) or atol <= 0:
+    ratio = error / atol if atol > 0 else math.inf
+    if not math.isfinite(ratio):
         return HEAT_LEVELS
-    return max(1, min(HEAT_LEVELS, 5 + math.ceil(math.log10(error / atol))))
+    return max(1, min(HEAT_LEVELS, 5 + math.ceil(math.log10(ratio))))
 
 
 def natural_key(text: str) -> list:
@@ -320,8 +326,8 @@ def _heatmap(error_map: list[list[Any]] | None, expected_shape: list[int], atol:
     ticks = [str(t) if t % (1 if steps <= 16 else 8) == 0 else "" for t in range(steps)] if sequence \
         else ["final"]
     rows = []
-    for unit in range(units):
-        values = [as_float(error_map[t][unit]) for t in range(steps)]
+    for unit in range(units):  # a short row (a file the schema check did not see) draws blank cells
+        values = [as_float(error_map[t][unit]) if unit < len(error_map[t]) else None for t in range(steps)]
         rows.append((f"u{unit}", [(heat_level(v, atol), sci(v)) for v in values]))
     truncated = bool(expected_shape) and (units < expected_shape[-1]
                                           or (sequence and steps < expected_shape[1]))

@@ -10,13 +10,18 @@ against the Jenkins xunit plugin's ``junit-10.xsd`` (``tests/data/junit-10.xsd``
 
 Messages come from adapters and may hold characters XML 1.0 cannot carry
 (NUL, ESC, lone surrogates): they are written as ``\\xNN`` / ``\\uNNNN``
-escapes, so the file is always well-formed.
+escapes, so the file is always well-formed. Records written by the current
+writers hold none (``conformance.results.records.json_safe``), but a Record may
+come from anywhere (an older file, a vendor's code): every field is written as
+text, and a duration that is no finite number counts as 0.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
 from conformance.files import write_text_atomic
 from conformance.results.records import Record, outcome_counts
@@ -31,18 +36,27 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def xml_text(text: str) -> str:
-    """``text`` with each character XML 1.0 forbids replaced by its Python escape."""
-    return XML_ILLEGAL.sub(_escape, text)
+def xml_text(text: Any) -> str:
+    """``text`` (anything: it is made a string) with each character XML 1.0 forbids replaced by its Python escape."""
+    return XML_ILLEGAL.sub(_escape, "" if text is None else str(text))
 
 
-def _message(text: str) -> str:
-    return xml_text(text[:MESSAGE_CHARS])
+def _message(text: Any) -> str:
+    return xml_text(text)[:MESSAGE_CHARS]
+
+
+def seconds(value: Any) -> float:
+    """A record's duration as a finite number of seconds (0 where it is none: an older or odd record)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def testcase(record: Record) -> ET.Element:
     case = ET.Element("testcase", classname=f"conformance.{xml_text(record.adapter)}",
-                      name=xml_text(record.test_id), time=f"{record.duration_s:.6f}")
+                      name=xml_text(record.test_id), time=f"{seconds(record.duration_s):.6f}")
     kind, message = record.outcome, record.message
     if kind == "fail":
         ET.SubElement(case, "failure", type="fail", message=_message(message)).text = xml_text(message)
@@ -63,7 +77,7 @@ def junit_xml(records: list[Record]) -> str:
     suite = ET.Element("testsuite", name="rnn-conformance", tests=str(len(records)),
                        failures=str(counts["fail"]), errors=str(counts["error"]),
                        skipped=str(counts["known"] + counts["unsupported"] + counts["skipped"]),
-                       time=f"{sum(r.duration_s for r in records):.3f}")
+                       time=f"{sum(seconds(r.duration_s) for r in records):.3f}")
     suite.extend(testcase(record) for record in records)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 

@@ -12,25 +12,28 @@ from conformance.results.records import (
     ResultsFileError,
     load_results,
     merge_documents,
-    read_jsonl,
+    numbered_jsonl,
     results_document,
-    validate_document,
+    validate_stream_line,
 )
 
 
 def load_stream(path: Path) -> dict:
+    """A stream as an incomplete, validated document: every line checked against the schema's ``stream_line``."""
     try:
-        lines = read_jsonl(path)
+        lines = numbered_jsonl(path)
     except FileNotFoundError:
         raise ResultsFileError(f"{path}: no such file") from None
     except UnicodeDecodeError:
         raise ResultsFileError(f"{path}: not a results stream (not UTF-8 text)") from None
-    records = [line for line in lines if isinstance(line, dict) and line.get("record") == "result"]
-    if lines and not records and not any(isinstance(line, dict) and line.get("record") for line in lines):
+    except OSError as exc:
+        raise ResultsFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if lines and not any(isinstance(line, dict) and "record" in line for _, line in lines):
         raise ResultsFileError(f"{path}: not a conformance results stream")
-    document = results_document(records, complete=False, created="", fixtures_sha256="",
-                                machine={}, adapters={})
-    return validate_document(document, str(path))
+    records = [validate_stream_line(line, str(path), number) for number, line in lines]
+    # the records were checked line by line; results_document builds a valid document of them
+    return results_document([r for r in records if r["record"] == "result"], complete=False, created="",
+                            fixtures_sha256="", machine={}, adapters={})
 
 
 def expand(paths: list[Path]) -> list[Path]:

@@ -22,12 +22,21 @@ unexpected ones. A file written before ``known`` was a field kept it in
 run could check and those it found matching no result
 (``conformance.verdict.known_differences.KnownFailures.audit``); both are null when the
 run checked none (an interrupted run, or an older file).
+
+Everything written goes through ``json_safe`` first, so no result is lost to
+what an adapter returned or said: a NaN or infinity is the string ``"nan"`` /
+``"inf"`` / ``"-inf"`` (JSON has none), and text is made safe for every file
+(``safe_text``). Everything read is checked against the published JSON Schema
+``RESULTS_SCHEMA_PATH`` (``validate_results``), so reports can rely on types.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,6 +44,8 @@ from typing import Any
 
 from conformance.files import write_text_atomic
 from conformance.matrix.case import test_id
+from conformance.results.schema import RESULTS_SCHEMA_PATH as RESULTS_SCHEMA_PATH  # published: vendors check with it
+from conformance.results.schema import first_problem
 from conformance.verdict.known_differences import Audit, KnownFailures
 
 SCHEMA = "rnn-conformance/results/1"
@@ -42,10 +53,91 @@ STATUSES = ("pass", "fail", "unsupported", "error", "skipped")
 OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped")
 UNEXPECTED = ("fail", "error")
 VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
+NON_FINITE = ("nan", "inf", "-inf")  # how results store the numbers JSON has no literal for
 
 
 class ResultsFileError(ValueError):
     """A results file that is missing, malformed or not ours; the message is one line."""
+
+
+# --- what may be written: numbers and text made safe ------------------------------------------
+
+# NUL, the other C0 controls but tab / newline / CR, DEL, lone surrogates, and the two
+# non-characters XML 1.0 forbids: none survives in results.json, junit.xml or a terminal.
+UNSAFE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _visible(match: re.Match) -> str:
+    char = match.group()
+    if "\ud800" <= char <= "\udfff":
+        return "\ufffd"  # a lone surrogate is no character at all: the replacement character
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every control character shown as ``\\xNN`` and every lone surrogate as U+FFFD.
+
+    An adapter's message or stderr may hold anything (undecodable bytes decoded
+    with surrogateescape, ANSI colours, NUL); the files must still be written,
+    well-formed, and show what was there.
+    """
+    return UNSAFE_TEXT.sub(_visible, text)
+
+
+def number_text(value: float) -> str:
+    """A non-finite float as results store it: 'nan', 'inf' or '-inf'."""
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data every writer of results can write: the one door out.
+
+    Non-finite floats become ``NON_FINITE`` strings, every string (keys
+    included) goes through ``safe_text``, tuples become lists, numpy scalars and
+    arrays plain numbers and lists, and anything else an adapter put in its
+    ``run_info`` its ``str()``: a result is never lost to what it holds. Plain
+    types are tested first, by exact type: a full run's document is millions of floats.
+    """
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else number_text(value)
+    if kind is str:
+        return safe_text(value) if UNSAFE_TEXT.search(value) else value
+    if kind is list or kind is tuple:
+        return [json_safe(item) for item in value]
+    if kind is dict:
+        return {json_safe(key) if type(key) is str else safe_text(str(key)): json_safe(item)
+                for key, item in value.items()}
+    if value is None or kind is bool or kind is int:
+        return value
+    return _json_safe_other(value)
+
+
+def _json_safe_other(value: Any) -> Any:
+    """``json_safe`` of what is no plain JSON type: subclasses, numpy values, anything else."""
+    if isinstance(value, str):
+        return safe_text(str(value))
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, float):
+        return json_safe(float(value))
+    if isinstance(value, int) or isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, dict):
+        return json_safe(dict(value))
+    if isinstance(value, (list, tuple)):
+        return json_safe(list(value))
+    if isinstance(value, numbers.Real):
+        return json_safe(float(value))
+    if hasattr(value, "tolist"):  # a numpy array or scalar
+        return json_safe(value.tolist())
+    return safe_text(str(value))
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``json.dumps`` of ``json_safe(value)``: what every results file and stream line is written with."""
+    return json.dumps(json_safe(value), sort_keys=True, allow_nan=False, **options)
 
 
 @dataclass(frozen=True)
@@ -144,32 +236,58 @@ class JsonlWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, sort_keys=True, allow_nan=False) + "\n"
+        line = json_text(obj) + "\n"
         with open(self.path, "a", encoding="utf-8") as stream:
             stream.write(line)
             stream.flush()
             os.fsync(stream.fileno())
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete line; a torn last line (the process died mid-write) is dropped."""
+def parse_json(text: str) -> Any:
+    """JSON as results are read: NaN / Infinity literals (older writers) read as ``NON_FINITE`` strings.
+
+    Raises ValueError: JSONDecodeError, or Python's refusal of an integer of more
+    than 4300 digits ("Exceeds the limit").
+    """
+    return json.loads(text, parse_constant=lambda name: {"NaN": "nan", "Infinity": "inf"}.get(name, "-inf"))
+
+
+def _unreadable(exc: ValueError) -> str:
+    """Why a text is not JSON we can read, in a few words."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}"
+    return str(exc).partition(":")[0]  # 'Exceeds the limit (4300 digits) for integer string conversion'
+
+
+def numbered_jsonl(path: str | Path) -> list[tuple[int, Any]]:
+    """(line number, object) for every complete line of a stream.
+
+    A torn last line (no newline yet: the writer died mid-write, or is still
+    writing) is dropped; any other line that is not JSON is a ResultsFileError.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.splitlines()
     objects = []
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            objects.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
+            objects.append((number, parse_json(line)))
+        except ValueError as exc:
+            if number == len(lines) and not text.endswith("\n"):
                 break
-            raise ResultsFileError(f"{path}: line {number} is not JSON") from None
+            raise ResultsFileError(f"{path}: line {number} is not JSON ({_unreadable(exc)})") from None
     return objects
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Every complete line's object (``numbered_jsonl`` without the numbers)."""
+    return [obj for _, obj in numbered_jsonl(path)]
 
 
 def write_json_atomic(path: str | Path, document: Any) -> None:
     """Write to a temporary file beside ``path`` and rename it over: never half a file."""
-    write_text_atomic(path, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    write_text_atomic(path, json_text(document, indent=1) + "\n")
 
 
 def outcome(record: Record | dict[str, Any]) -> str:
@@ -194,17 +312,19 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
                      fixtures_sha256: str, machine: dict[str, Any],
                      adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
                      known_unmatched: list[str] | None = None, planned: int | None = None) -> dict[str, Any]:
-    """The results.json document; its ``results`` are in JSON form, sorted by test id.
+    """The results.json document; its ``results`` are in JSON form, sorted by test id, all ``json_safe``.
+
+    Made safe here, so that the document a run renders and the one it writes are the same.
 
     ``planned`` is how many results the run was asked for (None where it is
     unknown: an older file, a raw stream); ``produced`` how many it produced.
     """
     ordered = sorted(map(as_record, records), key=lambda r: r.test_id)
-    return {"schema": SCHEMA, "complete": complete, "created": created,
+    return json_safe({"schema": SCHEMA, "complete": complete, "created": created,
             "planned": planned, "produced": sum(r.produced for r in ordered),
             "fixtures_sha256": fixtures_sha256, "machine": machine, "adapters": adapters,
             "counts": outcome_counts(ordered), "known_checked": known_checked,
-            "known_unmatched": known_unmatched, "results": [r.to_dict() for r in ordered]}
+            "known_unmatched": known_unmatched, "results": [r.to_dict() for r in ordered]})
 
 
 def records_of(document: dict[str, Any]) -> list[Record]:
@@ -220,23 +340,44 @@ def audit_known(known: KnownFailures, records: Iterable[Record], case_dtypes: Ma
     return known.audit(columns, [r.test_id for r in records if r.outcome == "known"], case_dtypes, selected)
 
 
-def validate_document(document: Any, origin: str) -> dict[str, Any]:
+# --- what may be read: the published schema ---------------------------------------------------
+
+
+def _named(record: Any) -> str:
+    test_id = record.get("test_id") if isinstance(record, dict) else None
+    return f" ({safe_text(test_id)[:200]})" if isinstance(test_id, str) and test_id else ""
+
+
+def validate_results(document: Any, origin: str) -> dict[str, Any]:
+    """``document`` if it is a results document RESULTS_SCHEMA_PATH allows; else a one-line ResultsFileError.
+
+    The line names ``origin`` (the file), the record (number and test id) and
+    the JSON path of the first problem. Vendors can check their own files with it.
+    """
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
         raise ResultsFileError(f"{origin}: not a conformance results file (schema {found!r}, "
                                f"expected {SCHEMA!r})")
-    results = document.get("results")
-    if not isinstance(results, list):
-        raise ResultsFileError(f"{origin}: 'results' is missing or not a list")
-    for n, record in enumerate(results):
-        if not isinstance(record, dict) or "test_id" not in record or record.get("status") not in STATUSES:
-            raise ResultsFileError(f"{origin}: result #{n} is malformed (needs test_id and a status "
-                                   f"in {STATUSES})")
+    problem = first_problem("document", document)
+    if problem:
+        raise ResultsFileError(f"{origin}: not a valid results document: {problem}")
+    for n, record in enumerate(document["results"]):
+        problem = first_problem("result", record, f"$.results[{n}]")
+        if problem:
+            raise ResultsFileError(f"{origin}: result #{n}{_named(record)} is malformed: {problem}")
     return document
 
 
+def validate_stream_line(line: Any, origin: str, number: int) -> Any:
+    """One line of a .jsonl stream, checked against the schema's ``stream_line``; a one-line error else."""
+    problem = first_problem("stream_line", line)
+    if problem:
+        raise ResultsFileError(f"{origin}: line {number}{_named(line)} is malformed: {problem}")
+    return line
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
-    """A validated results document; any problem is a ResultsFileError with one line."""
+    """A validated, ``json_safe`` results document; any problem is a ResultsFileError with one line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -245,10 +386,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultsFileError(f"{path}: cannot be read ({exc})") from None
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return validate_document(document, str(path))
+        document = parse_json(text)
+    except ValueError as exc:
+        raise ResultsFileError(f"{path}: not valid JSON ({_unreadable(exc)})") from None
+    return json_safe(validate_results(document, str(path)))
 
 
 def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from conformance.results.records import Record, records_of
+from conformance.results.records import Record, json_safe, records_of
 
 NOISE_FLOOR = 1e-2  # fraction of a result's atol below which error changes are noise
 DEFAULT_FLOOR = 1e-7
@@ -147,8 +147,8 @@ class Regression:
                                 "baseline_count": self.baseline_count, "current_count": self.current_count,
                                 "notes": list(self.notes)}
         for name in CATEGORIES:
-            data[name] = [_json_safe(asdict(item)) for item in getattr(self, name)]
-        return data
+            data[name] = [asdict(item) for item in getattr(self, name)]
+        return json_safe(data)
 
 
 CATEGORIES = ("newly_failing", "newly_erroring", "newly_unsupported", "newly_skipped", "newly_passing",
@@ -157,19 +157,17 @@ BY_STATUS = {"fail": "newly_failing", "error": "newly_erroring", "unsupported": 
              "skipped": "newly_skipped", "pass": "newly_passing"}
 
 
-def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
-
-
 def _number(value: Any) -> float | None:
     """Results store non-finite numbers as 'inf' / 'nan' strings; NaN counts as infinitely wrong."""
     if value is None or isinstance(value, bool):
         return None
     try:
         number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return math.inf
     except (TypeError, ValueError):
         return None
-    return math.inf if math.isnan(number) else number
+    return math.inf if math.isnan(number) else abs(number)
 
 
 def _sci(value: float | None) -> str:

@@ -6,17 +6,21 @@ the case's tolerance. Error figures (max abs, max rel, max ULP, where the
 worst error sits, a |error| map over time x unit) are recorded for every
 tensor whose shape matches, pass or fail, so that reports can show how close
 a passing result was and where a failing one went wrong.
+
+A NaN or infinity in an output is a fail of its own kind, named with how many
+values are not finite and the first of them; its error figures are infinite,
+and ``to_dict`` stores them as results do (``conformance.results.records.json_safe``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from conformance.matrix.case import Case
+from conformance.results.records import json_safe
 
 MAX_MAP_STEPS = 64
 MAX_MAP_UNITS = 32
@@ -44,7 +48,7 @@ class TensorComparison:
         return self.problem is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json_number(v) for k, v in self.__dict__.items()}
+        return json_safe(dict(self.__dict__))
 
 
 @dataclass
@@ -59,16 +63,8 @@ class Verdict:
         return max(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "message": self.message,
-                "max_abs": _json_number(self.max_abs),
-                "tensors": [t.to_dict() for t in self.tensors]}
-
-
-def _json_number(value: Any) -> Any:
-    """JSON has no NaN/inf: keep them readable as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+        return json_safe({"passed": self.passed, "message": self.message, "max_abs": self.max_abs,
+                          "tensors": [t.to_dict() for t in self.tensors]})
 
 
 def _names(names: list[str]) -> str:
@@ -116,12 +112,17 @@ def _window(array: np.ndarray, index: tuple[int, ...]) -> list[float]:
     return [float(v) for v in array[b, lo:hi]]
 
 
+def first_index(mask: np.ndarray) -> tuple[int, ...]:
+    """The earliest time step (then batch row, unit) where ``mask`` is set: the order drift is read in."""
+    indices = np.argwhere(mask)
+    if mask.ndim == 3:
+        indices = indices[np.lexsort((indices[:, 2], indices[:, 0], indices[:, 1]))]
+    return tuple(int(i) for i in indices[0])
+
+
 def _first_divergence(bad: np.ndarray, got: np.ndarray, want: np.ndarray) -> dict[str, Any]:
     """Earliest time step (then batch row, unit) where the tolerance is exceeded."""
-    indices = np.argwhere(bad)
-    if bad.ndim == 3:
-        indices = indices[np.lexsort((indices[:, 2], indices[:, 0], indices[:, 1]))]
-    index = tuple(int(i) for i in indices[0])
+    index = first_index(bad)
     return {"index": list(index), "expected": float(want[index]), "actual": float(got[index]),
             "expected_window": _window(want, index), "actual_window": _window(got, index),
             "window_axis": "time" if bad.ndim == 3 else "unit"}
@@ -163,12 +164,30 @@ def compare_tensor(name: str, actual: Any, expected: np.ndarray, dtype: str,
         if got.dtype in (np.float32, np.float64):
             result.max_ulp = float(ulp_distance(got, expected, str(got.dtype)).max())
         result.error_map = error_map(abs_error) if abs_error.ndim >= 2 else None
-    if result.mismatched and result.problem is None:
+    not_finite = non_finite_problem(name, values)
+    if not_finite:
+        result.problem = f"{result.problem}; {not_finite}" if result.problem else not_finite
+    if result.mismatched and result.problem in (None, not_finite):
         result.first_divergence = _first_divergence(bad, values, expected)
-        result.problem = (f"{name}: {result.mismatched}/{result.total} values outside "
-                          f"atol={atol:g} rtol={rtol:g}; max abs error {result.max_abs:.3g} "
-                          f"at {tuple(result.worst_index)}")
+        result.problem = not_finite or (f"{name}: {result.mismatched}/{result.total} values outside "
+                                        f"atol={atol:g} rtol={rtol:g}; max abs error {result.max_abs:.3g} "
+                                        f"at {tuple(result.worst_index)}")
     return result
+
+
+def non_finite_problem(name: str, values: np.ndarray) -> str | None:
+    """e.g. 'h: 3/20 values are not finite (first nan at (0, 2, 1))'; None when every value is finite.
+
+    A framework that returns NaN or infinity is wrong whatever the tolerance;
+    saying so beats an 'error of inf'.
+    """
+    finite = np.isfinite(values)
+    if finite.all():
+        return None
+    index = first_index(~finite)
+    value = float(values[index])
+    kind = "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{name}: {int((~finite).sum())}/{values.size} values are not finite (first {kind} at {index})"
 
 
 def compare_outputs(case: Case, actual: Any) -> Verdict:
