@@ -201,14 +201,21 @@ def _json_type(value: Any) -> str:
 
 
 def _show(value: Any, limit: int = 80) -> str:
-    """A value on one line, however long or odd (repr escapes newlines and control characters)."""
-    text = repr(value)
+    """A value on one line, however long or odd (repr escapes newlines and control characters);
+    an exception by its message, escaped the same way."""
+    text = repr(value) if not isinstance(value, BaseException) else repr(str(value))[1:-1]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _few(ids: list[str]) -> str:
     shown = ", ".join(_show(i) for i in ids[:SHOWN_IDS])
     return shown + (", …" if len(ids) > SHOWN_IDS else "")
+
+
+def _count(ids: list[str], noun: str) -> str:
+    """``1 case``, ``3 entries``."""
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"1 {noun}" if len(ids) == 1 else f"{len(ids)} {plural}"
 
 
 def _has_type(value: Any, kind: type) -> bool:
@@ -294,14 +301,19 @@ def confined_path(fixtures_dir: Path, file: str, where: str) -> Path:
               "holds a NUL character" if "\0" in file else
               "is absolute" if PurePosixPath(file).is_absolute() or Path(file).is_absolute() else
               "climbs out with '..'" if ".." in parts else "")
-    if not reason:
-        root = fixtures_dir.resolve()
-        if not (fixtures_dir / file).resolve().is_relative_to(root):
-            reason = "leads out of the fixtures directory through a symlink"
     if reason:
         raise FixtureError(f"{where}: file {_show(file)} {reason}; fixture files must stay inside "
                            f"{fixtures_dir}")
-    return fixtures_dir / file
+    path = fixtures_dir / file
+    try:
+        target = path.resolve()
+        inside = target.is_relative_to(fixtures_dir.resolve())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise FixtureError(f"{path}: its path cannot be resolved ({exc}); refusing to read it") from None
+    if not inside:
+        raise FixtureError(f"{path}: a symlink out of the fixtures directory (to {target}); "
+                           "refusing to read it")
+    return path
 
 
 def validate_manifest(manifest: Any, fixtures_dir: Path) -> None:
@@ -328,7 +340,7 @@ def read_manifest(fixtures_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise FixtureError(f"{path}: missing (run `conformance fixtures build`)") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
-        raise FixtureError(f"{path}: not valid JSON ({_show(str(exc), 120)})") from None
+        raise FixtureError(f"{path}: not valid JSON ({_show(exc, 120)})") from None
     except OSError as exc:
         raise FixtureError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     validate_manifest(manifest, fixtures_dir)
@@ -340,10 +352,10 @@ def check_matrix_ids(manifest: dict[str, Any], matrix_ids: list[str], where: str
     listed = {entry["id"] for entry in manifest["cases"]}
     missing = [case_id for case_id in matrix_ids if case_id not in listed]
     extra = sorted(listed - set(matrix_ids))
-    problems = ([f"{len(missing)} cases of the matrix are missing ({_few(missing)})"] if missing else []) + \
-               ([f"{len(extra)} entries are not in the matrix ({_few(extra)})"] if extra else [])
+    problems = ([f"lacks {_count(missing, 'case')} of the matrix ({_few(missing)})"] if missing else []) + \
+               ([f"lists {_count(extra, 'entry')} not in the matrix ({_few(extra)})"] if extra else [])
     if problems:
-        raise FixtureError(f"{where}: {'; '.join(problems)} (run `conformance fixtures build`)")
+        raise FixtureError(f"{where}: the manifest {' and '.join(problems)} (run `conformance fixtures build`)")
 
 
 def check_entry_against_matrix(entry: dict[str, Any], case: Case, where: str) -> None:
