@@ -135,6 +135,11 @@ def test_json_safe_keeps_what_an_adapter_put_in_run_info_as_plain_json():
                                "7": "int key"}
 
 
+def test_an_integer_too_long_for_python_to_write_is_written_as_infinite(tmp_path):
+    JsonlWriter(tmp_path / "s.jsonl").append({"record": "started", "test_id": "x", "huge": 10**5000, "neg": -10**5000})
+    assert read_jsonl(tmp_path / "s.jsonl") == [{"record": "started", "test_id": "x", "huge": "inf", "neg": "-inf"}]
+
+
 def test_a_nan_result_survives_the_stream_and_the_results_file(tmp_path):
     record = nan_record()
     JsonlWriter(tmp_path / "s.jsonl").append(record.to_dict())

@@ -54,6 +54,9 @@ OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped")
 UNEXPECTED = ("fail", "error")
 VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
 NON_FINITE = ("nan", "inf", "-inf")  # how results store the numbers JSON has no literal for
+# Python reads and writes integers of at most 4300 digits (sys.int_info.default_max_str_digits);
+# a larger one (an adapter's run_info) is written as infinite rather than lose its result.
+MAX_INT_BITS = 14_000
 
 
 class ResultsFileError(ValueError):
@@ -109,7 +112,9 @@ def json_safe(value: Any) -> Any:
     if kind is dict:
         return {json_safe(key) if type(key) is str else safe_text(str(key)): json_safe(item)
                 for key, item in value.items()}
-    if value is None or kind is bool or kind is int:
+    if kind is int:
+        return value if value.bit_length() <= MAX_INT_BITS else ("inf" if value > 0 else "-inf")
+    if value is None or kind is bool:
         return value
     return _json_safe_other(value)
 
@@ -123,7 +128,7 @@ def _json_safe_other(value: Any) -> Any:
     if isinstance(value, float):
         return json_safe(float(value))
     if isinstance(value, int) or isinstance(value, numbers.Integral):
-        return int(value)
+        return json_safe(int(value))
     if isinstance(value, dict):
         return json_safe(dict(value))
     if isinstance(value, (list, tuple)):
