@@ -19,7 +19,9 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
 ``--dtype float32|float64|all``  dtype rows to produce (default all)
 ``--fixtures-dir DIR``           the golden fixtures (default ``$CONFORMANCE_FIXTURES``,
                                  else the checkout's ``fixtures/``)
-``--report-dir DIR``             where the stream and results.json go (default ``reports``)
+``--report-dir DIR``             where the stream and results.json go (default
+                                 ``reports/pytest``, a place of its own: a directory
+                                 holding a ``conformance run`` report is refused)
 ``--results-stream FILE.jsonl``  the stream, one JSON line per result
                                  (default ``REPORT_DIR/results.jsonl``)
 ``--results-json FILE``          the session's results document
@@ -31,13 +33,21 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
                                  (records carry ``run_info.tf32``)
 ``--skip-done``                  leave out tests already in the stream (resuming after a
                                  crash; used by ``conformance run``'s supervisor)
+``--plan FILE.json``             run exactly these test ids (a JSON list; written by
+                                 ``conformance run``, which decides the plan and ``-k``)
 ==============================  =========================================================
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +58,7 @@ from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapte
 from conformance.adapters.contract import TF32_VARIABLE, tf32_allowed
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
 from conformance.matrix.case import Case
+from conformance.results.lock import ReportDirLock
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import (
     JsonlWriter,
@@ -64,6 +75,10 @@ from conformance.verdict.known_differences import Audit, known_failure_files, lo
 DEVICES = ("cpu", "cuda")
 ENV_PREFIX = "CONFORMANCE_"
 KNOWN_PREFIX = "known difference: "  # an xfail reason that starts so comes from the known-differences lists
+DEFAULT_REPORT_DIR = "reports/pytest"
+SUPERVISOR_VARIABLE = "CONFORMANCE_SUPERVISOR_PID"  # set by conformance run for its adapter processes
+TEST_FUNCTION = "test_adapter_returns_the_keras_output_list"
+TEST_MODULE_NAMES = ("test_conformance.py", "conformance")  # what -k sees above the test (module, package)
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="append one JSON line per result here (default: REPORT_DIR/results.jsonl)")
     group.addoption("--results-json", default=None, metavar="FILE",
                     help="write the session's results document here (default: REPORT_DIR/results.json)")
-    group.addoption("--report-dir", default="reports", metavar="DIR")
+    group.addoption("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR",
+                    help=f"where the stream and results.json go (default {DEFAULT_REPORT_DIR})")
     group.addoption("--known-failures", action="append", default=[], metavar="FILE",
                     help="a further list of test ids with reasons whose fails and errors are documented "
                          "findings (repeatable; added after the built-in list)")
@@ -100,6 +116,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="labelled mode: leave TF32 matmuls on on GPUs (results carry run_info.tf32)")
     group.addoption("--skip-done", action="store_true",
                     help="leave out tests already in the results stream (resuming after a crash)")
+    group.addoption("--plan", default=None, metavar="FILE.json",
+                    help="run exactly the test ids listed in this JSON file (conformance run's plan)")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -132,15 +150,21 @@ class ConformanceSession:
         self.fixtures_dir = Path(option.fixtures_dir) if option.fixtures_dir else default_fixtures_dir()
         self.known = load_known_failures(known_failure_files(
             option.known_failures, builtin=not option.no_builtin_known_failures))
+        self.cases: list[Case] = []
         self.case_dtypes: dict[str, tuple[str, ...]] = {}  # the whole matrix, before -k
         self.adapters: dict[str, Any] = {}
         self.records: list[Record] = []
         self.done_ids: set[str] = set()
         self.recorded_ids: set[str] = set()
+        self.plan = read_plan(option.plan) if option.plan else None
+        self.planned: dict[str, ConformanceParam] = {}  # this session's collected tests, by test id
         self.writer: JsonlWriter | None = None
+        self.lock: ReportDirLock | None = None
         self.created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     def start_stream(self) -> None:
+        if SUPERVISOR_VARIABLE not in os.environ:  # conformance run's own processes share its lock
+            self.claim_report_dir()
         if self.config.option.skip_done and self.stream_path.exists():
             previous = [Record.from_dict(r) for r in read_jsonl(self.stream_path) if r.get("record") == "result"]
             self.records.extend(previous)
@@ -148,6 +172,20 @@ class ConformanceSession:
         elif self.stream_path.exists():
             self.stream_path.unlink()
         self.writer = JsonlWriter(self.stream_path)
+
+    def claim_report_dir(self) -> None:
+        """A plain pytest run writes alone, and never beside another run's report.
+
+        ``index.html`` is what ``conformance run`` and ``conformance report``
+        write: a results.json written beside it would leave the report
+        describing one run and the results file another.
+        """
+        directory = self.json_path.parent
+        if (directory / "index.html").exists():
+            raise ValueError(f"{directory} holds a conformance report (index.html) of another run; "
+                             f"pass --report-dir DIR for this pytest run's results "
+                             f"(default {DEFAULT_REPORT_DIR})")
+        self.lock = ReportDirLock(directory).acquire()
 
     def adapter(self, name: str) -> Any:
         """The adapter registered as, or whose ``name`` is, ``name`` (imported once)."""
@@ -162,7 +200,8 @@ class ConformanceSession:
     def announce(self, param: ConformanceParam) -> None:
         """A 'started' line lets a supervisor name the test that killed the process."""
         assert self.writer is not None
-        self.writer.append({"record": "started", "test_id": param.test_id})
+        sys.stderr.flush()
+        self.writer.append({"record": "started", "test_id": param.test_id, "stderr_at": stderr_position()})
 
     def record(self, record: Record) -> None:
         assert self.writer is not None
@@ -186,60 +225,142 @@ class ConformanceSession:
         """The known-differences entries this session checked and those that matched no result."""
         return audit_known(self.known, self.records, self.case_dtypes, selected=bool(self.config.option.keyword))
 
+    def unreached(self) -> list[Record]:
+        """An ``error`` for each collected test the session ended without recording."""
+        missing = [param for test_id, param in self.planned.items()
+                   if test_id not in self.recorded_ids and test_id not in self.done_ids]
+        return [record_for(param, None, "error", "not run: the pytest session ended before this test "
+                           "(interrupted, or stopped by -x / --maxfail)", produced=False) for param in missing]
+
     def write_document(self, complete: bool, audit: Audit | None) -> None:
+        unreached = self.unreached()
         document = results_document(
-            self.records, complete=complete, created=self.created,
+            self.records + unreached, complete=complete and not unreached, created=self.created,
+            planned=len(self.planned) + len(self.done_ids),
             fixtures_sha256=manifest_sha256(self.fixtures_dir), machine=machine_info(),
             adapters=self.adapter_summary(), known_checked=audit and audit.checked,
             known_unmatched=audit and audit.unmatched_patterns)
         write_json_atomic(self.json_path, document)
 
 
+def read_plan(path: str) -> set[str]:
+    """The test ids of a plan file (a JSON list of strings)."""
+    try:
+        plan = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--plan {path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(plan, list) or not all(isinstance(test_id, str) for test_id in plan):
+        raise ValueError(f"--plan {path}: expected a JSON list of test ids")
+    return set(plan)
+
+
+def stderr_position() -> int | None:
+    """Where the next byte written to stderr lands, when stderr is a file (a supervisor's)."""
+    try:
+        info = os.fstat(2)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def watch_supervisor(pid: int) -> None:
+    """An adapter process never outlives its supervisor, even a SIGKILLed one.
+
+    Once the parent is gone the process is re-parented; the watcher sees it
+    and kills the process group (the adapter process and anything it started).
+    """
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(0.5)
+        os.killpg(os.getpgrp(), 9) if os.getpgrp() == os.getpid() else os._exit(3)
+
+    threading.Thread(target=watch, name="conformance-supervisor-watch", daemon=True).start()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: a case run through an adapter")
+    supervisor = os.environ.get(SUPERVISOR_VARIABLE, "")
+    if supervisor.isdigit():
+        watch_supervisor(int(supervisor))
     if getattr(config.option, "tf32", False):
         os.environ[TF32_VARIABLE] = "1"  # read by the adapters (adapters.base.tf32_allowed)
     config._conformance = None  # created when a conformance test is collected
+    config._conformance_refused = ""  # why the session was refused (bad adapter, fixtures, lists, dir)
 
 
 def session_of(config: pytest.Config) -> ConformanceSession:
-    if config._conformance is None:
-        try:
-            config._conformance = ConformanceSession(config)
-        except ValueError as exc:
-            pytest.exit(str(exc), returncode=2)
-        config._conformance.start_stream()
+    """The session, created and started (fixtures and adapters loaded, report dir claimed) at collection."""
+    assert config._conformance is not None, "created in pytest_generate_tests"
     return config._conformance
 
 
-def _devices(config: pytest.Config) -> tuple[str, ...]:
-    choice = config.option.device
+def started_session(config: pytest.Config) -> ConformanceSession:
+    """Everything that can be refused is checked before the report dir is touched: the
+    known-differences lists, the fixtures, every adapter; then the dir is claimed."""
+    session = ConformanceSession(config)
+    session.cases = load_cases(session.fixtures_dir)
+    for name in session.adapter_names():
+        session.adapter(name)
+    session.start_stream()
+    return session
+
+
+def devices_for(choice: str) -> tuple[str, ...]:
+    """The device rows ``--device`` asks for."""
     return DEVICES if choice == "all" else (choice,)
 
 
+def matrix_params(cases: list[Case], adapter_names: list[str], devices: tuple[str, ...],
+                  dtype_choice: str) -> list[ConformanceParam]:
+    """Every case x adapter x device x dtype asked for, in the order the tests run."""
+    return [ConformanceParam(case, name, device, dtype) for name in adapter_names for case in cases
+            for device in devices for dtype in case.dtypes if dtype_choice in ("all", dtype)]
+
+
+def keyword_filter(expression: str) -> Callable[[ConformanceParam, bool], bool]:
+    """Whether pytest's ``-k expression`` selects a test (given whether it is a known difference),
+    decided without collecting it, so that ``conformance run`` knows its plan before any process starts.
+
+    The names are those pytest's ``KeywordMatcher`` gives the test: its item
+    name, the module and package above it, and its one marker (``xfail``, for
+    a known difference). ``tests/test_run_plan.py`` checks the
+    choice against pytest's own collection.
+    """
+    if not expression:
+        return lambda param, known: True
+    from _pytest.mark.expression import Expression
+
+    compiled = Expression.compile(expression)
+
+    def selects(param: ConformanceParam, known: bool) -> bool:
+        names = [f"{TEST_FUNCTION}[{param.test_id}]".lower(), *TEST_MODULE_NAMES, *(("xfail",) if known else ())]
+        return compiled.evaluate(lambda subname, /, **kwargs: any(subname.lower() in n for n in names))
+
+    return selects
+
+
 def _params(session: ConformanceSession, cases: list[Case]) -> list[ConformanceParam]:
-    dtype_choice = session.config.option.dtype
-    params = []
-    for requested in session.adapter_names():
-        name = session.adapter(requested).name
-        for case in cases:
-            for device in _devices(session.config):
-                for dtype in case.dtypes:
-                    if dtype_choice in ("all", dtype):
-                        params.append(ConformanceParam(case, name, device, dtype))
+    names = [session.adapter(requested).name for requested in session.adapter_names()]
+    params = matrix_params(cases, names, devices_for(session.config.option.device), session.config.option.dtype)
+    if session.plan is not None:
+        params = [p for p in params if p.test_id in session.plan]
     return [p for p in params if p.test_id not in session.done_ids]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "conformance_param" not in metafunc.fixturenames:
+    """Parametrize over the plan; a refusal waits for ``pytest_collection_modifyitems`` to end the
+    session (``pytest.exit`` here would be reported as a collection error, traceback and all)."""
+    config = metafunc.config
+    if "conformance_param" not in metafunc.fixturenames or config._conformance_refused:
         return
-    session = session_of(metafunc.config)
-    try:
-        cases = load_cases(session.fixtures_dir)
-        for name in session.adapter_names():
-            session.adapter(name)
-    except (FixtureError, UnknownAdapterError) as exc:
-        pytest.exit(str(exc), returncode=2)
+    if config._conformance is None:
+        try:
+            config._conformance = started_session(config)
+        except (FixtureError, UnknownAdapterError, ValueError) as exc:
+            config._conformance_refused = str(exc)
+            return
+    session = config._conformance
+    cases = session.cases
     session.case_dtypes = {case.id: case.dtypes for case in cases}
     params = _params(session, cases)
     metafunc.parametrize("conformance_param", params, ids=[p.test_id for p in params])
@@ -257,6 +378,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     failure in pytest's eyes, while its record stays ``pass`` and the entry is named as
     matching no result (``KnownFailures.audit``).
     """
+    if config._conformance_refused:
+        pytest.exit(config._conformance_refused, returncode=2)
     state = config._conformance
     if state is None:
         return
@@ -305,6 +428,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Tell a supervisor how many tests this process will run (after -k deselection)."""
     state = session.config._conformance
     if state is not None and state.writer is not None:
+        state.planned = {param.test_id: param for param in map(param_of, session.items) if param}
         state.writer.append({"record": "collected", "count": len(session.items)})
 
 
@@ -334,8 +458,8 @@ def skip_reason(adapter: Any, device: str) -> str | None:
 
 
 def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> Record:
-    device_name = ""  # a skipped row names no device: the framework may not see one
-    if status != "skipped":
+    device_name = ""  # a skipped or unreached row names no device: the framework may not see one
+    if status != "skipped" and adapter is not None:
         try:
             device_name = adapter.device_name(param.device)
         except Exception:  # noqa: BLE001 - an optional nicety must not lose the result

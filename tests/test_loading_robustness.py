@@ -145,8 +145,6 @@ def test_bench_with_an_unknown_adapter_leaves_an_existing_benchmark_byte_identic
     assert snapshot(scratch / "reports") == {"benchmark.json": b'{"earlier": "figures"}'}
 
 
-@pytest.mark.xfail(strict=True, reason="plugin.py: pytest.exit inside pytest_generate_tests becomes a collection "
-                   "error (a traceback-like report), and the session still writes an empty results.json")
 @pytest.mark.parametrize("kind", KINDS)
 def test_plain_pytest_with_a_bad_adapter_exits_2_with_one_line_and_leaves_the_report_dir(kind, scratch,
                                                                                         previous_report):

@@ -13,6 +13,7 @@ import pytest
 from conformance.commands import supervisor as runner
 from conformance.matrix.case import test_id as make_test_id  # aliased: pytest would collect test_id
 from conformance.matrix.cases import build_cases
+from conformance.results.lock import LOCK_NAME
 from conformance.results.records import VOLATILE_FIELDS
 from conformance.verdict.known_differences import parse_known_failures
 
@@ -73,7 +74,7 @@ def test_a_hanging_adapter_is_killed_at_the_case_timeout_and_the_run_goes_on(cra
 def test_a_crash_the_known_differences_list_explains_is_a_known_error(tmp_path):
     case = next(c for c in build_cases() if c.cell == "lstm")
     crashed, other = (make_test_id(case.id, "crash-abort", "cpu", dtype) for dtype in ("float32", "float64"))
-    group = runner.new_group("crash-abort", tmp_path)
+    group = runner.new_group("crash-abort", [crashed, other], tmp_path)
     known = parse_known_failures(f"{crashed}  # aborts on this case\n")
     for current in (crashed, other):
         group.current = current
@@ -106,7 +107,8 @@ def test_an_interrupted_run_reports_what_finished_marked_incomplete(tmp_path):
     assert document["complete"] is False
     assert any(r["status"] == "pass" for r in document["results"])
     assert "INCOMPLETE" in (tmp_path / "index.html").read_text().upper()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME]
+    assert not leftovers, "no temporary files left"
 
 
 def comparable(document: dict) -> dict:
@@ -144,7 +146,8 @@ def test_the_tf32_mode_reaches_the_adapter_process_only_when_asked(tmp_path, fla
 
 
 def _group_with_stderr(tmp_path: Path, earlier: bytes) -> runner.GroupRun:
-    group = runner.GroupRun("torch", tmp_path / "s.jsonl", tmp_path / "g.json", tmp_path / "torch.stderr")
+    group = runner.GroupRun("torch", [], tmp_path / "s.jsonl", tmp_path / "g.json", tmp_path / "torch.stderr",
+                            tmp_path / "plan.json")
     group.stderr_path.write_bytes(earlier)
     group.stderr_offset = len(earlier)  # as start() records it before the restarted process writes
     return group
@@ -159,7 +162,7 @@ def test_an_error_keeps_only_the_stderr_of_the_process_that_died(tmp_path):
 
 def test_a_long_stderr_keeps_its_first_lines_and_its_last(tmp_path):
     group = _group_with_stderr(tmp_path, b"")
-    body = b"Fatal Python error: Aborted\n" + b"x" * 10_000 + b"\nFile adapter.py, line 3 in run\n"
+    body = b"Fatal Python error: Aborted\n" + b"x" * 100_000 + b"\nFile adapter.py, line 3 in run\n"
     group.stderr_path.write_bytes(body)
     kept = runner.process_stderr(group)
     assert kept.startswith("Fatal Python error: Aborted") and kept.endswith("line 3 in run\n")

@@ -1,10 +1,16 @@
-"""``conformance run``: validate the input, supervise one process per adapter, write the reports.
+"""``conformance run``: validate the input, plan, supervise one process per adapter, write the reports.
 
-Writes ``results.json``, ``junit.xml`` and ``index.html`` to the report dir
-(each atomically), plus per-adapter streams under ``REPORT_DIR/streams/``.
-An interrupted run (Ctrl-C, SIGTERM) still writes all three, marked
-incomplete. Every output counts outcomes with ``conformance.results.records.Record.outcome``
-(known differences apart from unexpected fails and errors), and the
+Everything is checked before anything is written (adapters, -k, options,
+fixtures, every output path); then the report dir is locked (one run at a
+time), the plan is made — every case x adapter x device x dtype asked for —
+and each adapter's process runs exactly its part of it. Writes
+``results.json``, ``junit.xml`` and ``index.html`` to the report dir (each
+atomically), plus per-adapter streams under ``REPORT_DIR/streams/`` (cleared
+at the start: a report never mixes in an earlier run's streams). The run
+ends with one record per planned result; an interrupted run (any number of
+Ctrl-C, SIGTERM) still writes all three, marked incomplete. Every output
+counts outcomes with ``conformance.results.records.Record.outcome`` (known
+differences apart from unexpected fails and errors), and the
 known-differences entries that matched no result are named at the end of the
 run and in the reports. Exit 0 when nothing failed or errored unexpectedly,
 1 when something did, 2 on bad usage.
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
+import shutil
 import signal
 import sys
 import threading
@@ -23,8 +31,19 @@ from pathlib import Path
 
 from conformance.adapters import adapter_paths, load_adapter
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
-from conformance.commands.supervisor import GroupRun, group_records, new_group, progress_line, supervise
+from conformance.commands.supervisor import (
+    INTERRUPTED,
+    GroupRun,
+    group_records,
+    new_group,
+    progress_line,
+    supervise,
+)
+from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
+from conformance.matrix.case import Case
+from conformance.plugin import devices_for, keyword_filter, matrix_params
+from conformance.results.lock import ReportDirBusy, ReportDirLock
 from conformance.results.machine import machine_info
 from conformance.results.records import (
     OUTCOMES,
@@ -53,32 +72,30 @@ def check_keyword(expression: str) -> None:
         raise UsageError(f"bad -k expression {expression!r}: {message}") from None
 
 
-def check_writable(report_dir: Path) -> None:
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        probe = report_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"report dir {report_dir} is not writable ({exc.strerror or exc})") from None
+def check_outputs(report_dir: Path) -> None:
+    """Every path the run will write, checked before anything is: nothing is created here."""
+    check_outputs_in(report_dir, REPORT_FILES)
+    check_output_dir(report_dir / "streams")
 
 
 def validated_options(args: argparse.Namespace) -> dict:
     check_keyword(args.keyword)
-    check_writable(args.report_dir)
-    if args.jobs < 1 or args.case_timeout <= 0:
-        raise UsageError("--jobs must be >= 1 and --case-timeout > 0")
-    for name in args.adapter:
-        load_adapter(name)  # UnknownAdapterError -> one line, exit 2
+    if args.jobs < 1 or args.max_restarts < 0:
+        raise UsageError("--jobs must be >= 1 and --max-restarts >= 0")
+    if not (math.isfinite(args.case_timeout) and args.case_timeout > 0):
+        raise UsageError(f"--case-timeout {args.case_timeout:g}: expected a finite number of seconds > 0")
+    names = {requested: load_adapter(requested).name  # UnknownAdapterError -> one line, exit 2
+             for requested in args.adapter or list(adapter_paths())}
+    check_outputs(args.report_dir)
     builtin = not args.no_builtin_known_failures
     try:
         known = load_known_failures(known_failure_files(args.known_failures, builtin))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword,
+    return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword, "adapters": names,
             "fixtures_dir": args.fixtures_dir, "known": known, "builtin_known_failures": builtin,
             "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
-            "case_timeout": args.case_timeout, "tf32": args.tf32}
+            "case_timeout": args.case_timeout, "max_restarts": args.max_restarts, "tf32": args.tf32}
 
 
 class Progress:
@@ -92,6 +109,13 @@ class Progress:
             if force or time.monotonic() - self.last >= PROGRESS_EVERY:
                 self.last = time.monotonic()
                 print(progress_line(self.groups), file=sys.stderr, flush=True)
+
+
+def adapter_plan(name: str, cases: list[Case], options: dict) -> list[str]:
+    """The test ids one adapter is asked for: the matrix rows of --device / --dtype that -k selects."""
+    selects = keyword_filter(options["keyword"])
+    params = matrix_params(cases, [name], devices_for(options["device"]), options["dtype"])
+    return [p.test_id for p in params if selects(p, options["known"].reason_for(p.test_id) is not None)]
 
 
 def adapter_summaries(groups: list[GroupRun]) -> dict:
@@ -114,7 +138,9 @@ def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun
     document = results_document(records, complete=complete, created=created,
                                 fixtures_sha256=manifest_sha256(fixtures_dir), machine=machine_info(),
                                 adapters=adapter_summaries(groups), known_checked=audit and audit.checked,
-                                known_unmatched=audit and audit.unmatched_patterns)
+                                known_unmatched=audit and audit.unmatched_patterns,
+                                planned=sum(group.total for group in groups))
+    check_outputs(report_dir)  # still writable: nothing is replaced unless everything can be
     write_json_atomic(report_dir / "results.json", document)
     write_junit(report_dir / "junit.xml", records_of(document))
     render_report(document, report_dir)
@@ -138,6 +164,9 @@ def summary_table(document: dict) -> str:
     totals = rows[-1][1]
     lines.append(f"{unexpected_count(totals)} unexpected (fail, error), {totals['known']} known differences "
                  f"(fails and errors the known-differences lists explain)")
+    if document.get("planned") is not None and document["produced"] != document["planned"]:
+        lines.append(f"{document['produced']} of {document['planned']} planned results produced; "
+                     f"the other {document['planned'] - document['produced']} are errors saying why")
     return "\n".join(lines)
 
 
@@ -153,53 +182,83 @@ def unexpected_failures(document: dict) -> int:
     return unexpected_count(document["counts"])
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: finish the reports
-    raise KeyboardInterrupt
+class StopOnSignal:
+    """Ctrl-C and SIGTERM, any number of times, only ask the run to stop: it then writes the
+    reports of everything finished, and no further signal can cut that short."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.previous = {}
+
+    def __enter__(self) -> StopOnSignal:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def handle(self, signum, frame) -> None:
+        if not self.stop.is_set():
+            print("conformance: interrupted; stopping the adapter processes and writing the reports of "
+                  "what finished", file=sys.stderr, flush=True)
+        self.stop.set()
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def prepare_report_dir(report_dir: Path) -> Path:
+    """The locked report dir with an empty ``streams/``: no earlier run's stream can be merged in."""
+    try:
+        ReportDirLock(report_dir).acquire()  # held until this process ends
+    except ReportDirBusy as exc:
+        raise UsageError(str(exc)) from None
+    stream_dir = report_dir / "streams"
+    shutil.rmtree(stream_dir, ignore_errors=True)
+    stream_dir.mkdir(parents=True, exist_ok=True)
+    return stream_dir
+
+
+def supervise_all(groups: list[GroupRun], cases: dict[str, Case], options: dict, jobs: int) -> None:
+    progress = Progress(groups)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(supervise, group, cases, options, progress) for group in groups]
+        while not all(future.done() for future in futures):
+            time.sleep(0.2)
+        for future in futures:
+            future.result()
+    progress(force=True)
 
 
 def run_command(args: argparse.Namespace) -> int:
     options = validated_options(args)
     fixtures_dir = args.fixtures_dir or default_fixtures_dir()
-    cases = {case.id: case for case in load_cases(fixtures_dir)}
-    stream_dir = args.report_dir / "streams"
-    stream_dir.mkdir(parents=True, exist_ok=True)
-    groups = [new_group(name, stream_dir) for name in (args.adapter or list(adapter_paths()))]
-    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    progress = Progress(groups)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-    options["stop"] = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
-    complete = False
-    try:
-        futures = [pool.submit(supervise, g, cases, options, progress) for g in groups]
-        while not all(f.done() for f in futures):
-            time.sleep(0.5)
-        for future in futures:
-            future.result()
-        complete = True
-    except KeyboardInterrupt:
-        options["stop"].set()
-        print("conformance: interrupted; writing the reports of what finished", file=sys.stderr)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        signal.signal(signal.SIGTERM, previous_handler)
-    progress(force=True)
-    records = [record for group in groups for record in group_records(group)]
-    audit = audit_known(options["known"], records, {c.id: c.dtypes for c in cases.values()},
-                        selected=bool(args.keyword)) if complete else None
-    document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit)
+    case_list = load_cases(fixtures_dir)
+    cases = {case.id: case for case in case_list}
+    options["stop"] = stop = threading.Event()
+    with StopOnSignal(stop):
+        stream_dir = prepare_report_dir(args.report_dir)
+        groups = [new_group(requested, adapter_plan(name, case_list, options), stream_dir)
+                  for requested, name in options["adapters"].items()]
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        supervise_all(groups, cases, options, args.jobs)
+        interrupted = stop.is_set()
+        complete = not interrupted and not any(group.ended for group in groups)
+        records = [record for group in groups for record in group_records(group)]
+        audit = audit_known(options["known"], records, {c.id: c.dtypes for c in case_list},
+                            selected=bool(args.keyword)) if complete else None
+        document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit)
     print(summary_table(document))
     for line in unmatched_lines(audit):
         print(line)
     print(f"reports: {args.report_dir / 'index.html'}, results.json, junit.xml"
           + ("" if complete else "  (INCOMPLETE run)"))
-    if not complete:
+    for group in groups:
+        if group.ended and group.ended != INTERRUPTED:
+            print(f"conformance: adapter {group.adapter}: {group.ended.removeprefix('not run: ')} "
+                  f"(see {group.stderr_path})", file=sys.stderr)
+    if interrupted:
         return 130
-    broken = [g for g in groups if g.broken]
-    for group in broken:
-        print(f"conformance: adapter {group.adapter}: {group.broken} "
-              f"(see {group.stderr_path})", file=sys.stderr)
     if not document["results"]:
         print("conformance: no test ran (check --adapter, --device, --dtype and -k)", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_FAILED if broken or unexpected_failures(document) else EXIT_OK
+    return EXIT_FAILED if unexpected_failures(document) else EXIT_OK

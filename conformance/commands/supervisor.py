@@ -11,6 +11,7 @@ with ``--skip-done`` so the rest of the matrix still runs.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,22 +22,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.matrix.case import Case
+from conformance.plugin import SUPERVISOR_VARIABLE
 from conformance.results.records import JsonlWriter, Record, make_record, read_jsonl
 
 TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
-STDERR_HEAD, STDERR_TAIL = 1000, 3000  # a crash's first lines say what happened, its last where
+# At most 64 KiB of a lost test's stderr: its first lines say what happened, its last where.
+STDERR_HEAD, STDERR_TAIL = 4 * 1024, 60 * 1024
 MAX_RESTARTS = 50
+INTERRUPTED = "not run: the run was interrupted (Ctrl-C or SIGTERM) before this test"
 
 
 @dataclass
 class GroupRun:
-    """One adapter's process(es), its stream and its progress."""
+    """One adapter's planned results, its process(es), its stream and its progress.
 
-    adapter: str
+    ``planned`` is decided before any process starts (``conformance.plugin``'s
+    own selection); the group ends with one record per planned test id, those
+    it could not produce being ``error`` records that say why (``ended``).
+    """
+
+    adapter: str  # as asked for: a registered name or module:Class
+    planned: list[str]
     stream: Path
     group_json: Path
     stderr_path: Path
-    total: int = 0
+    plan_path: Path
     done: int = 0
     failed: int = 0
     restarts: int = 0
@@ -44,10 +54,19 @@ class GroupRun:
     started_at: float = 0.0
     current: str | None = None
     current_since: float = 0.0
-    seen_lines: int = 0
+    current_stderr_at: int | None = None  # where the test in flight began writing stderr
+    stream_offset: int = 0
     stderr_offset: int = 0  # where the running process's stderr starts in the shared file
+    recorded: set[str] = field(default_factory=set)
     crashed_tests: list[str] = field(default_factory=list)
-    broken: str | None = None  # why the process ended abnormally with no test in flight
+    ended: str | None = None  # why the planned results still missing were not produced
+
+    @property
+    def total(self) -> int:
+        return len(self.planned)
+
+    def missing(self) -> list[str]:
+        return [test_id for test_id in self.planned if test_id not in self.recorded]
 
 
 def parse_test_id(test_id: str) -> tuple[str, str, str, str]:
@@ -66,16 +85,16 @@ def plugin_args() -> list[str]:
 
 
 def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
+    """The adapter process: exactly the group's plan (no -k of its own), its output not captured,
+    so that what an adapter writes to stderr before it dies reaches the supervisor."""
     command = [sys.executable, "-m", "pytest", str(TEST_MODULE), *plugin_args(), "-p", "no:cacheprovider",
-               "-q", "--no-header", "-rN", "--tb=no",
+               "-q", "--no-header", "-rN", "--tb=no", "--capture=no",
                "--adapter", group.adapter, "--device", options["device"], "--dtype", options["dtype"],
                "--report-dir", str(group.stream.parent), "--results-stream", str(group.stream),
-               "--results-json", str(group.group_json), *known_failure_args(options),
-               "-o", "addopts=", "-W", "default"]
+               "--results-json", str(group.group_json), "--plan", str(group.plan_path),
+               *known_failure_args(options), "-o", "addopts=", "-W", "default"]
     if options.get("fixtures_dir"):
         command += ["--fixtures-dir", str(options["fixtures_dir"])]
-    if options.get("keyword"):
-        command += ["-k", options["keyword"]]
     if resume:
         command.append("--skip-done")
     if options.get("tf32"):
@@ -92,37 +111,48 @@ def known_failure_args(options: dict) -> list[str]:
 def start(group: GroupRun, options: dict, resume: bool) -> None:
     stderr = open(group.stderr_path, "ab")
     group.stderr_offset = stderr.tell()
+    environment = dict(os.environ, PYTHONUNBUFFERED="1", **{SUPERVISOR_VARIABLE: str(os.getpid())})
     group.process = subprocess.Popen(
         pytest_command(group, options, resume), stdout=subprocess.DEVNULL, stderr=stderr,
-        start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        start_new_session=True, env=environment)
     stderr.close()
     group.started_at = time.monotonic()
-    group.current, group.current_since = None, time.monotonic()
+    group.current, group.current_since, group.current_stderr_at = None, time.monotonic(), None
+
+
+def new_lines(group: GroupRun) -> list[dict]:
+    """The stream's complete lines written since the last call (a torn last line waits)."""
+    try:
+        with open(group.stream, "rb") as stream:
+            stream.seek(group.stream_offset)
+            data = stream.read()
+    except FileNotFoundError:
+        return []
+    complete = data[:data.rfind(b"\n") + 1]
+    group.stream_offset += len(complete)
+    return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
 
 
 def follow(group: GroupRun) -> None:
     """Read new stream lines: progress counts and the test now running."""
-    if not group.stream.exists():
-        return
-    lines = read_jsonl(group.stream)
-    for line in lines[group.seen_lines:]:
+    for line in new_lines(group):
         kind = line.get("record")
-        if kind == "collected":
-            group.total = max(group.total, line["count"] + group.done)
-        elif kind == "started":
+        if kind == "started":
             group.current, group.current_since = line["test_id"], time.monotonic()
-        elif kind == "result":
+            group.current_stderr_at = line.get("stderr_at")
+        elif kind == "result" and line["test_id"] not in group.recorded:
+            group.recorded.add(line["test_id"])
             group.done += 1
             group.failed += Record.from_dict(line).unexpected
             if line["test_id"] == group.current:
                 group.current = None
-    group.seen_lines = len(lines)
 
 
-def process_stderr(group: GroupRun) -> str:
-    """The current process's stderr only (never an earlier crash's): its head and its tail."""
+def process_stderr(group: GroupRun, since: int | None = None) -> str:
+    """The stderr written since ``since`` (default: since the current process started), never an
+    earlier crash's: at most its head and its tail."""
     try:
-        data = group.stderr_path.read_bytes()[group.stderr_offset:]
+        data = group.stderr_path.read_bytes()[max(since or 0, group.stderr_offset):]
     except OSError:
         return ""
     if len(data) > STDERR_HEAD + STDERR_TAIL:
@@ -140,19 +170,27 @@ def kill(group: GroupRun) -> None:
         group.process.wait()
 
 
-def record_lost_test(group: GroupRun, cases: dict[str, Case], options: dict, why: str) -> None:
-    """The test in flight when the process died or was killed becomes an ``error``.
-
-    Known or not by the same list the pytest process marks its tests with (``options["known"]``).
-    """
-    test_id = group.current
-    if test_id is None:
-        return
+def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id: str, why: str,
+                 stderr: str = "", produced: bool = True) -> None:
+    """An ``error`` record for ``test_id``, appended to the group's stream."""
     case_id, adapter, device, dtype = parse_test_id(test_id)
+    known = options["known"].reason_for(test_id) if produced else None
     record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype,
-                         status="error", message=why, stderr=process_stderr(group),
-                         known=options["known"].reason_for(test_id))
+                         status="error", message=why, stderr=stderr, known=known, produced=produced)
     JsonlWriter(group.stream).append(record.to_dict())
+    group.recorded.add(test_id)
+    group.done += 1
+    group.failed += record.unexpected
+
+
+def record_lost_test(group: GroupRun, cases: dict[str, Case], options: dict, why: str) -> None:
+    """The test in flight when the process died or was killed becomes an ``error`` with the
+    stderr written since it started; known or not by the list the adapter process marks its tests with."""
+    test_id = group.current
+    if test_id is None or test_id in group.recorded:
+        group.current = None
+        return
+    append_error(group, cases, options, test_id, why, stderr=process_stderr(group, group.current_stderr_at))
     group.crashed_tests.append(test_id)
     group.current = None
 
@@ -166,41 +204,66 @@ def exit_description(code: int) -> str:
     return f"exited with status {code}"
 
 
-def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
-              on_progress: Callable[[], None]) -> None:
-    """Run one adapter's tests to the end, surviving crashes and hangs."""
-    start(group, options, resume=False)
-    stop = options.get("stop")
+def run_process(group: GroupRun, cases: dict[str, Case], options: dict, on_progress: Callable[[], None],
+                resume: bool) -> str | None:
+    """One adapter process, from start to end; how it ended (None when the run was stopped)."""
+    start(group, options, resume)
+    stop = options["stop"]
     while True:
         time.sleep(0.2)
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             kill(group)
-            return
+            follow(group)
+            return None
         follow(group)
         on_progress()
         assert group.process is not None
         code = group.process.poll()
         if code is None:
-            timed_out = group.current and time.monotonic() - group.current_since > options["case_timeout"]
-            if not timed_out:
-                continue
-            kill(group)
-            follow(group)
-            record_lost_test(group, cases, options, f"no answer within the per-case timeout of "
-                                           f"{options['case_timeout']:g} s; process killed")
-        else:
-            follow(group)
-            if code in (0, 1, 5):
-                return
-            if group.current is None:
-                last = (process_stderr(group).strip().splitlines() or ["no stderr"])[-1]
-                group.broken = f"pytest {exit_description(code)} outside any test: {last}"
-                return
-            record_lost_test(group, cases, options, f"the adapter process {exit_description(code)} during this test")
-        group.restarts += 1
-        if group.restarts > MAX_RESTARTS:
-            return
-        start(group, options, resume=True)
+            if group.current and time.monotonic() - group.current_since > options["case_timeout"]:
+                kill(group)
+                follow(group)
+                record_lost_test(group, cases, options, f"no answer within the per-case timeout of "
+                                                        f"{options['case_timeout']:g} s; process killed")
+                return "was killed at the per-case timeout"
+            continue
+        follow(group)
+        ended = exit_description(code)
+        record_lost_test(group, cases, options, f"the adapter process {ended} during this test")
+        return ended
+
+
+def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
+              on_progress: Callable[[], None]) -> None:
+    """Run one adapter's plan to the end, surviving crashes, hangs and early exits.
+
+    A process that ends with planned tests left is restarted on the rest
+    (``--skip-done``), whatever its exit status, as long as it got further;
+    one that produced nothing is not restarted. Whatever stays unproduced
+    becomes an ``error`` record saying why (``group.ended``).
+    """
+    last_end = ""
+    while group.missing():
+        if options["stop"].is_set():
+            group.ended = INTERRUPTED
+            break
+        if group.restarts > options.get("max_restarts", MAX_RESTARTS):
+            group.ended = (f"not run: the supervisor gave up after {group.restarts - 1} restarts of the "
+                           f"adapter process (the last one {last_end})")
+            break
+        before = group.done
+        ended = run_process(group, cases, options, on_progress, resume=group.restarts > 0 or group.done > 0)
+        if ended is None:
+            group.ended = INTERRUPTED
+            break
+        last_end = ended
+        if group.missing() and group.done == before:
+            last = (process_stderr(group).strip().splitlines() or ["no stderr"])[-1]
+            group.ended = f"not run: the adapter process {ended} before reaching this test: {last}"
+            break
+        group.restarts += bool(group.missing())
+    for test_id in group.missing():
+        append_error(group, cases, options, test_id, group.ended or INTERRUPTED, produced=False)
 
 
 # --- the whole matrix ---------------------------------------------------------------------------
@@ -210,12 +273,16 @@ def safe_name(adapter: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in adapter)
 
 
-def new_group(adapter: str, work_dir: Path) -> GroupRun:
+def new_group(adapter: str, planned: list[str], work_dir: Path) -> GroupRun:
+    """A group whose plan file is written and whose earlier stream and stderr are gone."""
     name = safe_name(adapter)
-    for leftover in (work_dir / f"{name}.jsonl", work_dir / f"{name}.stderr"):
+    group = GroupRun(adapter=adapter, planned=planned, stream=work_dir / f"{name}.jsonl",
+                     group_json=work_dir / f"{name}.json", stderr_path=work_dir / f"{name}.stderr",
+                     plan_path=work_dir / f"{name}.plan.json")
+    for leftover in (group.stream, group.stderr_path, group.group_json):
         leftover.unlink(missing_ok=True)
-    return GroupRun(adapter=adapter, stream=work_dir / f"{name}.jsonl",
-                    group_json=work_dir / f"{name}.json", stderr_path=work_dir / f"{name}.stderr")
+    group.plan_path.write_text(json.dumps(planned))
+    return group
 
 
 def progress_line(groups: list[GroupRun]) -> str:
@@ -227,6 +294,11 @@ def progress_line(groups: list[GroupRun]) -> str:
 
 
 def group_records(group: GroupRun) -> list[Record]:
+    """The group's records: one per planned test id, the first one written for it."""
     if not group.stream.exists():
         return []
-    return [Record.from_dict(line) for line in read_jsonl(group.stream) if line.get("record") == "result"]
+    planned, by_id = set(group.planned), {}
+    for line in read_jsonl(group.stream):
+        if line.get("record") == "result" and line["test_id"] in planned:
+            by_id.setdefault(line["test_id"], Record.from_dict(line))
+    return list(by_id.values())

@@ -1,0 +1,63 @@
+"""``conformance run`` knows its plan before any adapter process starts, and it is pytest's own choice.
+
+The supervisor decides which tests a ``-k`` expression selects without
+collecting them (``conformance.plugin.keyword_filter``), then hands each
+adapter process exactly that list (``--plan``). These tests check the
+decision against pytest's own collection of the same options.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.adapters import load_adapter
+from conformance.fixtures import load_cases
+from conformance.plugin import devices_for, keyword_filter, matrix_params
+from conformance.verdict.known_differences import known_failure_files, load_known_failures
+
+REPO = Path(__file__).resolve().parent.parent
+ADAPTER = "keras-jax"  # many known differences, so that -k "xfail" selects something
+
+
+def collected_by_pytest(keyword: str, report_dir: Path) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(REPO / "conformance" / "test_conformance.py"), "--collect-only",
+         "-q", "--no-header", "-p", "no:cacheprovider", "--adapter", ADAPTER, "-k", keyword,
+         "--report-dir", str(report_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stdout.splitlines() if "::" in line]
+    return [line.split("::", 1)[1].partition("[")[2][:-1] for line in lines]
+
+
+@pytest.fixture(scope="module")
+def plan_of():
+    cases = load_cases()
+    known = load_known_failures(known_failure_files([], builtin=True))
+    name = load_adapter(ADAPTER).name
+
+    def plan(keyword: str) -> list[str]:
+        selects = keyword_filter(keyword)
+        return [p.test_id for p in matrix_params(cases, [name], devices_for("all"), "all")
+                if selects(p, known.reason_for(p.test_id) is not None)]
+
+    return plan
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keyword", [
+    "tutorial", "lstm and not mask", "GRU and Float32 and cuda", "xfail", "not xfail and bidi",
+    "conformance and b1t1", "test_adapter and simple_rnn and seq1", "not parametrize and state1 and random",
+])
+def test_the_plan_is_what_pytest_would_collect(plan_of, keyword, tmp_path):
+    planned = plan_of(keyword)
+    assert planned, "the expression selects something"
+    assert planned == collected_by_pytest(keyword, tmp_path)
+
+
+def test_no_expression_plans_the_whole_matrix(plan_of):
+    cases = load_cases()
+    assert len(plan_of("")) == 2 * sum(len(case.dtypes) for case in cases)
