@@ -28,6 +28,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from conformance.jsonsafe import json_safe, safe_text
 from conformance.report import render_regression, render_report
 from conformance.results.junit import junit_xml, write_junit
 from conformance.results.reading import load_any, load_stream
@@ -36,13 +37,11 @@ from conformance.results.records import (
     JsonlWriter,
     Record,
     ResultsFileError,
-    json_safe,
     load_results,
     make_record,
     read_jsonl,
     records_of,
     results_document,
-    safe_text,
     validate_results,
     validate_stream_line,
     write_json_atomic,

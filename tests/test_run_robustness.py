@@ -109,6 +109,7 @@ def test_a_supervisor_that_gives_up_says_so_for_every_result_it_did_not_produce(
         "(the last one killed by signal SIGABRT)"}
     assert document["complete"] is False and document["produced"] == 3
     assert "3 of 12 planned results produced" in result.stdout
+    assert "3 of 12 planned results produced" in (tmp_path / "index.html").read_text()
     assert result.returncode == 1
 
 

@@ -220,16 +220,27 @@ class RunSummary:
     complete: bool
     fixtures: str
     counts: dict[str, int]  # by outcome
+    planned: int | None = None  # None: a file that does not say (older, or a raw stream)
+    produced: int = 0
 
     @property
     def unexpected(self) -> int:
         return unexpected_count(self.counts)
 
+    @property
+    def shortfall(self) -> str:
+        """'N of M planned results produced' when the run produced fewer than it planned, else ''."""
+        if self.planned is None or self.produced == self.planned:
+            return ""
+        return f"{self.produced} of {self.planned} planned results produced"
+
 
 def run_summary(document: dict[str, Any]) -> RunSummary:
     records = records_of(document)
+    planned = document.get("planned")
     return RunSummary(str(document.get("created") or ""), bool(document.get("complete", False)),
-                      str(document.get("fixtures_sha256") or ""), outcome_counts(records))
+                      str(document.get("fixtures_sha256") or ""), outcome_counts(records),
+                      planned if isinstance(planned, int) else None, sum(r.produced for r in records))
 
 
 @dataclass

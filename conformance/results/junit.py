@@ -11,7 +11,7 @@ against the Jenkins xunit plugin's ``junit-10.xsd`` (``tests/data/junit-10.xsd``
 Messages come from adapters and may hold characters XML 1.0 cannot carry
 (NUL, ESC, lone surrogates): they are written as ``\\xNN`` / ``\\uNNNN``
 escapes, so the file is always well-formed. Records written by the current
-writers hold none (``conformance.results.records.json_safe``), but a Record may
+writers hold none (``conformance.jsonsafe.json_safe``), but a Record may
 come from anywhere (an older file, a vendor's code): every field is written as
 text, and a duration that is no finite number counts as 0.
 """

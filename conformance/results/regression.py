@@ -31,7 +31,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from conformance.results.records import Record, json_safe, records_of
+from conformance.jsonsafe import json_safe
+from conformance.results.records import Record, records_of
 
 NOISE_FLOOR = 1e-2  # fraction of a result's atol below which error changes are noise
 DEFAULT_FLOOR = 1e-7

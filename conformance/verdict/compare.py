@@ -9,7 +9,7 @@ a passing result was and where a failing one went wrong.
 
 A NaN or infinity in an output is a fail of its own kind, named with how many
 values are not finite and the first of them; its error figures are infinite,
-and ``to_dict`` stores them as results do (``conformance.results.records.json_safe``).
+and ``to_dict`` stores them as results do (``conformance.jsonsafe.json_safe``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from conformance.jsonsafe import json_safe
 from conformance.matrix.case import Case
-from conformance.results.records import json_safe
 
 MAX_MAP_STEPS = 64
 MAX_MAP_UNITS = 32
