@@ -260,3 +260,16 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_anything_is(tmp
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("conformance: error: ")
     assert (tmp_path / "results.json").read_text() == "the previous run's results"
+
+
+def test_a_report_rendered_into_a_runs_dir_replaces_all_three_files_so_they_describe_one_run(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    conformance_run(first, "--adapter", "tests.oracle_adapters:OracleAdapter", *TUTORIAL)
+    conformance_run(second, "--adapter", "tests.hostile_adapters:NanAdapter", *TUTORIAL[:-1], "tutorial and gru")
+    rendered = subprocess.run([CONFORMANCE, "report", str(second / "results.json"), "-o", str(first)], env=ENV,
+                              capture_output=True, text=True, timeout=300)
+    assert rendered.returncode == 0, rendered.stderr
+    document = strict_json(first / "results.json")
+    assert document["results"] == strict_json(second / "results.json")["results"]
+    assert (first / "junit.xml").read_text().count("<testcase") == len(document["results"]) == 4
+    assert "hostile-nan" in (first / "index.html").read_text()

@@ -118,21 +118,32 @@ def command_adapters(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
+    """index.html, with results.json and junit.xml beside it: the three always describe one run.
+
+    Rendering the output dir's own results.json rewrites only the page; any
+    other source (a merge, another run's file, a stream) replaces all three,
+    each checked before any is written, under the dir's lock.
+    """
     from conformance.files import REPORT_FILES, check_outputs_in
     from conformance.report import render_report
     from conformance.results.junit import write_junit
+    from conformance.results.lock import ReportDirBusy, ReportDirLock
     from conformance.results.reading import expand, load_any
     from conformance.results.records import records_of, write_json_atomic
 
     sources = expand(args.results)
-    # every file is checked before any is written: a merge keeps its merged data and JUnit
-    # beside the page, and the three must describe the same run
-    check_outputs_in(args.output_dir, REPORT_FILES if len(sources) > 1 else ("index.html",))
+    own_results = len(sources) == 1 and sources[0].resolve() == (args.output_dir / "results.json").resolve()
+    check_outputs_in(args.output_dir, ("index.html",) if own_results else REPORT_FILES)
     document = load_any(sources)
-    if len(sources) > 1:  # a merge: keep the merged data beside its report
+    try:
+        lock = ReportDirLock(args.output_dir).acquire()
+    except ReportDirBusy as exc:
+        raise UsageError(str(exc)) from None
+    if not own_results:
         write_json_atomic(args.output_dir / "results.json", document)
         write_junit(args.output_dir / "junit.xml", records_of(document))
     path = render_report(document, args.output_dir)
+    lock.release()
     print(f"report: {path} ({len(sources)} results file(s), {len(document['results'])} results)")
     return EXIT_OK
 
