@@ -11,6 +11,7 @@ import pytest
 from conformance.adapters import load_adapter
 from conformance.adapters.contract import AdapterProtocol
 from conformance.commands.cli import main
+from tests.commandline import one_line_error
 
 NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
 
@@ -18,14 +19,6 @@ NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "conformance", *args], capture_output=True, text=True,
                           timeout=300)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("conformance: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from conformance.commands.explain import explain
 from conformance.fixtures import default_fixtures_dir, load_cases
 from conformance.matrix.spec import LayerSpec
 from conformance.results.records import test_id as make_test_id  # aliased: pytest would collect test_id
+from tests.commandline import CONSOLE_SCRIPT, one_line_error
 
-CONSOLE_SCRIPT = Path(sys.executable).with_name("conformance")
 KEYWORD = "tutorial"  # the cheapest selection that still covers all 12 cell x flag combinations
 RUN_ADAPTERS = ("onnx-native", "torch")  # the two cheapest real adapters
 TIMEOUT_S = 600
@@ -231,12 +231,6 @@ def test_compare_says_where_it_wrote_the_report(runs, planted, workdir, tmp_path
     done = conformance(workdir, "compare", runs.dir("torch") / "results.json", planted[0],
                        "-o", tmp_path / "regression.html")
     assert done.stdout.splitlines()[-1] == f"regression report: {tmp_path / 'regression.html'}"
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("conformance: error: "), done.stderr
-    return lines[0]
 
 
 def test_compare_with_a_growth_factor_of_one_is_bad_input(runs, workdir, tmp_path):

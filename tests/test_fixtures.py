@@ -12,6 +12,7 @@ import pytest
 
 from conformance import fixtures
 from conformance.commands.cli import main
+from tests.commandline import snapshot
 
 REPO_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -28,10 +29,6 @@ def copy(built, tmp_path) -> Path:
     target = tmp_path / "fixtures"
     shutil.copytree(built, target)
     return target
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def first_case_file(directory: Path) -> Path:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,10 +22,10 @@ import numpy as np
 import pytest
 
 from conformance import fixtures
+from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_FIXTURES = REPO / "fixtures"
-CONSOLE_SCRIPT = Path(sys.executable).with_name("conformance")
 ORACLE = "tests.oracle_adapters:OracleAdapter"
 
 
@@ -38,18 +37,6 @@ def conformance(*args: str | Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], capture_output=True, text=True,
                           timeout=300, cwd=REPO, env=env)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("conformance: error: "), result.stderr
-    return lines[0]
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def read(directory: Path) -> dict:

@@ -20,9 +20,9 @@ import pytest
 from conformance.adapters import UnknownAdapterError, load_adapter
 from conformance.files import OutputPathError, check_output_dir, check_output_file
 from conformance.results.records import results_document
+from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
-CONSOLE_SCRIPT = Path(sys.executable).with_name("conformance")
 TEST_MODULE = REPO / "conformance" / "test_conformance.py"
 BAD = "tests.data.bad_adapters"
 SYNTAX_ERROR_MODULE = "broken_syntax"  # written into the scratch directory by the `scratch` fixture
@@ -68,18 +68,6 @@ def conformance(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess:
     """The installed console script, as a user types it."""
     assert CONSOLE_SCRIPT.exists(), f"no console script at {CONSOLE_SCRIPT}: pip install -e ."
     return command(cwd, CONSOLE_SCRIPT, *args)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("conformance: error: "), result.stderr
-    return lines[0]
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` and its bytes: what must not change."""
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def write_results(path: Path) -> Path:

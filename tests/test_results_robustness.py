@@ -19,7 +19,6 @@ import dataclasses
 import json
 import re
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -49,9 +48,9 @@ from conformance.results.records import (
 from conformance.results.regression import compare_runs
 from conformance.results.schema import fast_check, part_schema
 from conformance.verdict.compare import compare_outputs
+from tests.commandline import CONSOLE_SCRIPT, one_line_error
 from tests.test_report import mixed_run_document, solved_cases, synthetic_document, synthetic_record
 
-CONSOLE_SCRIPT = Path(sys.executable).with_name("conformance")
 HOSTILE = "lone \udc80 surrogate, NUL \x00, ESC \x1b[31mred\x1b[0m, BEL \x07, DEL \x7f, \ufffe and <b>&"
 # Characters no results file, junit.xml or index.html may hold (tab, newline, CR are fine).
 FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
@@ -439,14 +438,6 @@ def conformance(*args) -> subprocess.CompletedProcess:
     if not CONSOLE_SCRIPT.exists():
         pytest.fail(f"no console script at {CONSOLE_SCRIPT}: install the package (pip install -e .)")
     return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("conformance: error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
 
 
 def malformed_files(directory: Path) -> list[Path]:

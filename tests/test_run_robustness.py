@@ -20,12 +20,13 @@ import pytest
 
 from conformance.commands.supervisor import INTERRUPTED
 from conformance.plugin import SUPERVISOR_VARIABLE
+from tests.commandline import CONSOLE_SCRIPT
 from tests.hostile_adapters import SOAK_STATUS, soak_behaviour
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-CONFORMANCE = str(Path(sys.executable).with_name("conformance"))
+CONFORMANCE = str(CONSOLE_SCRIPT)
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
 TUTORIAL = ["--device", "cpu", "--dtype", "float32", "-k", "tutorial"]  # 12 tests per adapter
 
