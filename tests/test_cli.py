@@ -21,14 +21,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-@pytest.fixture
-def report_dir(tmp_path) -> Path:
-    directory = tmp_path / "reports"
-    directory.mkdir()
-    (directory / "index.html").write_text("previous report")
-    return directory
-
-
 def test_an_unknown_adapter_is_one_line(report_dir):
     line = one_line_error(run_cli("run", "--adapter", "tensorflow-lite", "--report-dir", str(report_dir)))
     assert "unknown adapter 'tensorflow-lite'" in line

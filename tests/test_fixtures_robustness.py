@@ -72,14 +72,6 @@ def fixtures_copy(tmp_path) -> Path:
     return target
 
 
-@pytest.fixture
-def report_dir(tmp_path) -> Path:
-    directory = tmp_path / "reports"
-    directory.mkdir()
-    (directory / "index.html").write_text("previous report")
-    return directory
-
-
 # --- the damage: each returns (the file the line must name, a phrase it must hold) ------------
 
 
