@@ -104,3 +104,13 @@ def soak_behaviour(test: str) -> str:
             return name
         draw -= share
     return "ok"
+
+
+class HangingAtStartAdapter(OracleAdapter):
+    """Never comes back from ``available()``: a framework that hangs while it loads, before any test."""
+
+    name = "hostile-hang-at-start"
+
+    def available(self) -> str | None:
+        while True:
+            time.sleep(60)

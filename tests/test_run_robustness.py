@@ -114,6 +114,17 @@ def test_a_supervisor_that_gives_up_says_so_for_every_result_it_did_not_produce(
     assert result.returncode == 1
 
 
+def test_an_adapter_process_that_hangs_outside_any_test_is_killed_and_its_plan_accounted_for(tmp_path):
+    result = conformance_run(tmp_path, "--adapter", "tests.hostile_adapters:HangingAtStartAdapter",
+                             "--case-timeout", "3", *TUTORIAL)
+    document = strict_json(tmp_path / "results.json")
+    records = planned_equals_recorded(document)
+    assert document["planned"] == 12 and document["produced"] == 0 and document["complete"] is False
+    assert all(r["message"].startswith("not run: the adapter process was killed at the per-case timeout "
+                                       "outside any test before reaching this test") for r in records.values())
+    assert result.returncode == 1
+
+
 def test_each_crash_keeps_the_stderr_its_own_test_wrote_and_only_that(tmp_path):
     conformance_run(tmp_path, "--adapter", "tests.hostile_adapters:AlwaysAbortingAdapter",
                     "--max-restarts", "2", *TUTORIAL)

@@ -53,7 +53,7 @@ class GroupRun:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     current: str | None = None
-    current_since: float = 0.0
+    current_since: float = 0.0  # when the test in flight started, or the process did, or the last result came
     current_stderr_at: int | None = None  # where the test in flight began writing stderr
     stream_offset: int = 0
     stderr_offset: int = 0  # where the running process's stderr starts in the shared file
@@ -137,6 +137,8 @@ def follow(group: GroupRun) -> None:
     """Read new stream lines: progress counts and the test now running."""
     for line in new_lines(group):
         kind = line.get("record")
+        if group.current is None:
+            group.current_since = time.monotonic()  # the process is making progress outside a test
         if kind == "started":
             group.current, group.current_since = line["test_id"], time.monotonic()
             group.current_stderr_at = line.get("stderr_at")
@@ -220,12 +222,13 @@ def run_process(group: GroupRun, cases: dict[str, Case], options: dict, on_progr
         assert group.process is not None
         code = group.process.poll()
         if code is None:
-            if group.current and time.monotonic() - group.current_since > options["case_timeout"]:
+            if time.monotonic() - group.current_since > options["case_timeout"]:
+                in_flight = group.current is not None
                 kill(group)
                 follow(group)
                 record_lost_test(group, cases, options, f"no answer within the per-case timeout of "
                                                         f"{options['case_timeout']:g} s; process killed")
-                return "was killed at the per-case timeout"
+                return "was killed at the per-case timeout" + ("" if in_flight else " outside any test")
             continue
         follow(group)
         ended = exit_description(code)
