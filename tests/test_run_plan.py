@@ -18,6 +18,7 @@ from conformance.adapters import load_adapter
 from conformance.fixtures import load_cases
 from conformance.plugin import devices_for, keyword_filter, matrix_params
 from conformance.verdict.known_differences import known_failure_files, load_known_failures
+from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 ADAPTER = "keras-jax"  # many known differences, so that -k "xfail" selects something
@@ -61,3 +62,11 @@ def test_the_plan_is_what_pytest_would_collect(plan_of, keyword, tmp_path):
 def test_no_expression_plans_the_whole_matrix(plan_of):
     cases = load_cases()
     assert len(plan_of("")) == 2 * sum(len(case.dtypes) for case in cases)
+
+
+def test_a_keyword_with_call_parameters_is_refused_as_pytest_refuses_it(tmp_path, report_dir):
+    result = subprocess.run([str(CONSOLE_SCRIPT), "run", "--adapter", "torch", "-k", "tutorial and lstm(x=1)",
+                             "--report-dir", str(report_dir)], capture_output=True, text=True, timeout=300)
+    line = one_line_error(result)
+    assert line.endswith("keyword expressions do not support call parameters")
+    assert snapshot(report_dir) == {"index.html": b"previous report"}

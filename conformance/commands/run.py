@@ -234,11 +234,14 @@ def run_command(args: argparse.Namespace) -> int:
     fixtures_dir = args.fixtures_dir or default_fixtures_dir()
     case_list = load_cases(fixtures_dir)
     cases = {case.id: case for case in case_list}
+    try:
+        plans = {requested: adapter_plan(name, case_list, options) for requested, name in options["adapters"].items()}
+    except ValueError as exc:  # a -k expression pytest would refuse once it reached a test
+        raise UsageError(str(exc)) from None
     options["stop"] = stop = threading.Event()
     with StopOnSignal(stop):
         stream_dir = prepare_report_dir(args.report_dir)
-        groups = [new_group(requested, adapter_plan(name, case_list, options), stream_dir)
-                  for requested, name in options["adapters"].items()]
+        groups = [new_group(requested, plan, stream_dir) for requested, plan in plans.items()]
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         supervise_all(groups, cases, options, args.jobs)
         interrupted = stop.is_set()
