@@ -43,6 +43,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import signal
 import stat
 import sys
 import threading
@@ -151,7 +152,6 @@ class ConformanceSession:
         self.known = load_known_failures(known_failure_files(
             option.known_failures, builtin=not option.no_builtin_known_failures))
         self.cases: list[Case] = []
-        self.case_dtypes: dict[str, tuple[str, ...]] = {}  # the whole matrix, before -k
         self.adapters: dict[str, Any] = {}
         self.records: list[Record] = []
         self.done_ids: set[str] = set()
@@ -186,6 +186,11 @@ class ConformanceSession:
                              f"pass --report-dir DIR for this pytest run's results "
                              f"(default {DEFAULT_REPORT_DIR})")
         self.lock = ReportDirLock(directory).acquire()
+
+    @property
+    def case_dtypes(self) -> dict[str, tuple[str, ...]]:
+        """Every case of the matrix (before -k) and its dtypes."""
+        return {case.id: case.dtypes for case in self.cases}
 
     def adapter(self, name: str) -> Any:
         """The adapter registered as, or whose ``name`` is, ``name`` (imported once)."""
@@ -272,7 +277,9 @@ def watch_supervisor(pid: int) -> None:
     def watch() -> None:
         while os.getppid() == pid:
             time.sleep(0.5)
-        os.killpg(os.getpgrp(), 9) if os.getpgrp() == os.getpid() else os._exit(3)
+        if os.getpgrp() == os.getpid():  # the group leader, as conformance run starts it
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(3)
 
     threading.Thread(target=watch, name="conformance-supervisor-watch", daemon=True).start()
 
@@ -367,9 +374,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             config._conformance_refused = str(exc)
             return
     session = config._conformance
-    cases = session.cases
-    session.case_dtypes = {case.id: case.dtypes for case in cases}
-    params = _params(session, cases)
+    params = _params(session, session.cases)
     metafunc.parametrize("conformance_param", params, ids=[p.test_id for p in params])
 
 

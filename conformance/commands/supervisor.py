@@ -28,7 +28,6 @@ from conformance.results.records import JsonlWriter, Record, make_record, read_j
 TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
 # At most 64 KiB of a lost test's stderr: its first lines say what happened, its last where.
 STDERR_HEAD, STDERR_TAIL = 4 * 1024, 60 * 1024
-MAX_RESTARTS = 50
 INTERRUPTED = "not run: the run was interrupted (Ctrl-C or SIGTERM) before this test"
 
 
@@ -47,23 +46,24 @@ class GroupRun:
     group_json: Path
     stderr_path: Path
     plan_path: Path
-    done: int = 0
     failed: int = 0
     restarts: int = 0
     process: subprocess.Popen | None = None
-    started_at: float = 0.0
     current: str | None = None
     current_since: float = 0.0  # when the test in flight started, or the process did, or the last result came
     current_stderr_at: int | None = None  # where the test in flight began writing stderr
     stream_offset: int = 0
     stderr_offset: int = 0  # where the running process's stderr starts in the shared file
     recorded: set[str] = field(default_factory=set)
-    crashed_tests: list[str] = field(default_factory=list)
     ended: str | None = None  # why the planned results still missing were not produced
 
     @property
     def total(self) -> int:
         return len(self.planned)
+
+    @property
+    def done(self) -> int:
+        return len(self.recorded)
 
     def missing(self) -> list[str]:
         return [test_id for test_id in self.planned if test_id not in self.recorded]
@@ -116,7 +116,6 @@ def start(group: GroupRun, options: dict, resume: bool) -> None:
         pytest_command(group, options, resume), stdout=subprocess.DEVNULL, stderr=stderr,
         start_new_session=True, env=environment)
     stderr.close()
-    group.started_at = time.monotonic()
     group.current, group.current_since, group.current_stderr_at = None, time.monotonic(), None
 
 
@@ -144,7 +143,6 @@ def follow(group: GroupRun) -> None:
             group.current_stderr_at = line.get("stderr_at")
         elif kind == "result" and line["test_id"] not in group.recorded:
             group.recorded.add(line["test_id"])
-            group.done += 1
             group.failed += Record.from_dict(line).unexpected
             if line["test_id"] == group.current:
                 group.current = None
@@ -181,7 +179,6 @@ def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id
                          status="error", message=why, stderr=stderr, known=known, produced=produced)
     JsonlWriter(group.stream).append(record.to_dict())
     group.recorded.add(test_id)
-    group.done += 1
     group.failed += record.unexpected
 
 
@@ -193,7 +190,6 @@ def record_lost_test(group: GroupRun, cases: dict[str, Case], options: dict, why
         group.current = None
         return
     append_error(group, cases, options, test_id, why, stderr=process_stderr(group, group.current_stderr_at))
-    group.crashed_tests.append(test_id)
     group.current = None
 
 
@@ -250,12 +246,12 @@ def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
         if options["stop"].is_set():
             group.ended = INTERRUPTED
             break
-        if group.restarts > options.get("max_restarts", MAX_RESTARTS):
+        if group.restarts > options["max_restarts"]:
             group.ended = (f"not run: the supervisor gave up after {group.restarts - 1} restarts of the "
                            f"adapter process (the last one {last_end})")
             break
         before = group.done
-        ended = run_process(group, cases, options, on_progress, resume=group.restarts > 0 or group.done > 0)
+        ended = run_process(group, cases, options, on_progress, resume=group.restarts > 0)
         if ended is None:
             group.ended = INTERRUPTED
             break
