@@ -23,7 +23,7 @@ from pathlib import Path
 
 from conformance.matrix.case import Case
 from conformance.plugin import SUPERVISOR_VARIABLE
-from conformance.results.records import JsonlWriter, Record, make_record, read_jsonl
+from conformance.results.records import JsonlWriter, Record, make_record, parse_json, read_jsonl
 
 TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
 # At most 64 KiB of a lost test's stderr: its first lines say what happened, its last where.
@@ -129,7 +129,7 @@ def new_lines(group: GroupRun) -> list[dict]:
         return []
     complete = data[:data.rfind(b"\n") + 1]
     group.stream_offset += len(complete)
-    return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+    return [parse_json(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
 
 
 def follow(group: GroupRun) -> None:
