@@ -1,6 +1,6 @@
 """The package follows the data flow, and nothing imports to the right of itself.
 
-spec/cases (``matrix``) -> ``reference`` -> ``fixtures`` -> ``adapters`` -> ``verdict``
+spec/cases (``matrix``) -> ``reference`` -> ``fixtures`` -> ``onnx`` (the ONNX export) -> ``adapters`` -> ``verdict``
 -> ``results`` -> ``report`` -> the pytest plugin -> ``commands``. Imports inside
 functions count: a lazy import to the right is still a dependency to the right.
 """
@@ -20,6 +20,7 @@ FLOW = (
     ("conformance.semantics",),
     ("conformance.reference",),
     ("conformance.fixtures",),
+    ("conformance.onnx",),
     ("conformance.adapters",),
     ("conformance.verdict",),
     ("conformance.results",),

@@ -1,4 +1,4 @@
-"""The Keras -> ONNX RNN/GRU/LSTM conventions (conformance/adapters/onnx/graph.py), and what
+"""The Keras -> ONNX RNN/GRU/LSTM conventions (conformance/onnx/mapping.py), and what
 onnxruntime does with them: the gate order proven on a per_gate case, ``layout=1`` and
 float64 refused, padded and empty sequences zeroed."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.adapters.onnx import graph as onnx_mapping
-from conformance.adapters.onnx.graph import activation_attributes, onnx_direction_weights, onnx_weights
+from conformance.onnx import mapping as onnx_mapping
+from conformance.onnx.mapping import activation_attributes, onnx_direction_weights, onnx_weights
 from conformance.matrix.cases import build_cases
 from conformance.matrix.spec import LayerSpec
 from conformance.reference import expected_outputs
@@ -106,10 +106,10 @@ def test_bidirectional_activations_are_listed_once_per_direction():
 
 
 def test_a_right_padded_mask_is_fed_as_int32_sequence_lens_including_an_empty_row():
-    from conformance.adapters.onnx.native import OnnxNativeAdapter
+    from conformance.onnx import export
 
     case = CASES["lstm-seq0-state1-random-b3t5-mask_empty_row"].for_dtype("float32")
-    lens = OnnxNativeAdapter()._feeds(case, masked=True)["sequence_lens"]
+    lens = export(case).feeds["sequence_lens"]
     assert lens.dtype == np.int32 and lens.tolist() == case.mask.sum(axis=1).tolist()
     assert 0 in lens.tolist()
 
@@ -169,7 +169,7 @@ def test_the_graphs_are_right_in_the_onnx_reference_runtime_for_both_layouts(mon
 @pytest.mark.parametrize(("cell", "message"), [
     ("lstm", "LSTM operator does not support double yet"),
     ("gru", "GRU operator does not support double yet"),
-    ("simple_rnn", "Could not find an implementation for RNN(22)"),
+    ("simple_rnn", "Could not find an implementation for RNN(14)"),
 ])
 def test_onnxruntime_has_no_float64_recurrent_kernels(cell, message):
     case = CASES[f"{cell}-seq1-state1-random-b3t5"].for_dtype("float64")

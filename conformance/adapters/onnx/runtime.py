@@ -70,7 +70,7 @@ def make_session(model_bytes: bytes, device: str):
         raise ProviderUnavailable(f"device={device!r} needs {provider}, which this onnxruntime build lacks "
                                   f"(it has {', '.join(built_in)}); refusing to run the row on another provider")
     session = onnxruntime.InferenceSession(model_bytes, _session_options(), providers=[provider],
-                                           provider_options=[_provider_options(device)], enable_fallback=0)
+                                           provider_options=[precision_settings(device)], enable_fallback=0)
     if session.get_providers()[0] != provider:
         raise ProviderUnavailable(f"device={device!r}: onnxruntime opened the session on "
                                   f"{session.get_providers()} instead of {provider}")
@@ -91,7 +91,9 @@ def _session_options():
     return options
 
 
-def _provider_options(device: str) -> dict[str, str]:
+def precision_settings(device: str) -> dict[str, str]:
+    """The provider options about reduced precision: on ``cuda``, ``use_tf32`` (off for the float32
+    verdict); the CPU provider computes float32 as float32 and has none."""
     from conformance.adapters.contract import tf32_allowed
 
     return dict(CUDA_OPTIONS, use_tf32=str(int(tf32_allowed()))) if device == "cuda" else {}

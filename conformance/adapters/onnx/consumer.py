@@ -1,0 +1,99 @@
+"""The base for any runtime that consumes ONNX: a vendor writes ``load`` and ``infer``, nothing else.
+
+    class MyRuntimeAdapter(OnnxConsumerAdapter):
+        name = "my-runtime"
+        runtime = "MyRuntime"            # named in every reason and record
+        weights = "initializers"         # or "inputs" (one model per structure)
+
+        def available(self):
+            return missing_module_reason("my_runtime")
+
+        def load(self, model: bytes, device: str):
+            import my_runtime
+            return my_runtime.compile(model)
+
+        def infer(self, compiled, feeds):
+            return compiled.run(feeds)    # outputs in the graph's output order
+
+The base exports each case with ``conformance.onnx.export`` (the models whose
+inputs and outputs are the Keras layer's own), compiles a model once per
+structure when the weights are graph inputs (once per case when they are
+initializers), and returns the runtime's outputs as the Keras list. A
+``load`` that raises is the runtime refusing the model: the result is an
+error carrying the runtime's message, and later cases of the same structure
+fail fast with it. ``precision(device)`` reports what reduced-precision
+default the adapter switched off, recorded with every result.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from conformance.adapters.contract import Adapter
+from conformance.matrix.case import Case
+from conformance.onnx import export, not_expressible
+
+
+class OnnxConsumerAdapter(Adapter):
+    """An ONNX runtime as a conformance adapter: ``load`` and ``infer`` are the runtime's part."""
+
+    runtime: str = "the ONNX runtime"
+    weights: str = "initializers"
+    layout: int = 0
+    declared_devices: tuple[str, ...] = ("cpu",)
+
+    def load(self, model: bytes, device: str) -> Any:
+        """``model`` (serialized ModelProto) compiled for ``device``; raise if the runtime refuses it."""
+        raise NotImplementedError
+
+    def infer(self, compiled: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | dict[str, np.ndarray]:
+        """The outputs of ``compiled`` for ``feeds`` (graph input name -> array): a list in the graph's
+        output order, or a dict by output name."""
+        raise NotImplementedError
+
+    def precision(self, device: str) -> dict:
+        """What the adapter set about the runtime's reduced-precision defaults on ``device`` (recorded)."""
+        return {}
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple, tuple[Any, BaseException | None]] = {}
+        self._info: dict = {}
+
+    def supports(self, case: Case) -> str | None:
+        return not_expressible(case)
+
+    def last_run_info(self) -> dict:
+        return dict(self._info)
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        exported = export(case, self.weights, self.layout)
+        compiled = self._compiled_model(exported, device)
+        return exported.keras_outputs(self.infer(compiled, exported.feeds))
+
+    def _compiled_model(self, exported, device: str) -> Any:
+        """The compiled model for ``exported``'s structure on ``device``, or the runtime's refusal raised."""
+        key = (exported.structure, device)
+        cached = key in self._compiled
+        start = time.perf_counter()
+        if not cached:
+            entry = self._compile(exported.model_bytes, device)
+            if self.weights == "inputs":  # with initializers every case is its own model: nothing to reuse
+                self._compiled[key] = entry
+        else:
+            entry = self._compiled[key]
+        self._info = {"runtime": self.runtime, "weights": self.weights, "layout": self.layout,
+                      "model": "cached" if cached else f"compiled in {time.perf_counter() - start:.3f}s",
+                      **self.precision(device)}
+        compiled, refusal = entry
+        if refusal is not None:
+            raise refusal.with_traceback(None)
+        return compiled
+
+    def _compile(self, model: bytes, device: str) -> tuple[Any, BaseException | None]:
+        try:
+            return self.load(model, device), None
+        except Exception as exc:  # noqa: BLE001 - the runtime's refusal is the result
+            return None, exc
