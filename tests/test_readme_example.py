@@ -33,3 +33,38 @@ def test_the_readme_example_adapter_passes_the_lstm_tutorial_cases(tmp_path):
     tutorial_lstm = [r for r in results if r["cell"] == "lstm" and r["option"] == "tutorial"]
     assert len(tutorial_lstm) == 8 and {r["status"] for r in tutorial_lstm} == {"pass"}
     assert {r["status"] for r in results} == {"pass", "unsupported"}
+
+
+def readme_block(marker: str, language: str) -> str:
+    block = re.search(rf"<!-- {marker}:start -->\s*```{language}\n(.*?)```", README.read_text(), re.S)
+    assert block, f"README lost its {marker} block"
+    return block.group(1)
+
+
+def run_vendor_example(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    (tmp_path / "my_onnx_runtime.py").write_text(readme_block("example-onnx-adapter", "python"))
+    report_dir = tmp_path / f"reports{len(extra)}"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("conformance")), "run", "--adapter", "my_onnx_runtime:MyOnnxRuntime",
+         "--device", "cpu", "--report-dir", str(report_dir), *extra],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    return done, json.loads((report_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_readme_onnx_runtime_walkthrough_certifies_onnxruntime_on_the_whole_matrix(tmp_path):
+    """Steps 1-4 of "Certify an ONNX runtime", as a vendor follows them: the adapter alone finds the
+    runtime's differences (exit 1); with the README's list of them, the run is clean (exit 0)."""
+    pytest.importorskip("onnxruntime")
+    first, document = run_vendor_example(tmp_path)
+    assert first.returncode == 1, first.stderr
+    unexpected = {r["test_id"] for r in document["results"] if r["status"] in ("fail", "error")}
+    assert len(unexpected) == 102 and document["planned"] == document["produced"] == 572
+    (tmp_path / "my-differences.txt").write_text(readme_block("example-onnx-differences", "text"))
+    second, document = run_vendor_example(tmp_path, "--known-failures", "my-differences.txt")
+    assert second.returncode == 0, second.stdout + second.stderr
+    statuses = [r["status"] for r in document["results"]]
+    assert (statuses.count("pass"), statuses.count("unsupported")) == (410, 60)
+    assert {r["test_id"] for r in document["results"] if r.get("known")} == unexpected
+    assert all("onnxruntime" in r["known"] for r in document["results"] if r.get("known"))
