@@ -29,6 +29,8 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "onnx-torch": "conformance.adapters.onnx.torch_export:OnnxTorchAdapter",
     "onnx-native": "conformance.adapters.onnx.native:OnnxNativeAdapter",
     "onnx-native-layout1": "conformance.adapters.onnx.native:OnnxNativeLayout1Adapter",
+    "openvino": "conformance.adapters.onnx.openvino:OpenvinoAdapter",
+    "openvino-inputs": "conformance.adapters.onnx.openvino:OpenvinoInputsAdapter",
     "tract": "conformance.adapters.onnx.tract:TractAdapter",
     "tract-inputs": "conformance.adapters.onnx.tract:TractInputsAdapter",
 }
