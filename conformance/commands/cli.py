@@ -1,8 +1,9 @@
 """The ``conformance`` command (also ``python -m conformance``).
 
 Subcommands: run, report, compare, explain, adapters, fixtures build|verify,
-bench. Bad input of any kind (unknown adapter, malformed results file,
-unwritable report dir or output path, bad -k expression, broken fixtures) prints one line
+bench, findings, export onnx, repro. Bad input of any kind (unknown adapter,
+malformed results file, unwritable report dir or output path, bad -k
+expression, broken fixtures, an unknown test id) prints one line
 ``conformance: error: ...`` and exits 2; nothing already written is touched.
 """
 
@@ -77,6 +78,22 @@ def build_parser() -> Parser:
                           help="results.json files, .jsonl streams, or a directory of <env>/results.json")
     findings.add_argument("--write", type=Path, metavar="FINDINGS.md",
                           help="rewrite the generated sections between their markers in this file")
+
+    export = commands.add_parser("export", help="write the cases in the ONNX backend-test data layout")
+    export.add_argument("format", choices=("onnx",))
+    export.add_argument("directory", type=Path, metavar="DIR")
+    export.add_argument("-k", dest="keyword", default="", metavar="EXPR",
+                        help="pytest -k expression on the case ids")
+    export.add_argument("--weights", choices=("initializers", "inputs", "both"), default="both",
+                        help="W, R, B as constant initializers, as graph inputs, or both (default)")
+    export.add_argument("--dtype", choices=("float32", "float64", "all"), default="all")
+    export.add_argument("--fixtures-dir", type=Path, default=None)
+
+    repro = commands.add_parser("repro", help="a standalone reproducer for one ONNX adapter's result")
+    repro.add_argument("test_id", metavar="TEST_ID",
+                       help="a conformance test id, e.g. 'lstm-seq1-state0-random-b3t5[onnx-native-cpu-float32]'")
+    repro.add_argument("-o", "--output-dir", type=Path, required=True, metavar="DIR")
+    repro.add_argument("--fixtures-dir", type=Path, default=None)
     return parser
 
 
@@ -192,9 +209,22 @@ def command_findings(args: argparse.Namespace) -> int:
     return findings_command(args)
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from conformance.commands.export import export_command
+
+    return export_command(args)
+
+
+def command_repro(args: argparse.Namespace) -> int:
+    from conformance.commands.repro import repro_command
+
+    return repro_command(args)
+
+
 COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters": command_adapters,
             "report": command_report, "compare": command_compare, "run": command_run,
-            "bench": command_bench, "findings": command_findings}
+            "bench": command_bench, "findings": command_findings, "export": command_export,
+            "repro": command_repro}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

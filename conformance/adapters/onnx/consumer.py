@@ -23,6 +23,22 @@ initializers), and returns the runtime's outputs as the Keras list. A
 error carrying the runtime's message, and later cases of the same structure
 fail fast with it. ``precision(device)`` reports what reduced-precision
 default the adapter switched off, recorded with every result.
+
+``repro_runner`` (optional) is what ``conformance repro`` pastes into the
+standalone reproducer it writes for one of the adapter's results: Python
+source defining ``run_model(model_path, feeds, device)`` that returns the
+outputs in graph order (a list of arrays), with its imports inside, needing
+only the runtime and numpy, and making the settings ``load`` makes (the
+reduced-precision switches above), so the script sees what the row saw::
+
+    repro_runner = '''
+    def run_model(model_path, feeds, device):
+        import my_runtime
+        return my_runtime.compile(open(model_path, "rb").read()).run(feeds)
+    '''
+
+Without it the reproducer still holds the model, the feeds and the expected
+outputs, and its script says in one line that ``run_model`` needs filling in.
 """
 
 from __future__ import annotations
@@ -44,6 +60,7 @@ class OnnxConsumerAdapter(Adapter):
     weights: str = "initializers"
     layout: int = 0
     declared_devices: tuple[str, ...] = ("cpu",)
+    repro_runner: str | None = None  # run_model's source for conformance repro (module docstring)
 
     def load(self, model: bytes, device: str) -> Any:
         """``model`` (serialized ModelProto) compiled for ``device``; raise if the runtime refuses it."""

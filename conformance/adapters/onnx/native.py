@@ -30,6 +30,18 @@ class OnnxNativeAdapter(OnnxConsumerAdapter):
     weights = "inputs"
     layout = 0
     declared_devices = ("cpu", "cuda")
+    # make_session's settings, standalone: exactly the row's provider (no CPU fallback), TF32 off on cuda.
+    repro_runner = '''
+def run_model(model_path, feeds, device):
+    import onnxruntime
+
+    provider = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[device]
+    options = [{"use_tf32": "0"}] if device == "cuda" else [{}]
+    session = onnxruntime.InferenceSession(model_path, providers=[provider], provider_options=options)
+    if session.get_providers()[0] != provider:
+        raise RuntimeError(f"onnxruntime opened {session.get_providers()}, not {provider}")
+    return session.run(None, feeds)
+'''
 
     def available(self) -> str | None:
         return missing_module_reason("onnx", "onnxruntime")

@@ -1,0 +1,90 @@
+"""``conformance repro``: a standalone script that reproduces one ONNX adapter's result, run in a fresh
+interpreter from its own directory, as a vendor would run what is attached to a bug report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.adapters.onnx.native import OnnxNativeAdapter
+from tests.commandline import CONSOLE_SCRIPT, one_line_error
+
+pytest.importorskip("onnxruntime")
+
+# A known onnxruntime difference (known_differences.txt): sequence_lens=0 gives a zero state.
+DIFFERING = "lstm-seq0-state1-random-b3t5-mask_empty_row[onnx-native-cpu-float32]"
+PASSING = "lstm-seq1-state0-random-b3t5[onnx-native-cpu-float32]"
+
+
+def repro(test_id: str, directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CONSOLE_SCRIPT), "repro", test_id, "-o", str(directory)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def run_script(directory: Path) -> subprocess.CompletedProcess:
+    """repro.py alone: copied elsewhere, run with -I so nothing of this checkout is importable."""
+    return subprocess.run([sys.executable, "-I", "repro.py"], cwd=directory, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_known_difference_gives_a_script_that_exits_1_and_prints_the_error(tmp_path):
+    result = repro(DIFFERING, tmp_path / "bug")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "bug").iterdir()) == ["expected.npz", "inputs.npz", "model.onnx",
+                                                                    "repro.py"]
+    ran = run_script(tmp_path / "bug")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "h: expected" in ran.stdout and "values outside atol=1e-05" in ran.stdout
+    assert "DIFFERENT from the expected outputs" in ran.stdout
+
+
+def test_a_passing_result_gives_a_script_that_exits_0(tmp_path):
+    assert repro(PASSING, tmp_path).returncode == 0
+    ran = run_script(tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "within tolerance" in ran.stdout
+
+
+def test_the_script_header_describes_the_case_and_the_runtime(tmp_path):
+    import onnxruntime
+
+    from conformance.fixtures import load_cases
+
+    assert repro(PASSING, tmp_path).returncode == 0
+    header = (tmp_path / "repro.py").read_text().split('"""')[1]
+    case = next(c for c in load_cases() if c.id == PASSING.split("[")[0])
+    assert PASSING in header and case.describe() in header
+    assert f"onnxruntime {onnxruntime.__version__}" in header
+
+
+def test_an_adapter_without_a_runner_gets_a_script_that_says_so(tmp_path):
+    path = "tests.test_repro:RunnerlessOnnxAdapter"
+    result = subprocess.run([str(CONSOLE_SCRIPT), "repro", f"{PASSING.split('[')[0]}[{path}-cpu-float32]", "-o",
+                             str(tmp_path)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.returncode == 0, result.stderr
+    ran = run_script(tmp_path)
+    assert ran.returncode == 2 and ran.stdout == ""
+    assert len(ran.stderr.splitlines()) == 1 and "has no repro_runner: fill in run_model" in ran.stderr
+
+
+@pytest.mark.parametrize("test_id, message", [
+    ("no-such-case[onnx-native-cpu-float32]", "unknown case 'no-such-case'"),
+    ("lstm-seq1-state0-random-b3t5[no-such-adapter-cpu-float32]", "unknown adapter 'no-such-adapter'"),
+    ("lstm-seq1-state0-random-b3t5[torch-cpu-float32]", "torch is not an ONNX consumer"),
+    ("lstm-seq1-state0-random-b3t5", "is not a conformance test id"),
+])
+def test_bad_test_ids_are_one_line_and_write_nothing(tmp_path, test_id, message):
+    assert message in one_line_error(repro(test_id, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+class RunnerlessOnnxAdapter(OnnxNativeAdapter):
+    """onnx-native without its repro_runner: a vendor's adapter before it adds one."""
+
+    name = "runnerless-onnx"
+    repro_runner = None
