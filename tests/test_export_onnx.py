@@ -166,6 +166,17 @@ def test_onnx_backend_runner_runs_the_export_on_onnxruntime(selection, monkeypat
     assert len(result.expectedFailures) == sum(f"{e['test']}_cpu" in known for e in tests) > 0
 
 
+def test_the_readme_runner_example_expects_exactly_the_known_onnxruntime_differences(selection):
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Export the cases as ONNX")[1].split("```python")[1].split("```")[0]
+    patterns = [re.compile(p) for p in re.findall(r'runner\.xfail\(r"(.+?)"\)', section)]
+    names = [f"{e['test']}_cpu" for e in index_of(selection)["tests"]]
+    assert patterns and {n for n in names if any(p.search(n) for p in patterns)} == set(
+        known_onnx_native_differences(index_of(selection)))
+
+
 # --- every case on onnx's ReferenceEvaluator -------------------------------------------------
 
 def tensors_reaching_outputs(model) -> set[str]:
