@@ -83,6 +83,17 @@ class OpenvinoAdapter(OnnxConsumerAdapter):
     weights = "initializers"
     layout = 0
     declared_devices = ("cpu",)
+    # load's settings, standalone: the f32 hint of the float32 verdict, one inference thread.
+    repro_runner = '''
+def run_model(model_path, feeds, device):
+    import openvino
+
+    core = openvino.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
+    compiled = core.compile_model(core.read_model(model_path), {"cpu": "CPU"}[device], config)
+    results = compiled.create_infer_request().infer(feeds)
+    return [results[output] for output in compiled.outputs]
+'''
 
     def available(self) -> str | None:
         return missing_module_reason("openvino")
