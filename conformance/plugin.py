@@ -14,8 +14,9 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
 
 ==============================  =========================================================
 ``--adapter NAME|module:Class``  adapter to run (repeatable); default: every registered one
-``--device cpu|cuda|all``        device rows to produce (default all); cuda rows without
-                                 a GPU are recorded as skipped
+``--device cpu|cuda|all``        device rows to produce (default all), for each adapter
+                                 only the devices it declares (``declared_devices``); a
+                                 declared device the machine lacks is recorded as skipped
 ``--dtype float32|float64|all``  dtype rows to produce (default all)
 ``--fixtures-dir DIR``           the golden fixtures (default ``$CONFORMANCE_FIXTURES``,
                                  else the checkout's ``fixtures/``)
@@ -29,8 +30,10 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
 ``--known-failures FILE``        a further known-differences list (repeatable; matched
                                  after the built-in one)
 ``--no-builtin-known-failures``  leave out ``conformance/verdict/known_differences.txt``
-``--tf32``                       labelled mode: TF32 matmuls left on on GPUs
-                                 (records carry ``run_info.tf32``)
+``--reduced-precision-defaults`` labelled mode: the runtimes' reduced-precision defaults
+                                 (TF32 on GPUs, OpenVINO's bfloat16 hint, ...) left on;
+                                 every record carries ``run_info.reduced_precision_defaults``
+``--tf32``                       the same mode under its first name
 ``--skip-done``                  leave out tests already in the stream (resuming after a
                                  crash; used by ``conformance run``'s supervisor)
 ``--plan FILE.json``             run exactly these test ids (a JSON list; written by
@@ -56,12 +59,13 @@ from typing import Any
 import pytest
 
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
-from conformance.adapters.contract import TF32_VARIABLE, tf32_allowed
+from conformance.adapters.contract import REDUCED_PRECISION_VARIABLE, LoadedAdapter, reduced_precision_allowed
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
 from conformance.matrix.case import Case
 from conformance.results.lock import ReportDirLock
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import (
+    REDUCED_PRECISION_KEY,
     JsonlWriter,
     Record,
     audit_known,
@@ -113,8 +117,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "findings (repeatable; added after the built-in list)")
     group.addoption("--no-builtin-known-failures", action="store_true",
                     help="leave out the built-in list, conformance/verdict/known_differences.txt")
-    group.addoption("--tf32", action="store_true",
-                    help="labelled mode: leave TF32 matmuls on on GPUs (results carry run_info.tf32)")
+    group.addoption("--reduced-precision-defaults", "--tf32", dest="reduced_precision_defaults",
+                    action="store_true",
+                    help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
+                         "OpenVINO's bfloat16 hint, ...); every result carries "
+                         "run_info.reduced_precision_defaults (--tf32: the same, its first name)")
     group.addoption("--skip-done", action="store_true",
                     help="leave out tests already in the results stream (resuming after a crash)")
     group.addoption("--plan", default=None, metavar="FILE.json",
@@ -289,8 +296,8 @@ def pytest_configure(config: pytest.Config) -> None:
     supervisor = os.environ.get(SUPERVISOR_VARIABLE, "")
     if supervisor.isdigit():
         watch_supervisor(int(supervisor))
-    if getattr(config.option, "tf32", False):
-        os.environ[TF32_VARIABLE] = "1"  # read by the adapters (adapters.base.tf32_allowed)
+    if getattr(config.option, "reduced_precision_defaults", False):
+        os.environ[REDUCED_PRECISION_VARIABLE] = "1"  # read by the adapters (contract.reduced_precision_allowed)
     config._conformance = None  # created when a conformance test is collected
     config._conformance_refused = ""  # why the session was refused (bad adapter, fixtures, lists, dir)
 
@@ -317,10 +324,20 @@ def devices_for(choice: str) -> tuple[str, ...]:
     return DEVICES if choice == "all" else (choice,)
 
 
-def matrix_params(cases: list[Case], adapter_names: list[str], devices: tuple[str, ...],
-                  dtype_choice: str) -> list[ConformanceParam]:
-    """Every case x adapter x device x dtype asked for, in the order the tests run."""
-    return [ConformanceParam(case, name, device, dtype) for name in adapter_names for case in cases
+def device_rows(choice: str, adapters: list[LoadedAdapter]) -> dict[str, tuple[str, ...]]:
+    """Adapter name -> its device rows: those ``--device`` asks for that the adapter declares.
+
+    Static (``declared_devices`` is a class attribute), so that ``conformance
+    run`` plans in its own process, where no framework is imported. A device
+    the adapter declares but the machine lacks keeps its rows (skipped, saying why).
+    """
+    return {adapter.name: tuple(d for d in devices_for(choice) if d in adapter.declared_devices)
+            for adapter in adapters}
+
+
+def matrix_params(cases: list[Case], rows: dict[str, tuple[str, ...]], dtype_choice: str) -> list[ConformanceParam]:
+    """Every case x adapter x device x dtype asked for (``rows``: ``device_rows``), in the order the tests run."""
+    return [ConformanceParam(case, name, device, dtype) for name, devices in rows.items() for case in cases
             for device in devices for dtype in case.dtypes if dtype_choice in ("all", dtype)]
 
 
@@ -354,8 +371,8 @@ def keyword_filter(expression: str) -> Callable[[ConformanceParam, bool], bool]:
 
 
 def _params(session: ConformanceSession, cases: list[Case]) -> list[ConformanceParam]:
-    names = [session.adapter(requested).name for requested in session.adapter_names()]
-    params = matrix_params(cases, names, devices_for(session.config.option.device), session.config.option.dtype)
+    adapters = [session.adapter(requested) for requested in session.adapter_names()]
+    params = matrix_params(cases, device_rows(session.config.option.device, adapters), session.config.option.dtype)
     if session.plan is not None:
         params = [p for p in params if p.test_id in session.plan]
     return [p for p in params if p.test_id not in session.done_ids]
@@ -476,8 +493,8 @@ def record_for(param: ConformanceParam, adapter: Any, status: str, message: str,
             device_name = adapter.device_name(param.device)
         except Exception:  # noqa: BLE001 - an optional nicety must not lose the result
             pass
-    if param.device != "cpu" and tf32_allowed():
-        extra["run_info"] = dict(extra.get("run_info") or {}, tf32=True)
+    if reduced_precision_allowed():  # every row of such a run, so that no result of it passes for the verdict
+        extra["run_info"] = dict(extra.get("run_info") or {}, **{REDUCED_PRECISION_KEY: True})
     return make_record(case=param.case, adapter=param.adapter, device=param.device, dtype=param.dtype,
                        status=status, message=message, device_name=device_name, **extra)
 

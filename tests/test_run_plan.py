@@ -16,7 +16,7 @@ import pytest
 
 from conformance.adapters import load_adapter
 from conformance.fixtures import load_cases
-from conformance.plugin import devices_for, keyword_filter, matrix_params
+from conformance.plugin import device_rows, keyword_filter, matrix_params
 from conformance.verdict.known_differences import known_failure_files, load_known_failures
 from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
@@ -38,11 +38,11 @@ def collected_by_pytest(keyword: str, report_dir: Path) -> list[str]:
 def plan_of():
     cases = load_cases()
     known = load_known_failures(known_failure_files([], builtin=True))
-    name = load_adapter(ADAPTER).name
+    rows = device_rows("all", [load_adapter(ADAPTER)])
 
     def plan(keyword: str) -> list[str]:
         selects = keyword_filter(keyword)
-        return [p.test_id for p in matrix_params(cases, [name], devices_for("all"), "all")
+        return [p.test_id for p in matrix_params(cases, rows, "all")
                 if selects(p, known.reason_for(p.test_id) is not None)]
 
     return plan

@@ -109,7 +109,10 @@ def load_adapter(name_or_path: str) -> LoadedAdapter:
     missing = missing_members(adapter)
     if missing:
         raise UnknownAdapterError(f"adapter {label} lacks {', '.join(missing)}")
-    return LoadedAdapter.of(adapter)
+    try:
+        return LoadedAdapter.of(adapter)
+    except ValueError as exc:  # an optional member in a form the suite cannot use
+        raise UnknownAdapterError(f"adapter {label}: {exc}") from None
 
 
 __all__ = ["Adapter", "BUILTIN_ADAPTERS", "LoadedAdapter", "UnknownAdapterError", "adapter_paths",

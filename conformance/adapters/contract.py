@@ -16,7 +16,13 @@ suite only calls the members). Optional members, used when present:
   result; without it bench reports no overhead figure);
 - ``export_cache: bool``: an export-based adapter's switch for keeping its
   exports and sessions between calls (True) or exporting on every call
-  (False); bench times the adapter both ways.
+  (False); bench times the adapter both ways;
+- ``declared_devices: tuple[str, ...]``: every device the adapter can ever run
+  on (default ``("cpu",)``; a GPU adapter declares ``("cpu", "cuda")``). A
+  static attribute: ``conformance run`` plans its rows from it in the parent
+  process, where no framework is imported. A device it never declares gets
+  no row at all; a declared device the machine lacks (not in ``devices()``)
+  gets ``skipped`` rows that say so.
 
 ``load_adapter`` (``conformance.adapters``) checks the five required members
 and fills in the optional ones once, as a ``LoadedAdapter``: everything past
@@ -85,10 +91,14 @@ def missing_members(candidate: object) -> list[str]:
     return missing
 
 
+DEFAULT_DECLARED_DEVICES = ("cpu",)
+
+
 class Adapter:
     """Convenience base class: every member with its default; ``run`` left to write."""
 
     name: str = "unnamed"
+    declared_devices: tuple[str, ...] = DEFAULT_DECLARED_DEVICES
 
     def available(self) -> str | None:
         return None
@@ -131,13 +141,16 @@ class LoadedAdapter:
     device_name: Callable[[str], str]
     last_run_info: Callable[[], dict]
     bare_forward: BareForward | None
+    declared_devices: tuple[str, ...] = DEFAULT_DECLARED_DEVICES
 
     @classmethod
     def of(cls, adapter: AdapterProtocol) -> LoadedAdapter:
-        """``adapter`` (which has the required members, see ``missing_members``), completed."""
+        """``adapter`` (which has the required members, see ``missing_members``), completed;
+        ValueError (one line) for a ``declared_devices`` that is no list of device names."""
         return cls(adapter, adapter.name, adapter.available, adapter.devices, adapter.supports, adapter.run,
                    getattr(adapter, "versions", _no_versions), getattr(adapter, "device_name", _same_device),
-                   getattr(adapter, "last_run_info", _no_run_info), getattr(adapter, "bare_forward", None))
+                   getattr(adapter, "last_run_info", _no_run_info), getattr(adapter, "bare_forward", None),
+                   declared_devices_of(adapter))
 
     @property
     def export_cache(self) -> bool | None:
@@ -148,6 +161,20 @@ class LoadedAdapter:
         if self.export_cache is None:
             raise AttributeError(f"adapter {self.name} has no export_cache")
         self.adapter.export_cache = enabled
+
+
+def declared_devices_of(adapter: object) -> tuple[str, ...]:
+    """The adapter's ``declared_devices`` as a tuple (the default where it has none).
+
+    A bare string is refused rather than read as its letters: ``"cuda"`` for
+    ``("cuda",)`` would otherwise plan rows for devices "c", "u", "d", "a".
+    """
+    declared = getattr(adapter, "declared_devices", DEFAULT_DECLARED_DEVICES)
+    if isinstance(declared, str) or not isinstance(declared, (list, tuple)) or not declared \
+            or not all(isinstance(device, str) and device for device in declared):
+        raise ValueError(f"declared_devices must be a non-empty tuple of device names such as "
+                         f"('cpu', 'cuda'), not {declared!r}"[:300])
+    return tuple(declared)
 
 
 def _no_versions() -> dict[str, str]:
@@ -162,14 +189,25 @@ def _no_run_info() -> dict:
     return {}
 
 
-TF32_VARIABLE = "CONFORMANCE_TF32"
+REDUCED_PRECISION_VARIABLE = "CONFORMANCE_REDUCED_PRECISION"
+
+
+def reduced_precision_allowed() -> bool:
+    """The labelled mode ``conformance run --reduced-precision-defaults`` (alias ``--tf32``).
+
+    Off, the default, every adapter switches its runtime's reduced-precision
+    defaults off for the float32 verdict (SEMANTICS.md §6): TF32 matmuls on
+    GPUs, OpenVINO's bfloat16 inference precision hint, and the like. On, it
+    leaves them as the runtime ships them, and every record says so.
+    """
+    import os
+
+    return os.environ.get(REDUCED_PRECISION_VARIABLE) == "1"
 
 
 def tf32_allowed() -> bool:
-    """The labelled TF32 mode (``conformance run --tf32``); off for the float32 verdict (SEMANTICS.md §6)."""
-    import os
-
-    return os.environ.get(TF32_VARIABLE) == "1"
+    """``reduced_precision_allowed`` under its first name (TF32 was the first such default)."""
+    return reduced_precision_allowed()
 
 
 def missing_module_reason(*modules: str) -> str | None:

@@ -43,8 +43,11 @@ def build_parser() -> Parser:
                      help="a further known-differences list (repeatable; added after the built-in one)")
     run.add_argument("--no-builtin-known-failures", action="store_true",
                      help="leave out the built-in list, conformance/verdict/known_differences.txt")
-    run.add_argument("--tf32", action="store_true",
-                     help="labelled mode: leave TF32 on on GPUs (the float32 verdict runs with it off)")
+    run.add_argument("--reduced-precision-defaults", "--tf32", dest="reduced_precision_defaults",
+                     action="store_true",
+                     help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
+                          "OpenVINO's bfloat16 hint, ...); the float32 verdict runs with them off. "
+                          "--tf32 is its first name")
 
     report = commands.add_parser("report", help="render index.html from results files")
     report.add_argument("results", nargs="+", type=Path,

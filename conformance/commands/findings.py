@@ -19,7 +19,8 @@ from typing import Any
 from conformance.adapters import BUILTIN_ADAPTERS
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import write_text_atomic
-from conformance.results.records import Record, records_of
+from conformance.results.messages import short_message
+from conformance.results.records import Record, records_of, reduced_precision_label
 
 COUNTED = ("pass", "known", "fail", "error", "unsupported")
 Column = tuple[str, str]  # (adapter, device): one row of the counts table
@@ -34,8 +35,9 @@ def column_of(record: Record) -> Column:
 
 
 def reason_of(record: Record) -> str:
-    """Why a result is what it is: the known-differences entry's reason, else the result's message."""
-    return record.known or record.message
+    """Why a result is what it is: the known-differences entry's reason, else the first meaningful
+    line of the result's message (``short_message``: a 30-line backtrace is no table cell)."""
+    return record.known or short_message(record.message)
 
 
 def adapter_order(name: str) -> tuple[int, str]:
@@ -63,9 +65,10 @@ def versions_of(document: dict[str, Any], adapter: str) -> str:
 def provenance(document: dict[str, Any]) -> str:
     machine = document.get("machine", {})
     state = "complete" if document.get("complete") else "INCOMPLETE"
+    label = reduced_precision_label(records_of(document))
     return (f"Counted by `conformance findings` from a {state} run created {document.get('created') or '?'} "
             f"on {machine.get('cpu') or '?'} (Python {machine.get('python') or '?'}), "
-            f"{len(document['results'])} results.")
+            f"{len(document['results'])} results." + (f" Labelled mode: {label}." if label else ""))
 
 
 def counts_section(document: dict[str, Any]) -> str:
@@ -89,7 +92,7 @@ def skipped_lines(records: list[Record]) -> list[str]:
     adapters_by_reason: dict[tuple[str, str], set[str]] = {}
     for record in records:
         if column_of(record) in idle:
-            reason = record.message.removeprefix(f"{record.adapter}: ")  # the same words for each
+            reason = short_message(record.message.removeprefix(f"{record.adapter}: "))  # the same words for each
             adapters_by_reason.setdefault((record.device, reason), set()).add(record.adapter)
     return [f"Every `{device}` result of {', '.join(sorted(names, key=adapter_order))} was skipped: "
             f"{cell(reason)}." for (device, reason), names in adapters_by_reason.items()]

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conformance.adapters import adapter_paths, load_adapter
+from conformance.adapters.contract import LoadedAdapter
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from conformance.commands.supervisor import (
     INTERRUPTED,
@@ -42,15 +43,17 @@ from conformance.commands.supervisor import (
 from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
 from conformance.matrix.case import Case
-from conformance.plugin import devices_for, keyword_filter, matrix_params
+from conformance.plugin import device_rows, keyword_filter, matrix_params
 from conformance.results.lock import ReportDirBusy, ReportDirLock
 from conformance.results.machine import machine_info
+from conformance.results.messages import short_message
 from conformance.results.records import (
     OUTCOMES,
     Record,
     audit_known,
     outcome_counts,
     records_of,
+    reduced_precision_label,
     results_document,
     unexpected_count,
     write_json_atomic,
@@ -84,18 +87,19 @@ def validated_options(args: argparse.Namespace) -> dict:
         raise UsageError("--jobs must be >= 1 and --max-restarts >= 0")
     if not (math.isfinite(args.case_timeout) and args.case_timeout > 0):
         raise UsageError(f"--case-timeout {args.case_timeout:g}: expected a finite number of seconds > 0")
-    names = {requested: load_adapter(requested).name  # UnknownAdapterError -> one line, exit 2
-             for requested in args.adapter or list(adapter_paths())}
+    adapters = {requested: load_adapter(requested)  # UnknownAdapterError -> one line, exit 2
+                for requested in args.adapter or list(adapter_paths())}
     check_outputs(args.report_dir)
     builtin = not args.no_builtin_known_failures
     try:
         known = load_known_failures(known_failure_files(args.known_failures, builtin))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword, "adapters": names,
+    return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword, "adapters": adapters,
             "fixtures_dir": args.fixtures_dir, "known": known, "builtin_known_failures": builtin,
             "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
-            "case_timeout": args.case_timeout, "max_restarts": args.max_restarts, "tf32": args.tf32}
+            "case_timeout": args.case_timeout, "max_restarts": args.max_restarts,
+            "reduced_precision_defaults": args.reduced_precision_defaults}
 
 
 class Progress:
@@ -111,10 +115,11 @@ class Progress:
                 print(progress_line(self.groups), file=sys.stderr, flush=True)
 
 
-def adapter_plan(name: str, cases: list[Case], options: dict) -> list[str]:
-    """The test ids one adapter is asked for: the matrix rows of --device / --dtype that -k selects."""
+def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> list[str]:
+    """The test ids one adapter is asked for: the matrix rows of --device (the devices it declares)
+    and --dtype that -k selects."""
     selects = keyword_filter(options["keyword"])
-    params = matrix_params(cases, [name], devices_for(options["device"]), options["dtype"])
+    params = matrix_params(cases, device_rows(options["device"], [adapter]), options["dtype"])
     return [p.test_id for p in params if selects(p, options["known"].reason_for(p.test_id) is not None)]
 
 
@@ -167,7 +172,23 @@ def summary_table(document: dict) -> str:
     if document.get("planned") is not None and document["produced"] != document["planned"]:
         lines.append(f"{document['produced']} of {document['planned']} planned results produced; "
                      f"the other {document['planned'] - document['produced']} are errors saying why")
-    return "\n".join(lines)
+    label = reduced_precision_label(records_of(document))
+    return "\n".join(lines + ([f"labelled mode: {label}"] if label else []))
+
+
+UNEXPECTED_SHOWN = 10
+
+
+def unexpected_lines(document: dict) -> list[str]:
+    """The first unexpected fails and errors, each with its message's first meaningful line
+    (``short_message``; the whole text is in results.json and the report's panel)."""
+    unexpected = [record for record in records_of(document) if record.unexpected]
+    if not unexpected:
+        return []
+    shown = unexpected[:UNEXPECTED_SHOWN]
+    more = f"; the first {len(shown)}" if len(unexpected) > len(shown) else ""
+    return [f"unexpected fails and errors ({len(unexpected)}{more}):"] + [
+        f"  {record.test_id}: {short_message(record.message)}" for record in shown]
 
 
 def unmatched_lines(audit: Audit | None) -> list[str]:
@@ -235,7 +256,8 @@ def run_command(args: argparse.Namespace) -> int:
     case_list = load_cases(fixtures_dir)
     cases = {case.id: case for case in case_list}
     try:
-        plans = {requested: adapter_plan(name, case_list, options) for requested, name in options["adapters"].items()}
+        plans = {requested: adapter_plan(adapter, case_list, options)
+                 for requested, adapter in options["adapters"].items()}
     except ValueError as exc:  # a -k expression pytest would refuse once it reached a test
         raise UsageError(str(exc)) from None
     options["stop"] = stop = threading.Event()
@@ -251,13 +273,13 @@ def run_command(args: argparse.Namespace) -> int:
                             selected=bool(args.keyword)) if complete else None
         document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit)
     print(summary_table(document))
-    for line in unmatched_lines(audit):
+    for line in unexpected_lines(document) + unmatched_lines(audit):
         print(line)
     print(f"reports: {args.report_dir / 'index.html'}, results.json, junit.xml"
           + ("" if complete else "  (INCOMPLETE run)"))
     for group in groups:
         if group.ended and group.ended != INTERRUPTED:
-            print(f"conformance: adapter {group.adapter}: {group.ended.removeprefix('not run: ')} "
+            print(f"conformance: adapter {group.adapter}: {short_message(group.ended.removeprefix('not run: '))} "
                   f"(see {group.stderr_path})", file=sys.stderr)
     if interrupted:
         return 130

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from conformance.matrix.case import Case
 from conformance.plugin import SUPERVISOR_VARIABLE
-from conformance.results.records import JsonlWriter, Record, make_record, parse_json, read_jsonl
+from conformance.results.records import REDUCED_PRECISION_KEY, JsonlWriter, Record, make_record, parse_json, read_jsonl
 
 TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
 # At most 64 KiB of a lost test's stderr: its first lines say what happened, its last where.
@@ -97,8 +97,8 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
         command += ["--fixtures-dir", str(options["fixtures_dir"])]
     if resume:
         command.append("--skip-done")
-    if options.get("tf32"):
-        command.append("--tf32")
+    if options.get("reduced_precision_defaults"):
+        command.append("--reduced-precision-defaults")
     return command
 
 
@@ -175,8 +175,9 @@ def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id
     """An ``error`` record for ``test_id``, appended to the group's stream."""
     case_id, adapter, device, dtype = parse_test_id(test_id)
     known = options["known"].reason_for(test_id) if produced else None
-    record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype,
-                         status="error", message=why, stderr=stderr, known=known, produced=produced)
+    run_info = {REDUCED_PRECISION_KEY: True} if options.get("reduced_precision_defaults") else {}
+    record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype, status="error",
+                         message=why, stderr=stderr, known=known, produced=produced, run_info=run_info)
     JsonlWriter(group.stream).append(record.to_dict())
     group.recorded.add(test_id)
     group.failed += record.unexpected

@@ -29,12 +29,14 @@ from typing import Any
 import jinja2
 
 from conformance.matrix.spec import CELLS
+from conformance.results.messages import short_message
 from conformance.results.records import (
     OUTCOMES,
     UNEXPECTED,
     Record,
     outcome_counts,
     records_of,
+    reduced_precision_label,
     unexpected_count,
     write_text_atomic,
 )
@@ -47,7 +49,6 @@ CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
 DEVICE_ORDER = ("cpu", "cuda")
 DTYPE_ORDER = ("float32", "float64")
 MACHINE_ORDER = ("os", "platform", "python", "cpu", "gpu", "gpus", "hostname")
-GIST_CHARS = 100  # a message's first line, as shown beside a test id
 MAX_STDERR_CHARS = 8000
 HEAT_LEVELS = 10  # 1..5: within atol by decade, 6..10: above atol by decade; 0: exact
 
@@ -107,11 +108,6 @@ def heat_level(error: float | None, atol: float) -> int:
 def natural_key(text: str) -> list:
     """'b3t5' before 'b4t48': digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
-def one_line(text: str, limit: int = GIST_CHARS) -> str:
-    first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 # --- what the templates draw -----------------------------------------------------------------
@@ -222,6 +218,7 @@ class RunSummary:
     counts: dict[str, int]  # by outcome
     planned: int | None = None  # None: a file that does not say (older, or a raw stream)
     produced: int = 0
+    reduced_precision: str = ""  # the label of a run with reduced-precision defaults left on, or ""
 
     @property
     def unexpected(self) -> int:
@@ -240,7 +237,8 @@ def run_summary(document: dict[str, Any]) -> RunSummary:
     planned = document.get("planned")
     return RunSummary(str(document.get("created") or ""), bool(document.get("complete", False)),
                       str(document.get("fixtures_sha256") or ""), outcome_counts(records),
-                      planned if isinstance(planned, int) else None, sum(r.produced for r in records))
+                      planned if isinstance(planned, int) else None, sum(r.produced for r in records),
+                      reduced_precision_label(records))
 
 
 @dataclass
@@ -518,7 +516,7 @@ def _entry(item, old: Record | None, new: Record | None, number: int,
     if hasattr(item, "tensor"):  # an ErrorChange
         gist = f"{item.tensor}: max abs {sci(item.before)} → {sci(item.after)}"
     else:
-        gist = one_line((new or old).message)
+        gist = short_message((new or old).message)
     return Entry(item.test_id, old and matrix_cell(old, None), new and matrix_cell(new, None), gist,
                  build_panel(old, f"b{number}") if old and with_panels else None,
                  build_panel(new, f"c{number}") if new and with_panels else None)
@@ -551,7 +549,7 @@ def environment() -> jinja2.Environment:
     """Autoescaping on for every template: messages and stderr come from adapters."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(sci=sci, short=short, shape=shape_text, one_line=one_line)
+    env.filters.update(sci=sci, short=short, shape=shape_text, short_message=short_message)
     env.globals.update(OUTCOME_CODES=OUTCOME_CODES, OUTCOMES=OUTCOMES, UNEXPECTED=UNEXPECTED)
     return env
 

@@ -51,6 +51,9 @@ STATUSES = ("pass", "fail", "unsupported", "error", "skipped")
 OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped")
 UNEXPECTED = ("fail", "error")
 VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
+# run_info key of every record of a run in the labelled reduced-precision mode
+# (conformance run --reduced-precision-defaults): such a result is no float32 verdict.
+REDUCED_PRECISION_KEY = "reduced_precision_defaults"
 class ResultsFileError(ValueError):
     """A results file that is missing, malformed or not ours; the message is one line."""
 
@@ -216,6 +219,22 @@ def outcome_counts(records: Iterable[Record | dict[str, Any]]) -> dict[str, int]
     for record in records:
         counts[outcome(record)] += 1
     return counts
+
+
+def reduced_precision_count(records: Iterable[Record]) -> int:
+    """How many records ran with the runtimes' reduced-precision defaults left on: what labels a run."""
+    return sum(bool(record.run_info.get(REDUCED_PRECISION_KEY)) for record in records)
+
+
+def reduced_precision_label(records: Iterable[Record]) -> str:
+    """The line that labels a run (or a merge) holding such records; '' when it holds none."""
+    records = list(records)
+    count = reduced_precision_count(records)
+    if not count:
+        return ""
+    share = "every result" if count == len(records) else f"{count} of {len(records)} results"
+    return (f"reduced-precision defaults left on (--reduced-precision-defaults) for {share}: "
+            "not the float32 verdict")
 
 
 def unexpected_count(counts: dict[str, int]) -> int:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
+from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.flax import mapping as mapping
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, LayerSpec
@@ -59,6 +59,7 @@ class _Compiled:
 
 class FlaxAdapter(Adapter):
     name = "flax"
+    declared_devices = ("cpu", "cuda")
 
     def __init__(self) -> None:
         self._compiled: dict[tuple, _Compiled] = {}
@@ -101,6 +102,8 @@ class FlaxAdapter(Adapter):
             traces = self._traces
             results = jax.tree_util.tree_map(np.asarray, forward())
         self._info = {"device": str(_device(device)), "jit_traced": self._traces != traces}
+        if device == "cuda":  # "highest" changes nothing on a CPU; on a GPU it rules out TF32
+            self._info["precision"] = f"default_matmul_precision={matmul_precision()}"
         lengths = None if case.mask is None else semantics.right_padded_lengths(case.mask)
         # nnx.RNN's outputs at padded steps are not Keras's: the last output is picked by length.
         return semantics.output_list(case.spec, _keras_runs(case.spec, results, lengths), lengths)
@@ -165,6 +168,11 @@ class FlaxAdapter(Adapter):
         return jax.tree_util.tree_unflatten(compiled.treedef, leaves)
 
 
+def matmul_precision() -> str:
+    """JAX's "default" matmul precision may be TF32 on GPUs; "highest" is true float32."""
+    return "default" if reduced_precision_allowed() else "highest"
+
+
 @contextlib.contextmanager
 def _precision(dtype: str) -> Iterator[None]:
     """float64 JAX for float64 cases; full-precision matmuls for the float32 verdict
@@ -172,7 +180,7 @@ def _precision(dtype: str) -> Iterator[None]:
     small cases came out identical)."""
     import jax
 
-    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("default" if tf32_allowed() else "highest"):
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision(matmul_precision()):
         yield
 
 

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from conformance.adapters.contract import tf32_allowed
+from conformance.adapters.contract import reduced_precision_allowed
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.semantics import first_layer, masked_sublayers, right_padded_lengths
@@ -287,6 +287,10 @@ class KerasCall(Protocol):
     def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
         """``cudnn``, ``generic`` or ``backend_loop``: the implementation Keras picks for one layer."""
 
+    def precision_setting(self, device: str) -> str | None:
+        """The reduced-precision switch ``scope`` sets on ``device`` (e.g. ``allow_tf32=False``),
+        recorded as ``run_info["precision"]``; None where it sets none."""
+
 
 class KerasModels:
     """The models of one Keras, built once per structure, and the ``run`` both Keras adapters share.
@@ -311,6 +315,9 @@ class KerasModels:
                   if name in used_activations(case.spec)}
         if custom:
             self._info["custom_activations"] = custom
+        precision = self.call.precision_setting(device)
+        if precision:
+            self._info["precision"] = precision
         return outputs
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
@@ -326,8 +333,9 @@ class KerasModels:
         return call
 
     def last_run_info(self) -> dict:
-        """``kernel``/``kernels`` (see ``summarize_kernels``), and ``custom_activations``
-        when an activation had no built-in and ran as a user-written callable."""
+        """``kernel``/``kernels`` (see ``summarize_kernels``), ``custom_activations``
+        when an activation had no built-in and ran as a user-written callable, and
+        ``precision``: the reduced-precision switch set, where one was."""
         return dict(self._info)
 
     def _prepared(self, case: Case, device: str) -> BuiltModel:
@@ -362,7 +370,12 @@ def tensorflow_tf32_rule() -> None:
     """TF32 matmuls off for the float32 verdict (SEMANTICS.md §6): a process-wide switch, set once."""
     import tensorflow as tf
 
-    tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed())
+    tf.config.experimental.enable_tensor_float_32_execution(reduced_precision_allowed())
+
+
+def tensorflow_precision_setting(device: str) -> str | None:
+    """What ``tensorflow_tf32_rule`` sets, on the GPU where it applies (TF32 is a GPU format)."""
+    return f"enable_tensor_float_32_execution({reduced_precision_allowed()})" if device == "cuda" else None
 
 
 def tensorflow_call(call: Callable[[], Any], tensors: list[Any]) -> Callable[[], Any]:

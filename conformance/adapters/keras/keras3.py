@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
+from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.keras.common import (
     BuiltModel,
     KerasModels,
@@ -55,6 +55,7 @@ from conformance.adapters.keras.common import (
     cudnn_mask_ok,
     tensorflow_call,
     tensorflow_gpu_name,
+    tensorflow_precision_setting,
     tensorflow_sees_gpu,
     tensorflow_tf32_rule,
 )
@@ -154,6 +155,9 @@ class Keras3Backend(Protocol):
     def precision(self, stack: contextlib.ExitStack, dtype: str, device: str) -> None:
         """TF32 off for the float32 verdict (SEMANTICS.md §6) and whatever float64 needs."""
 
+    def precision_setting(self, device: str) -> str | None:
+        """What ``precision`` switches on ``device`` (``KerasCall.precision_setting``)."""
+
     def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
         """The model call alone on the backend's tensors, returning once it is computed."""
 
@@ -184,6 +188,9 @@ class TensorflowBackend:
     def precision(self, stack: contextlib.ExitStack, dtype: str, device: str) -> None:
         if device == "cuda":
             tensorflow_tf32_rule()
+
+    def precision_setting(self, device: str) -> str | None:
+        return tensorflow_precision_setting(device)
 
     def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
         return tensorflow_call(lambda: built.model(tensors, training=False), tensors)
@@ -226,9 +233,12 @@ class JaxBackend:
         import jax
 
         if device == "cuda":
-            stack.enter_context(jax.default_matmul_precision("default" if tf32_allowed() else "highest"))
+            stack.enter_context(jax.default_matmul_precision(jax_matmul_precision()))
         if dtype == "float64":
             stack.enter_context(jax.enable_x64(True))
+
+    def precision_setting(self, device: str) -> str | None:
+        return f"default_matmul_precision={jax_matmul_precision()}" if device == "cuda" else None
 
     def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
         """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments."""
@@ -288,6 +298,9 @@ class TorchBackend:
         if device == "cuda":
             _torch_tf32_rule()
 
+    def precision_setting(self, device: str) -> str | None:
+        return f"allow_tf32={reduced_precision_allowed()}" if device == "cuda" else None
+
     def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
         """The model under ``no_grad``; on CUDA, waiting for its kernels (they run asynchronously)."""
         import torch
@@ -322,8 +335,13 @@ def _torch_tf32_rule() -> None:
     """TF32 off for the float32 verdict (SEMANTICS.md §6): process-wide switches, set once."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
-    torch.backends.cudnn.allow_tf32 = tf32_allowed()
+    torch.backends.cuda.matmul.allow_tf32 = reduced_precision_allowed()
+    torch.backends.cudnn.allow_tf32 = reduced_precision_allowed()
+
+
+def jax_matmul_precision() -> str:
+    """JAX's "default" matmul precision may be TF32 on GPUs; "highest" is true float32."""
+    return "default" if reduced_precision_allowed() else "highest"
 
 
 # --- Keras 3's way, and the adapters ---------------------------------------------------------
@@ -356,9 +374,14 @@ class Keras3Call:
     def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
         return self.backend.kernel(layer, device, mask)
 
+    def precision_setting(self, device: str) -> str | None:
+        return self.backend.precision_setting(device)
+
 
 class Keras3Adapter(Adapter):
     """Keras 3 on one backend; the registered classes below only name it."""
+
+    declared_devices = ("cpu", "cuda")
 
     def __init__(self, backend: Keras3Backend) -> None:
         self.backend = backend

@@ -32,6 +32,7 @@ from conformance.adapters.keras.common import (
     cudnn_mask_ok,
     tensorflow_call,
     tensorflow_gpu_name,
+    tensorflow_precision_setting,
     tensorflow_sees_gpu,
     tensorflow_tf32_rule,
 )
@@ -109,9 +110,13 @@ class TfKerasCall:
     def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
         return tf_keras_kernel(layer, device, mask)
 
+    def precision_setting(self, device: str) -> str | None:
+        return tensorflow_precision_setting(device)
+
 
 class TfKerasAdapter(Adapter):
     name = "tf-keras"
+    declared_devices = ("cpu", "cuda")
 
     def __init__(self) -> None:
         self.models = KerasModels(TfKerasCall())

@@ -212,6 +212,7 @@ class OnnxKerasAdapter(Adapter):
     """``keras.Model.export(format="onnx")`` (tensorflow backend, tf2onnx) in onnxruntime."""
 
     name = "onnx-keras"
+    declared_devices = ("cpu", "cuda")
 
     def __init__(self) -> None:
         self._exports: dict[tuple, Exported] = {}

@@ -59,6 +59,7 @@ class OnnxTorchAdapter(Adapter):
     """torch.onnx.export -> onnxruntime; see the module docstring."""
 
     name = "onnx-torch"
+    declared_devices = ("cpu", "cuda")
     export_cache = True  # False: export and open a session on every call (see _session)
 
     def __init__(self) -> None:

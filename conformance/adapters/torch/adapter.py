@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.contract import Adapter, missing_module_reason, tf32_allowed
+from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.torch.mapping import RNN_NONLINEARITY, torch_initial_states, torch_module_params
 from conformance.matrix.case import Case
 from conformance.matrix.spec import BidirectionalSpec, LayerSpec
@@ -219,6 +219,7 @@ class TorchAdapter(Adapter):
     """``torch.nn`` recurrent modules; see the module docstring."""
 
     name = "torch"
+    declared_devices = ("cpu", "cuda")
 
     def __init__(self) -> None:
         self._modules: dict[ModuleKey, object] = {}
@@ -277,7 +278,7 @@ class TorchAdapter(Adapter):
         hx = None if states is None else [torch.from_numpy(s).to(device) for s in states]
         lengths_t = None if lengths is None else torch.from_numpy(lengths)
         x_t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
-        self._info = {"kernel": self._kernel(key)}
+        self._info = {"kernel": self._kernel(key), **precision_info(key.device)}
 
         def forward() -> tuple:
             with torch.no_grad():
@@ -330,9 +331,14 @@ def build_module(key: ModuleKey):
     module = getattr(torch.nn, TORCH_CLASS[key.cell])(key.input_size, key.units, **kwargs)
     if key.device == "cuda":
         # The float32 verdict needs true float32 matmuls (SEMANTICS.md §6).
-        torch.backends.cuda.matmul.allow_tf32 = tf32_allowed()
-        torch.backends.cudnn.allow_tf32 = tf32_allowed()
+        torch.backends.cuda.matmul.allow_tf32 = reduced_precision_allowed()
+        torch.backends.cudnn.allow_tf32 = reduced_precision_allowed()
     return module.to(device=key.device, dtype=getattr(torch, key.dtype)).eval()
+
+
+def precision_info(device: str) -> dict[str, str]:
+    """What ``build_module`` switches, for ``last_run_info``: on the GPU only (TF32 is a GPU format)."""
+    return {"precision": f"allow_tf32={reduced_precision_allowed()}"} if device == "cuda" else {}
 
 
 def forward_rnn(module, x, lengths, hx: list | None) -> tuple:
