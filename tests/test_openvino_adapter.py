@@ -66,7 +66,9 @@ def test_the_float32_verdict_runs_under_the_f32_hint_and_records_the_default(cas
 
 
 def test_the_labelled_mode_leaves_the_runtimes_default_hint(cases, monkeypatch):
-    monkeypatch.setattr(openvino_adapter, "tf32_allowed", lambda: True)
+    from conformance.adapters.contract import REDUCED_PRECISION_VARIABLE
+
+    monkeypatch.setenv(REDUCED_PRECISION_VARIABLE, "1")  # what --reduced-precision-defaults sets
     adapter = openvino_adapter.OpenvinoAdapter()
     adapter.run(cases[PLAIN], "cpu")
     default = openvino_adapter.default_precision_hint("cpu")

@@ -88,3 +88,21 @@ class RunnerlessOnnxAdapter(OnnxNativeAdapter):
 
     name = "runnerless-onnx"
     repro_runner = None
+
+
+# One real finding per ONNX runtime (FINDINGS.md 8, 10, 11), each reproduced by its standalone script.
+FINDING_PER_RUNTIME = [
+    ("onnxruntime", DIFFERING),
+    ("openvino", "simple_rnn-seq0-state1-random-b3t5-mask_right[openvino-cpu-float32]"),
+    ("tract", "simple_rnn-seq1-state0-per_gate-b3t5-go_backwards[tract-cpu-float32]"),
+    ("tract", "simple_rnn-seq1-state0-random-b3t5-relu[tract-inputs-cpu-float32]"),
+]
+
+
+@pytest.mark.parametrize("runtime, test_id", FINDING_PER_RUNTIME)
+def test_a_finding_of_each_onnx_runtime_reproduces_as_a_standalone_script(tmp_path, runtime, test_id):
+    pytest.importorskip(runtime)
+    assert repro(test_id, tmp_path).returncode == 0
+    ran = run_script(tmp_path)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "DIFFERENT from the expected outputs" in ran.stdout

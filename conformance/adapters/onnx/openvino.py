@@ -12,7 +12,7 @@ Precision: on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin defaults
 ``INFERENCE_PRECISION_HINT`` to bfloat16 and then computes float32 models in
 bfloat16 (all but one of the float32 results fail that way). For the float32
 verdict the adapter sets the hint to f32 and records it; in the labelled
-reduced-precision mode (``conformance run --tf32``) it leaves the runtime's
+reduced-precision mode (``conformance run --reduced-precision-defaults``) it leaves the runtime's
 default and records that default.
 
 Speed: with initializers every case is its own model, so every case pays a
@@ -28,7 +28,7 @@ import functools
 
 import numpy as np
 
-from conformance.adapters.contract import missing_module_reason, tf32_allowed
+from conformance.adapters.contract import missing_module_reason, reduced_precision_allowed
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 from conformance.matrix.case import Case
 from conformance.onnx.mapping import ONNX_ACTIVATION, onnx_activations
@@ -60,7 +60,7 @@ def default_precision_hint(device: str) -> str:
 def compile_config() -> dict[str, object]:
     """The compile properties: f32 precision for the verdict unless the labelled mode keeps the default."""
     config: dict[str, object] = {"INFERENCE_NUM_THREADS": THREADS}
-    if not tf32_allowed():
+    if not reduced_precision_allowed():
         config[PRECISION_HINT] = "f32"
     return config
 

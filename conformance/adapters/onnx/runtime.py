@@ -94,9 +94,9 @@ def _session_options():
 def precision_settings(device: str) -> dict[str, str]:
     """The provider options about reduced precision: on ``cuda``, ``use_tf32`` (off for the float32
     verdict); the CPU provider computes float32 as float32 and has none."""
-    from conformance.adapters.contract import tf32_allowed
+    from conformance.adapters.contract import reduced_precision_allowed
 
-    return dict(CUDA_OPTIONS, use_tf32=str(int(tf32_allowed()))) if device == "cuda" else {}
+    return dict(CUDA_OPTIONS, use_tf32=str(int(reduced_precision_allowed()))) if device == "cuda" else {}
 
 
 def versions() -> dict[str, str]:

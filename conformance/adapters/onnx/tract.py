@@ -98,6 +98,20 @@ class TractAdapter(OnnxConsumerAdapter):
     runtime = "tract"
     weights = "initializers"
     declared_devices = ("cpu",)
+    # load + infer's settings, standalone: every input fact concrete (a symbolic batch panics in tract).
+    repro_runner = '''
+def run_model(model_path, feeds, device):
+    import tract
+
+    model = tract.onnx().load(model_path)
+    names = [model.input_name(k) for k in range(model.input_count())]
+    types = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64"}
+    for k, name in enumerate(names):
+        array = feeds[name]
+        model.set_input_fact(k, ",".join([*map(str, array.shape), types[str(array.dtype)]]))
+    runnable = model.into_model().into_runnable()
+    return [tensor.to_numpy() for tensor in runnable.run([feeds[name] for name in names])]
+'''
 
     def available(self) -> str | None:
         return missing_module_reason("onnx", "tract")
