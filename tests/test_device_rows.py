@@ -88,7 +88,8 @@ def test_a_cpu_only_third_party_adapter_gets_no_cuda_rows_and_a_builtin_keeps_th
                            "--report-dir", str(tmp_path / "reports"), pythonpath=f"{tmp_path}{os.pathsep}{REPO}")
     assert done.returncode == 0, done.stderr + done.stdout
     results = json.loads((tmp_path / "reports" / "results.json").read_text())["results"]
-    devices = {adapter: {r["device"] for r in results if r["adapter"] == adapter} for adapter in ("torch-lstmcell", "torch")}
+    devices = {adapter: {r["device"] for r in results if r["adapter"] == adapter}
+               for adapter in ("torch-lstmcell", "torch")}
     assert devices == {"torch-lstmcell": {"cpu"}, "torch": {"cpu", "cuda"}}
     import torch
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.onnx import mapping as onnx_mapping
-from conformance.onnx.mapping import activation_attributes, onnx_direction_weights, onnx_weights
 from conformance.matrix.cases import build_cases
 from conformance.matrix.spec import LayerSpec
+from conformance.onnx import mapping as onnx_mapping
+from conformance.onnx.mapping import activation_attributes, onnx_direction_weights, onnx_weights
 from conformance.reference import expected_outputs
 from conformance.verdict.check import check_case
 

@@ -235,7 +235,8 @@ class _KerasGraph:
         sites = op_sites(spec)
         if isinstance(spec, EncoderDecoderSpec):
             encoder = self._op("encoder", sites["encoder"], x, initial, "encoder" in self.masked)
-            decoder_x = self.graph.input("decoder_x", case.decoder_x, ["batch", "decoder_time", case.decoder_x.shape[2]])
+            decoder_shape = ["batch", "decoder_time", case.decoder_x.shape[2]]
+            decoder_x = self.graph.input("decoder_x", case.decoder_x, decoder_shape)
             runs = self._runs("decoder", sites["decoder"], decoder_x, encoder[1:])
         else:
             runs, sequence = {}, x

@@ -263,7 +263,7 @@ class OnnxKerasAdapter(Adapter):
             flat = flat_weights(case_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
         self._info = {"export": exported.how, "onnx_ops": exported.recurrent_ops,
-                      "provider": onnx_runtime.PROVIDERS[device]}
+                      "provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device)}
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
         return [np.asarray(a) for a in session.run(None, feeds)]

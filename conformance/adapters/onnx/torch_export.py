@@ -124,7 +124,7 @@ class OnnxTorchAdapter(Adapter):
         if missing:
             raise RuntimeError(f"the session cannot take weights {missing} as inputs")
         feeds = {name: value for name, value in feeds.items() if name in wanted}
-        self._info = dict(info, provider=session.get_providers()[0])
+        self._info = dict(info, provider=session.get_providers()[0], **onnx_runtime.precision_settings(key.device))
         return lambda: session.run(None, feeds)
 
     def host_array(self, raw: np.ndarray) -> np.ndarray:
