@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import traceback
 from pathlib import Path
 
@@ -31,17 +32,28 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def tract_error() -> str:
-    tract = pytest.importorskip("tract")
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"not-onnx-{os.getpid()}.onnx"
-    path.write_bytes(b"\x08\x07 not an ONNX model")
+# Rust errors carry their backtrace only where RUST_BACKTRACE=1 (set here, not taken from the machine).
+WITH_BACKTRACE = {**os.environ, "RUST_BACKTRACE": "1"}
+
+TRACT_ERROR = """
+import sys, tempfile, tract
+with tempfile.NamedTemporaryFile(suffix=".onnx") as file:
+    file.write(b"\\x08\\x07 not an ONNX model"); file.flush()
     try:
-        tract.onnx().load(str(path))
-    except Exception as exc:  # noqa: BLE001 - whatever tract raises is the text under test
-        return error_text(exc)
-    finally:
-        path.unlink()
-    raise AssertionError("tract loaded a file that is no ONNX model")
+        tract.onnx().load(file.name)
+    except Exception as exc:
+        sys.stdout.write(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def tract_error() -> str:
+    """What tract raises for a file that is no ONNX model, with its backtrace: made in a fresh
+    interpreter, because anyhow reads RUST_BACKTRACE once per process."""
+    pytest.importorskip("tract")
+    done = subprocess.run([sys.executable, "-c", TRACT_ERROR], capture_output=True, text=True, timeout=120,
+                          env=WITH_BACKTRACE, check=True)
+    assert done.stdout, "tract loaded a file that is no ONNX model"
+    return done.stdout
 
 
 def onnxruntime_error() -> str:
@@ -136,7 +148,7 @@ def test_conformance_run_names_each_unexpected_error_by_its_first_line_and_recor
     pytest.importorskip("tract")
     done = subprocess.run([str(CONSOLE_SCRIPT), "run", "--adapter", RAISING, "--device", "cpu", "-k",
                            "tutorial and lstm and float64", "--report-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          capture_output=True, text=True, timeout=300, env={**WITH_BACKTRACE, "PYTHONPATH": str(REPO)})
     assert done.returncode == 1, done.stderr
     messages = [r["message"] for r in json.loads((tmp_path / "results.json").read_text())["results"]]
     assert len(messages) == 4 and all("Stack backtrace:" in m for m in messages)  # the record: the whole text
