@@ -14,14 +14,19 @@ REPORT_FILES = ("results.json", "junit.xml", "index.html")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
+    # backslashreplace: a lone surrogate in an adapter's message (undecodable bytes
+    # decoded with surrogateescape) must not lose the whole report.
+    write_bytes_atomic(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def write_bytes_atomic(path: str | Path, content: bytes) -> None:
+    """``content`` at ``path``, written beside it and renamed in: a reader sees the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        # backslashreplace: a lone surrogate in an adapter's message (undecodable bytes
-        # decoded with surrogateescape) must not lose the whole report.
-        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:

@@ -350,15 +350,22 @@ def keyword_filter(expression: str) -> Callable[[ConformanceParam, bool], bool]:
     a known difference). ``tests/test_run_plan.py`` checks the
     choice against pytest's own collection.
     """
+    selects = keyword_selects(expression)
+    return lambda param, known: selects([f"{TEST_FUNCTION}[{param.test_id}]".lower(), *TEST_MODULE_NAMES,
+                                         *(("xfail",) if known else ())])
+
+
+def keyword_selects(expression: str) -> Callable[[list[str]], bool]:
+    """Whether pytest's ``-k expression`` selects what is known by ``names`` (lower case): as
+    pytest's ``KeywordMatcher``, each name in the expression matches as a case-insensitive
+    substring of one of them. ValueError for call parameters, as pytest refuses them."""
     if not expression:
-        return lambda param, known: True
+        return lambda names: True
     from _pytest.mark.expression import Expression
 
     compiled = Expression.compile(expression)
 
-    def selects(param: ConformanceParam, known: bool) -> bool:
-        names = [f"{TEST_FUNCTION}[{param.test_id}]".lower(), *TEST_MODULE_NAMES, *(("xfail",) if known else ())]
-
+    def selects(names: list[str]) -> bool:
         def matcher(subname: str, /, **kwargs: Any) -> bool:
             if kwargs:  # as pytest's KeywordMatcher refuses them, once evaluation reaches them
                 raise ValueError(f"bad -k expression {expression!r}: keyword expressions do not support "

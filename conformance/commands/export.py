@@ -63,24 +63,18 @@ def placements_of(choice: str) -> tuple[str, ...]:
 
 
 def case_selector(expression: str) -> Callable[[str], bool]:
-    """Whether pytest's ``-k`` grammar selects a case id: each name is a case-insensitive
-    substring of the id, as ``conformance run -k`` matches test ids."""
-    if not expression:
-        return lambda case_id: True
-    from _pytest.mark.expression import Expression
+    """Whether pytest's ``-k`` grammar selects a case id (``plugin.keyword_selects`` on the id alone)."""
+    from conformance.plugin import keyword_selects
 
-    compiled = Expression.compile(expression)
+    selects = keyword_selects(expression)
 
-    def selects(case_id: str) -> bool:
-        def matcher(subname: str, /, **kwargs) -> bool:
-            if kwargs:
-                raise UsageError(f"bad -k expression {expression!r}: keyword expressions do not support "
-                                 "call parameters")
-            return subname.lower() in case_id.lower()
+    def selects_case(case_id: str) -> bool:
+        try:
+            return selects([case_id.lower()])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
-        return compiled.evaluate(matcher)
-
-    return selects
+    return selects_case
 
 
 def test_name(case_id: str, dtype: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from conformance.commands.exits import EXIT_OK, UsageError
-from conformance.files import check_outputs_in, write_text_atomic
+from conformance.files import check_outputs_in, write_bytes_atomic, write_text_atomic
 from conformance.matrix.case import Case
 
 FILES = ("model.onnx", "inputs.npz", "expected.npz", "repro.py")
@@ -93,9 +93,9 @@ def write_repro(directory: Path, test_id: str, bound: Case, case: Case, adapter,
         raise UsageError(f"{test_id}: no ONNX model to reproduce: {exc}") from None
     expected = dict(zip(exported.output_names, case.expected))
     directory.mkdir(parents=True, exist_ok=True)
-    _write_bytes(directory / "model.onnx", exported.model_bytes)
-    _write_bytes(directory / "inputs.npz", npz(exported.feeds))
-    _write_bytes(directory / "expected.npz", npz(expected))
+    write_bytes_atomic(directory / "model.onnx", exported.model_bytes)
+    write_bytes_atomic(directory / "inputs.npz", npz(exported.feeds))
+    write_bytes_atomic(directory / "expected.npz", npz(expected))
     write_text_atomic(directory / "repro.py", script(test_id, bound, adapter, device, list(expected)))
 
 
@@ -103,12 +103,6 @@ def npz(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _write_bytes(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(content)
-    temporary.replace(path)
 
 
 def runtime_versions(adapter) -> str:

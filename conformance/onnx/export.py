@@ -28,6 +28,7 @@ take different code paths for the two, so both are worth a row.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,16 +58,26 @@ def not_expressible(case: Case) -> str | None:
 
 @dataclass(frozen=True)
 class OnnxCase:
-    """A case's model and what to feed it; the outputs are the Keras output list (``output_names``)."""
+    """A case's model and what to feed it; the outputs are the Keras output list (``output_names``).
+
+    The model is assembled and checked when first read: a runtime that keeps
+    one compiled model per ``structure`` needs only the feeds of later cases,
+    and assembling is most of an export's cost.
+    """
 
     case_id: str
     dtype: str
     weights: str
     layout: int
-    model: Any = field(repr=False)  # onnx.ModelProto
     feeds: dict[str, np.ndarray] = field(repr=False)
     output_names: tuple[str, ...]
     structure: tuple
+    assemble: Callable[[], Any] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def model(self):
+        """The checked ``onnx.ModelProto``."""
+        return self.assemble()
 
     @functools.cached_property
     def model_bytes(self) -> bytes:
@@ -105,9 +116,8 @@ def export(case: Case, weights: str = "initializers", layout: int = 0) -> OnnxCa
         raise NotExpressible(f"{case.id}: {reason}")
     builder = _KerasGraph(case, weights, layout)
     outputs = builder.outputs()
-    model = builder.graph.model(outputs)
-    return OnnxCase(case.id, case.dtype, weights, layout, model, builder.graph.feeds, tuple(outputs),
-                    structure(case, weights, layout))
+    return OnnxCase(case.id, case.dtype, weights, layout, builder.graph.feeds, tuple(outputs),
+                    structure(case, weights, layout), functools.partial(builder.graph.model, outputs))
 
 
 Site = list[tuple[str, LayerSpec]]  # one ONNX op: (sub-layer name, layer as Keras runs it) per direction

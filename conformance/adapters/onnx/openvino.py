@@ -52,6 +52,7 @@ def _core():
     return openvino.Core()
 
 
+@functools.cache
 def default_precision_hint(device: str) -> str:
     """What the CPU plugin would compute float32 models in on this machine (``bf16`` on AVX512_BF16/AMX)."""
     return _core().get_property(OPENVINO_DEVICES[device], PRECISION_HINT).to_string()

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from conformance import semantics
 from conformance.adapters.contract import missing_module_reason
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 from conformance.matrix.case import Case
@@ -123,7 +122,7 @@ def run_model(model_path, feeds, device):
 
     def supports(self, case: Case) -> str | None:
         reason = super().supports(case)
-        if reason is None and case.mask is not None and semantics.right_padded_lengths(case.mask) is not None:
+        if reason is None and case.mask is not None:
             # tract 0.23 onnx/src/ops/rec/common.rs: a non-constant sequence_lens is refused, a constant one
             # must be uniform and equal to the full length; the export feeds it as a graph input.
             return ("tract refuses a mask: \"Non constant seq_len is not supported\" (its RNN/GRU/LSTM "
