@@ -34,7 +34,6 @@ def write_bytes_atomic(path: str | Path, content: bytes) -> None:
         raise
 
 
-
 class OutputPathError(ValueError):
     """An output path that cannot be written, found before anything is written (one line, exit 2)."""
 

@@ -31,9 +31,9 @@ class Tf32ProbeAdapter(OracleAdapter):
     name = "tf32-probe"
 
     def last_run_info(self) -> dict:
-        from conformance.adapters.contract import tf32_allowed
+        from conformance.adapters.contract import reduced_precision_allowed
 
-        return {"tf32_seen": tf32_allowed()}
+        return {"tf32_seen": reduced_precision_allowed()}
 
 
 class BareOracleAdapter:

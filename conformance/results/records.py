@@ -54,6 +54,8 @@ VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
 # run_info key of every record of a run in the labelled reduced-precision mode
 # (conformance run --reduced-precision-defaults): such a result is no float32 verdict.
 REDUCED_PRECISION_KEY = "reduced_precision_defaults"
+
+
 class ResultsFileError(ValueError):
     """A results file that is missing, malformed or not ours; the message is one line."""
 
