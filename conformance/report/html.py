@@ -3,7 +3,9 @@
 ``render_report(document, out_dir)`` draws a results document (see
 ``conformance.results.records``) as a matrix: cases grouped by cell and flags down the
 side, adapter x device x dtype across the top, one coloured cell per result.
-Every result that did not pass gets a diff panel; ``render_regression`` draws a
+Every result that did not pass gets a diff panel. A merge of results from several
+machines lists them (``machine_views``) and names each column's and each panel's
+machine; one machine's run shows its one machine card. ``render_regression`` draws a
 ``conformance.results.regression.Regression`` with the baseline beside the current run.
 Cells, totals and filters are by outcome (``conformance.results.records.Record.outcome``), so
 a known difference is never drawn or counted as an unexpected fail or error.
@@ -34,6 +36,7 @@ from conformance.results.records import (
     OUTCOMES,
     UNEXPECTED,
     Record,
+    document_machines,
     outcome_counts,
     records_of,
     reduced_precision_label,
@@ -48,7 +51,8 @@ OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsuppor
 CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
 DEVICE_ORDER = ("cpu", "cuda")
 DTYPE_ORDER = ("float32", "float64")
-MACHINE_ORDER = ("os", "platform", "python", "cpu", "gpu", "gpus", "hostname")
+MACHINE_ORDER = ("runner_name", "runner_os", "runner_arch", "os", "platform", "python", "cpu", "gpu", "gpus",
+                 "hostname", "node")
 MAX_STDERR_CHARS = 8000
 HEAT_LEVELS = 10  # 1..5: within atol by decade, 6..10: above atol by decade; 0: exact
 
@@ -119,6 +123,7 @@ class Column:
     device: str
     dtype: str
     device_name: str = ""
+    machines: tuple[str, ...] = ()  # the ids of the machines whose results fill it
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -208,6 +213,7 @@ class Panel:
     stderr_truncated: bool
     run_info: str
     tolerance: str
+    machine: str = ""  # shown where results come from several machines
 
 
 @dataclass
@@ -242,6 +248,16 @@ def run_summary(document: dict[str, Any]) -> RunSummary:
 
 
 @dataclass
+class MachineView:
+    """One machine of a merge: its facts, and the results and adapters it produced."""
+
+    id: str
+    facts: list[tuple[str, str]]
+    results: int
+    adapters: list[str]
+
+
+@dataclass
 class ReportView:
     document: dict[str, Any]
     run: RunSummary
@@ -251,7 +267,8 @@ class ReportView:
     panels: list[Panel]
     totals: dict[str, int]
     adapter_rows: list[dict[str, Any]]
-    machine: list[tuple[str, str]]
+    machine: list[tuple[str, str]]  # the one machine, or what every machine shares
+    machines: list[MachineView]  # several machines only; empty for one machine's run
     cells: list[str]
     known_unmatched: list[str]  # known-differences entries that matched no result
     outcomes: tuple[str, ...] = OUTCOMES
@@ -267,13 +284,16 @@ def _order(value: str, preferred: tuple[str, ...]) -> tuple[int, str]:
 
 def columns_of(records: list[Record], adapter_order: list[str]) -> list[Column]:
     names: dict[tuple[str, str, str], str] = {}
+    machines: dict[tuple[str, str, str], dict[str, None]] = {}
     for record in records:
         key = (record.adapter, record.device, record.dtype)
         names[key] = names.get(key) or record.device_name
+        machines.setdefault(key, {})[record.machine] = None
     adapters = tuple(adapter_order)
     keys = sorted(names, key=lambda k: (_order(k[0], adapters), _order(k[1], DEVICE_ORDER),
                                         _order(k[2], DTYPE_ORDER)))
-    return [Column(*key, device_name=names[key]) for key in keys]
+    return [Column(*key, device_name=names[key], machines=tuple(sorted(m for m in machines[key] if m)))
+            for key in keys]
 
 
 def _row_label(case_id: str, group: str) -> str:
@@ -375,7 +395,7 @@ def tensor_view(tensor: dict[str, Any], dtype: str, atol: float) -> TensorView:
         heatmap=_heatmap(tensor.get("error_map"), expected_shape, atol))
 
 
-def build_panel(record: Record, panel_id: str) -> Panel:
+def build_panel(record: Record, panel_id: str, several_machines: bool = False) -> Panel:
     tolerance = record.tolerance or {}
     atol = as_float(tolerance.get("atol")) or 0.0
     bound = f"{sci(atol)} + {sci(tolerance.get('rtol'))}·|want|" if tolerance else ""
@@ -386,7 +406,8 @@ def build_panel(record: Record, panel_id: str) -> Panel:
     known = str(record.known) if kind == "known" else ""
     return Panel(panel_id, record, kind, OUTCOME_CODES[kind], known, expected,
                  [tensor_view(t, record.dtype, atol) for t in record.tensors],
-                 record.stderr[-MAX_STDERR_CHARS:], truncated, run_info, bound)
+                 record.stderr[-MAX_STDERR_CHARS:], truncated, run_info, bound,
+                 record.machine if several_machines else "")
 
 
 def _text(value: Any) -> str:
@@ -400,6 +421,16 @@ def _text(value: Any) -> str:
 def machine_rows(machine: dict[str, Any]) -> list[tuple[str, str]]:
     keys = sorted(machine, key=lambda k: _order(k, MACHINE_ORDER))
     return [(str(k), _text(machine[k])) for k in keys]
+
+
+def machine_views(document: dict[str, Any], records: list[Record]) -> list[MachineView]:
+    """Every machine of a merge of several, with what it produced; [] for one machine's run."""
+    machines = document_machines(document)
+    if len(machines) < 2:
+        return []
+    return [MachineView(name, machine_rows(info), sum(r.machine == name for r in records),
+                        sorted({r.adapter for r in records if r.machine == name}))
+            for name, info in machines.items()]
 
 
 def seen_devices(info: dict[str, Any], records: list[Record]) -> dict[str, str]:
@@ -429,7 +460,7 @@ def adapter_rows(document: dict[str, Any], records: list[Record],
         devices = seen_devices(info, own)
         rows.append({"name": name, "versions": info.get("versions") or {},
                      "devices": [f"{d} ({n})" if n and n != d else d for d, n in devices.items()],
-                     "counts": outcome_counts(own)})
+                     "machines": sorted({r.machine for r in own if r.machine}), "counts": outcome_counts(own)})
     return rows
 
 
@@ -449,13 +480,14 @@ def build_view(document: dict[str, Any]) -> ReportView:
             spans[-1] = (column.adapter, spans[-1][1] + 1)
         else:
             spans.append((column.adapter, 1))
-    panels = [build_panel(r, panel_ids[r.test_id]) for r in records if r.test_id in panel_ids]
+    machines = machine_views(document, records)
+    panels = [build_panel(r, panel_ids[r.test_id], bool(machines)) for r in records if r.test_id in panel_ids]
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
     return ReportView(document, run_summary(document), columns, spans, groups, panels,
                       outcome_counts(records),
                       adapter_rows(document, records, columns),
-                      machine_rows(document.get("machine") or {}), cells,
+                      machine_rows(document.get("machine") or {}), machines, cells,
                       [str(p) for p in document.get("known_unmatched") or []])
 
 

@@ -37,11 +37,15 @@ def load_stream(path: Path) -> dict:
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """A directory stands for the results.json of each of its sub-directories (tox envs)."""
+    """A directory stands for the results.json of each of its sub-directories (tox envs, CI artifacts).
+
+    One with none but a results.json of its own stands for that: a lone CI artifact
+    downloaded by pattern lands flat in the download directory.
+    """
     expanded = []
     for path in paths:
         if path.is_dir():
-            found = sorted(path.glob("*/results.json"))
+            found = sorted(path.glob("*/results.json")) or sorted(path.glob("results.json"))
             if not found:
                 raise ResultsFileError(f"{path}: a directory with no */results.json in it")
             expanded.extend(found)
@@ -51,6 +55,11 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def load_any(paths: list[Path]) -> dict:
-    """One merged, validated document from results.json files, .jsonl streams or directories."""
-    documents = [load_stream(p) if p.suffix == ".jsonl" else load_results(p) for p in expand(paths)]
-    return documents[0] if len(documents) == 1 else merge_documents(documents)
+    """One merged, validated document from results.json files, .jsonl streams or directories.
+
+    Each record keeps its machine; parts on other fixtures, or two results of one test, are a
+    ResultsFileError (``merge_documents``).
+    """
+    sources = expand(paths)
+    documents = [load_stream(p) if p.suffix == ".jsonl" else load_results(p) for p in sources]
+    return documents[0] if len(documents) == 1 else merge_documents(documents, [str(p) for p in sources])

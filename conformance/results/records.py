@@ -6,7 +6,7 @@ At the end the streams are merged into ``results.json``, written atomically
 (temporary file, then rename):
 
     {"schema": "rnn-conformance/results/1", "complete": true, "created": ...,
-     "fixtures_sha256": ..., "machine": {...}, "adapters": {name: {...}},
+     "fixtures_sha256": ..., "machine": {...}, "machines": {id: {...}}, "adapters": {name: {...}},
      "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
      "known_unmatched": [pattern, ...], "results": [record, ...]}
 
@@ -23,6 +23,12 @@ run could check and those it found matching no result
 (``conformance.verdict.known_differences.KnownFailures.audit``); both are null when the
 run checked none (an interrupted run, or an older file).
 
+``machines`` holds every machine that produced a result (id -> ``machine_info()``),
+and each record its machine's id (``machine``), so results merged from several
+machines (CI jobs, a GPU runner) each keep theirs (``merge_documents``);
+``machine`` is what they all share (all of it for one machine). A file written
+before ``machines`` was a field has its one ``machine`` (``document_machines``).
+
 Everything written goes through ``json_safe`` first, so no result is lost to
 what an adapter returned or said: a NaN or infinity is the string ``"nan"`` /
 ``"inf"`` / ``"-inf"`` (JSON has none), and text is made safe for every file
@@ -35,13 +41,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from conformance.files import write_text_atomic
 from conformance.jsonsafe import json_safe, json_text, safe_text
 from conformance.matrix.case import test_id
+from conformance.results.machine import add_machine, machine_id, shared_facts
 from conformance.results.schema import RESULTS_SCHEMA_PATH as RESULTS_SCHEMA_PATH  # published: vendors check with it
 from conformance.results.schema import first_problem
 from conformance.verdict.known_differences import Audit, KnownFailures
@@ -95,6 +102,7 @@ class Record:
     duration_s: float = 0.0
     known: str | None = None
     produced: bool = True  # False: a planned result the run could not produce (message says why)
+    machine: str = ""  # the id of the machine that produced it, a key of the document's machines
 
     @property
     def outcome(self) -> str:
@@ -247,20 +255,38 @@ def unexpected_count(counts: dict[str, int]) -> int:
 def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bool, created: str,
                      fixtures_sha256: str, machine: dict[str, Any],
                      adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
-                     known_unmatched: list[str] | None = None, planned: int | None = None) -> dict[str, Any]:
+                     known_unmatched: list[str] | None = None, planned: int | None = None,
+                     machines: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The results.json document; its ``results`` are in JSON form, sorted by test id, all ``json_safe``.
 
     Made safe here, so that the document a run renders and the one it writes are the same.
 
     ``planned`` is how many results the run was asked for (None where it is
     unknown: an older file, a raw stream); ``produced`` how many it produced.
+    ``machines`` is ``machine`` alone by default (a run's one machine), and a
+    record that names no machine was produced on the only one there is.
     """
-    ordered = sorted(map(as_record, records), key=lambda r: r.test_id)
+    if machines is None:
+        machines = {machine_id(machine): machine} if machine else {}
+    only = next(iter(machines)) if len(machines) == 1 else ""
+    ordered = sorted((_on_machine(as_record(r), only) for r in records), key=lambda r: r.test_id)
     return json_safe({"schema": SCHEMA, "complete": complete, "created": created,
             "planned": planned, "produced": sum(r.produced for r in ordered),
-            "fixtures_sha256": fixtures_sha256, "machine": machine, "adapters": adapters,
+            "fixtures_sha256": fixtures_sha256, "machine": machine, "machines": machines, "adapters": adapters,
             "counts": outcome_counts(ordered), "known_checked": known_checked,
             "known_unmatched": known_unmatched, "results": [r.to_dict() for r in ordered]})
+
+
+def _on_machine(record: Record, machine: str) -> Record:
+    return record if record.machine or not machine else replace(record, machine=machine)
+
+
+def document_machines(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A document's machines, id -> facts; a file older than the field has its one ``machine``."""
+    if document.get("machines") is not None:
+        return document["machines"]
+    machine = document.get("machine") or {}
+    return {machine_id(machine): machine} if machine else {}
 
 
 def records_of(document: dict[str, Any]) -> list[Record]:
@@ -298,10 +324,18 @@ def validate_results(document: Any, origin: str) -> dict[str, Any]:
     if problem:
         raise ResultsFileError(f"{origin}: not a valid results document: {problem}")
     for n, record in enumerate(document["results"]):
-        problem = first_problem("result", record, f"$.results[{n}]")
+        problem = first_problem("result", record, f"$.results[{n}]") or _unknown_machine(document, record, n)
         if problem:
             raise ResultsFileError(f"{origin}: result #{n}{_named(record)} is malformed: {problem}")
     return document
+
+
+def _unknown_machine(document: dict[str, Any], record: dict[str, Any], n: int) -> str | None:
+    """A record's machine is one of the document's: the one rule between them the schema cannot state."""
+    name = record.get("machine")
+    if name and name not in (document.get("machines") or {}):
+        return f"$.results[{n}].machine: {safe_text(name)[:200]!r} is not one of $.machines"
+    return None
 
 
 def validate_stream_line(line: Any, origin: str, number: int) -> Any:
@@ -328,23 +362,67 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return json_safe(validate_results(document, str(path)))
 
 
-def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    """One document from several (one per tox env, say); a later duplicate test_id wins."""
-    by_id: dict[str, dict[str, Any]] = {}
+def merge_documents(documents: list[dict[str, Any]], origins: list[str] | None = None) -> dict[str, Any]:
+    """One document from several (one per tox env or CI job, say), each record keeping its machine.
+
+    Parts made on different fixtures are refused (``ResultsFileError``): their
+    verdicts answer different questions. So are two results of one test: a
+    result that is no answer (skipped, or planned and never produced) gives way
+    to one that is (a CPU runner's skipped cuda row to the GPU runner's result),
+    but between two answers nothing can choose. ``origins`` name the parts in
+    those messages (their files).
+    """
+    origins = origins or [f"part {n + 1}" for n in range(len(documents))]
+    fixtures = merged_fixtures(documents, origins)
+    machines: dict[str, dict[str, Any]] = {}
+    kept: dict[str, tuple[dict[str, Any], str]] = {}
     adapters: dict[str, dict[str, Any]] = {}
-    for document in documents:
+    given_way = 0
+    for document, origin in zip(documents, origins):
         adapters.update(document.get("adapters", {}))
+        renamed = {name: add_machine(machines, info) for name, info in document_machines(document).items()}
+        only = next(iter(renamed.values())) if len(renamed) == 1 else ""
         for record in document["results"]:
-            by_id[record["test_id"]] = record
-    first = documents[0] if documents else {}
+            record = dict(record, machine=renamed.get(record.get("machine") or "", only))
+            earlier = kept.get(record["test_id"])
+            if earlier and _answers(earlier[0]) and _answers(record):
+                raise ResultsFileError(_two_answers(earlier, (record, origin)))
+            given_way += earlier is not None
+            if earlier is None or _answers(record) and not _answers(earlier[0]):
+                kept[record["test_id"]] = (record, origin)
     checked, unmatched = merge_known_audits(documents)
     return results_document(
-        by_id.values(), complete=all(d.get("complete", False) for d in documents),
+        (record for record, _ in kept.values()), complete=all(d.get("complete", False) for d in documents),
         created=max((d.get("created", "") for d in documents), default=""),
-        fixtures_sha256=first.get("fixtures_sha256", ""), machine=first.get("machine", {}),
+        fixtures_sha256=fixtures, machine=shared_facts(machines.values()), machines=machines,
         adapters=adapters, known_checked=checked, known_unmatched=unmatched,
         planned=None if any(d.get("planned") is None for d in documents)
-        else sum(d["planned"] for d in documents))
+        else sum(d["planned"] for d in documents) - given_way)
+
+
+def _answers(record: dict[str, Any]) -> bool:
+    """The record holds an answer: it is not a skip, nor the stand-in for a result never produced."""
+    return record.get("status") != "skipped" and record.get("produced", True) is not False
+
+
+def _two_answers(earlier: tuple[dict[str, Any], str], later: tuple[dict[str, Any], str]) -> str:
+    (first, first_origin), (second, second_origin) = earlier, later
+    return (f"{safe_text(first['test_id'])[:200]}: two results to merge, from {first_origin} "
+            f"(machine {first['machine'] or '?'}) and {second_origin} (machine {second['machine'] or '?'}); "
+            "a merge keeps one result per test (only a skipped one gives way to one that ran): "
+            "merge runs of different adapters, devices or cases")
+
+
+def merged_fixtures(documents: list[dict[str, Any]], origins: list[str]) -> str:
+    """The one fixture set all parts were made on ('' if none says); parts made on two are refused."""
+    made = [(d.get("fixtures_sha256") or "", origin) for d, origin in zip(documents, origins)]
+    made = [(sha, origin) for sha, origin in made if sha]
+    for sha, origin in made[1:]:
+        if sha != made[0][0]:
+            raise ResultsFileError(f"{origin}: made on other fixtures than {made[0][1]} (fixtures sha256 "
+                                   f"{sha[:12]}… against {made[0][0][:12]}…): results merge only from one "
+                                   "fixture set")
+    return made[0][0] if made else ""
 
 
 def merge_known_audits(documents: list[dict[str, Any]]) -> tuple[list[str] | None, list[str] | None]:
