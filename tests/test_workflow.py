@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.report import render_report
+from conformance.report import render_regression, render_report
 from conformance.results.machine import machine_info
 from conformance.results.records import (
     Record,
@@ -32,6 +32,7 @@ from conformance.results.records import (
     results_document,
     validate_results,
 )
+from conformance.results.regression import compare_runs
 from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
 yaml = pytest.importorskip("yaml")  # the `test` extra's pyyaml
@@ -145,8 +146,8 @@ def test_the_gpu_job_is_opt_in_runs_on_configurable_labels_and_runs_the_cuda_row
     gpu = job("gpu")
     assert "inputs.gpu" in gpu["if"] and "vars.CONFORMANCE_GPU_RUNNER" in gpu["if"]
     assert "inputs.gpu_runner" in gpu["runs-on"] and "vars.CONFORMANCE_GPU_RUNNER" in gpu["runs-on"]
-    dispatch = workflow().get("on", workflow().get(True))["workflow_dispatch"]["inputs"]
-    assert json.loads(dispatch["gpu_runner"]["default"]) == ["self-hosted", "gpu"]
+    fallback = re.search(r"\|\| '(\[.*\])'\) \}\}$", gpu["runs-on"])  # neither input nor variable set
+    assert fallback and json.loads(fallback.group(1)) == ["self-hosted", "gpu"]
     words = shlex.split(run_line("gpu", ".venv-gpu/bin/conformance"))
     assert words[words.index("--device") + 1] == "cuda"
 
@@ -417,3 +418,10 @@ def test_a_merged_report_names_the_machine_of_each_column_and_each_panel(tmp_pat
     assert re.findall(r">([^<>]+)</th>", machine_row) == ["cpu-runner", "gpu-runner"]  # cpu column, then cuda
     assert "· machine cpu-runner" in html and "· machine gpu-runner" in html
     assert len(records_of(merged)) == 2
+
+
+def test_a_regression_report_names_a_merged_runs_machines(tmp_path):
+    merged = merge_documents([part([result("pass", "gru-tutorial[torch-cpu-float32]")], MACHINE_X),
+                              part([result("pass")], MACHINE_Y)])
+    html = render_regression(compare_runs(merged, merged, 10.0), merged, merged, tmp_path / "r.html").read_text()
+    assert "cpu-runner, gpu-runner" in html

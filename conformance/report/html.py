@@ -539,7 +539,9 @@ class RegressionView:
 def run_side(document: dict[str, Any]) -> RunSide:
     records = records_of(document)
     columns = columns_of(records, list(document.get("adapters") or {}))
-    return RunSide(run_summary(document), machine_rows(document.get("machine") or {}),
+    machines = document_machines(document)
+    several = [("machines", ", ".join(machines))] if len(machines) > 1 else []  # the rest: what they share
+    return RunSide(run_summary(document), several + machine_rows(document.get("machine") or {}),
                    adapter_rows(document, records, columns))
 
 
