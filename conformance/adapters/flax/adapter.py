@@ -19,6 +19,9 @@ Keras -> Flax conventions (the weight mapping is ``flax_mapping``):
 
 One model per structure is built and its forward jitted once (``nnx.split``
 then ``jax.jit`` with the parameters as arguments), so a case only swaps weights.
+A case's parameters and float inputs go to the device as one buffer
+(``xla.pack``), which the jitted forward slices back apart: one
+``jax.device_put`` per case instead of one per array.
 
 float64 runs inside ``jax.enable_x64(True)``, a thread-local scope rather than
 the process-global ``jax_enable_x64`` flag, which would also change what every
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from conformance import semantics
+from conformance.adapters import xla
 from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.flax import mapping as mapping
 from conformance.matrix.case import Case
@@ -98,10 +102,11 @@ class FlaxAdapter(Adapter):
         import jax
 
         with _precision(case.dtype):
+            traces, compilations = self._traces, xla.compilations()
             forward = self._forward(case, device)
-            traces = self._traces
             results = jax.tree_util.tree_map(np.asarray, forward())
-        self._info = {"device": str(_device(device)), "jit_traced": self._traces != traces}
+        self._info = {"device": str(_device(device)), "jit_traced": self._traces != traces,
+                      "compilations": xla.compilations() - compilations}
         if device == "cuda":  # "highest" changes nothing on a CPU; on a GPU it rules out TF32
             self._info["precision"] = f"default_matmul_precision={matmul_precision()}"
         lengths = None if case.mask is None else semantics.right_padded_lengths(case.mask)
@@ -127,9 +132,14 @@ class FlaxAdapter(Adapter):
 
         dev = _device(device)
         compiled = self._compiled_for(case, device)
-        params = self._params(compiled, case, dev)
-        inputs = _inputs(case, dev)
-        return lambda: jax.block_until_ready(compiled.forward(params, compiled.rest, *inputs))
+        # Groups: parameters, x, initial states (none: an empty group), decoder_x (likewise).
+        optional = [list(case.initial_state or ()), [] if case.decoder_x is None else [case.decoder_x]]
+        packed, layout = xla.pack([self._params(compiled, case), [case.x], *optional], case.dtype)
+        packed = jax.device_put(packed, dev)
+        lengths = None if case.mask is None else jax.device_put(
+            semantics.right_padded_lengths(case.mask).astype(np.int32), dev)
+        has_states = case.initial_state is not None
+        return lambda: jax.block_until_ready(compiled.forward(packed, compiled.rest, lengths, layout, has_states))
 
     # --- building and compiling -------------------------------------------------------
 
@@ -150,22 +160,24 @@ class FlaxAdapter(Adapter):
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
         paths = [tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey)) for path, _ in leaves]
 
-        def forward(params, rest, x, initial_state, seq_lengths, decoder_x):
-            self._traces += 1  # runs only while tracing: counts compilations
-            return _run_spec(spec, nnx.merge(graphdef, params, rest), x, initial_state, seq_lengths, decoder_x)
+        def forward(packed, rest, seq_lengths, layout: xla.Layout, has_states: bool):
+            self._traces += 1  # runs only while tracing
+            leaves, (x,), states, decoder = xla.unpack(packed, layout)
+            params = jax.tree_util.tree_unflatten(treedef, leaves)
+            return _run_spec(spec, nnx.merge(graphdef, params, rest), x, tuple(states) if has_states else None,
+                             seq_lengths, decoder[0] if decoder else None)
 
-        return _Compiled(graphdef, rest, treedef, paths, jax.jit(forward))
+        return _Compiled(graphdef, rest, treedef, paths,
+                         jax.jit(forward, static_argnames=("layout", "has_states")))
 
-    def _params(self, compiled: _Compiled, case: Case, dev):
-        import jax
-
+    def _params(self, compiled: _Compiled, case: Case) -> list[np.ndarray]:
+        """``case``'s Flax parameters in the order of the model's parameter leaves."""
         by_path = {}
         for name, layer in case.spec.sublayers().items():
             prefix = _cell_path(case.spec, name)
             for path, value in mapping.flax_params(layer, case.weights[name]).items():
                 by_path[prefix + path] = value
-        leaves = [jax.device_put(np.asarray(by_path[path], dtype=case.dtype), dev) for path in compiled.paths]
-        return jax.tree_util.tree_unflatten(compiled.treedef, leaves)
+        return [by_path[path] for path in compiled.paths]
 
 
 def matmul_precision() -> str:
@@ -294,17 +306,7 @@ def _run_spec(spec: AnySpec, models, x, initial_state, seq_lengths, decoder_x) -
     return {name: (runs[name].states, runs[name].sequence) for name in semantics.output_layers(spec)}
 
 
-# --- inputs and the Keras output list ---------------------------------------------------------
-
-
-def _inputs(case: Case, dev) -> tuple:
-    """(x, initial_state, seq_lengths, decoder_x) on ``dev``; None where absent."""
-    import jax
-
-    put = (lambda a: None if a is None else jax.device_put(a, dev))
-    states = None if case.initial_state is None else tuple(put(s) for s in case.initial_state)
-    lengths = None if case.mask is None else put(semantics.right_padded_lengths(case.mask).astype(np.int32))
-    return put(case.x), states, lengths, put(case.decoder_x)
+# --- the Keras output list ---------------------------------------------------------------------
 
 
 def _keras_runs(spec: AnySpec, results: dict, lengths: np.ndarray | None) -> dict[str, semantics.LayerRun]:

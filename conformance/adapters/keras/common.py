@@ -14,9 +14,10 @@ does the rest: the cache, the weights, the inputs, the output list, run_info.
 One model is built per *structure* (spec, input widths, dtype, which
 optional inputs exist, device) and cached; the time and batch axes are left
 ``None`` so that one model serves every shape. Each case then only swaps its
-weights in with ``set_weights`` (the fixtures are in Keras layout already) and
-calls the model. Keras 3 gets a functional ``Model``; tf_keras calls the same
-layers eagerly (see ``TfKerasCall.build`` for why).
+weights in with ``set_weights`` (the fixtures are in Keras layout already; Keras 3
+on JAX passes them to ``stateless_call`` instead) and calls the model. Keras 3
+gets a functional ``Model``; tf_keras calls the same layers eagerly (see
+``TfKerasCall.build`` for why).
 
 How the call runs is the adapter's choice, by what was measured here: with
 ~460 structures for 560 runs almost every structure runs once, so a compiled
@@ -277,6 +278,10 @@ class KerasCall(Protocol):
     def scope(self, dtype: str, device: str) -> AbstractContextManager:
         """Device placement and precision, around building and calling alike."""
 
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        """``case``'s weights into ``built`` (``set_case_weights``), or held for ``forward``
+        to pass where the call takes the weights as arguments."""
+
     def forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
         """Inputs converted to the framework's tensors: a closure of the model call alone,
         returning its raw result once computed."""
@@ -344,7 +349,7 @@ class KerasModels:
         built = self.built.get(structure.key())
         if built is None:
             built = self.built[structure.key()] = self.call.build(structure, model_inputs(case))
-        set_case_weights(built, case)
+        self.call.set_weights(built, case)
         return built
 
 

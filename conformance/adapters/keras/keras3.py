@@ -28,8 +28,12 @@ maps float64 to float32 on every backend but TensorFlow
 JAX's SimpleRNN, error in ``lax.scan``) as the findings they are.
 
 Calls: TensorFlow and torch run the functional model eagerly (torch under
-``no_grad``); JAX runs ``model.stateless_call`` under ``jax.jit`` with the
-weights as arguments, the path ``predict`` takes (see ``keras.common``).
+``no_grad``), the case's weights swapped in with ``set_weights``; JAX runs
+``model.stateless_call`` under ``jax.jit`` with the weights as arguments, the
+path ``predict`` takes (see ``keras.common``), so they are never assigned to
+the variables: they go to the device with the inputs, as one buffer
+(``conformance.adapters.xla.pack``), and ``run_info["compilations"]`` counts
+the XLA compilations each case made.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from conformance.adapters import xla
 from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.keras.common import (
     BuiltModel,
@@ -53,11 +59,13 @@ from conformance.adapters.keras.common import (
     build_model,
     cudnn_args_ok,
     cudnn_mask_ok,
+    set_case_weights,
     tensorflow_call,
     tensorflow_gpu_name,
     tensorflow_precision_setting,
     tensorflow_sees_gpu,
     tensorflow_tf32_rule,
+    weight_list,
 )
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
@@ -158,8 +166,15 @@ class Keras3Backend(Protocol):
     def precision_setting(self, device: str) -> str | None:
         """What ``precision`` switches on ``device`` (``KerasCall.precision_setting``)."""
 
-    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
-        """The model call alone on the backend's tensors, returning once it is computed."""
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        """``case``'s weights into ``built``, or held for ``call`` (``KerasCall.set_weights``)."""
+
+    def call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        """The inputs made the backend's tensors: a closure of the model call alone, returning
+        once it is computed."""
+
+    def compilations(self) -> int | None:
+        """Compilations so far in this process; None for a backend that runs eagerly."""
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         """A result tensor on the host."""
@@ -192,8 +207,15 @@ class TensorflowBackend:
     def precision_setting(self, device: str) -> str | None:
         return tensorflow_precision_setting(device)
 
-    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        set_case_weights(built, case)
+
+    def call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        tensors = keras_tensors(inputs)
         return tensorflow_call(lambda: built.model(tensors, training=False), tensors)
+
+    def compilations(self) -> int | None:
+        return None
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         from keras import ops
@@ -240,20 +262,31 @@ class JaxBackend:
     def precision_setting(self, device: str) -> str | None:
         return f"default_matmul_precision={jax_matmul_precision()}" if device == "cuda" else None
 
-    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        """Held for ``call``, which passes them to ``stateless_call`` (assigning them to the
+        variables would cost a device transfer per weight, for values the call never reads)."""
+        if built.compiled is None:
+            built.compiled = JaxCall.of(built)
+        built.compiled.weights = {name: weight_list(layer, case.weights[name])
+                                  for name, layer in case.spec.sublayers().items()}
+
+    def call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
         """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments."""
         import jax
+        import jax.numpy as jnp
 
-        model = built.model
-        if built.compiled is None:
+        held: JaxCall = built.compiled
+        mask_at = next((n for n, a in enumerate(inputs) if a.dtype == bool), None)
+        floats = [a for n, a in enumerate(inputs) if n != mask_at]
+        trainable = [held.weights[name][k] for name, k in held.order]
+        packed, layout = xla.pack([trainable, floats], inputs[0].dtype.name)
+        # jnp.asarray, as keras.ops.convert_to_tensor does: on the device keras.device chose.
+        packed = jnp.asarray(packed)
+        mask = None if mask_at is None else jnp.asarray(inputs[mask_at])
+        return lambda: jax.block_until_ready(held.jitted(packed, mask, held.non_trainable, layout, mask_at))
 
-            def call(trainable, non_trainable, arrays):
-                return model.stateless_call(trainable, non_trainable, arrays, training=False)[0]
-
-            built.compiled = jax.jit(call)
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        return lambda: jax.block_until_ready(built.compiled(trainable, non_trainable, tensors))
+    def compilations(self) -> int | None:
+        return xla.compilations()
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         from keras import ops
@@ -301,10 +334,14 @@ class TorchBackend:
     def precision_setting(self, device: str) -> str | None:
         return f"allow_tf32={reduced_precision_allowed()}" if device == "cuda" else None
 
-    def call(self, built: BuiltModel, tensors: list[Any]) -> Callable[[], Any]:
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        set_case_weights(built, case)
+
+    def call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
         """The model under ``no_grad``; on CUDA, waiting for its kernels (they run asynchronously)."""
         import torch
 
+        tensors = keras_tensors(inputs)
         on_gpu = tensors[0].is_cuda
 
         def call() -> Any:
@@ -321,6 +358,9 @@ class TorchBackend:
         # warns about for torch's __array__ (no copy keyword): take torch's own route.
         return tensor.detach().cpu().numpy()
 
+    def compilations(self) -> int | None:
+        return None
+
     def kernel(self, layer: LayerSpec, device: str, mask: np.ndarray | None) -> str:
         """backend/torch/rnn.py ``lstm``/``gru``: no mask (GRU also reset_after); then
         cuDNN on CUDA with tanh/sigmoid/use_bias, else ``_fallback_lstm/_gru``, a loop
@@ -328,6 +368,45 @@ class TorchBackend:
         if layer.cell == "simple_rnn" or mask is not None or (layer.cell == "gru" and not layer.reset_after):
             return "generic"
         return "cudnn" if device == "cuda" and cudnn_args_ok(layer) else "backend_loop"
+
+
+@dataclass
+class JaxCall:
+    """One model's jitted ``stateless_call`` (``BuiltModel.compiled`` on JAX), and the weights
+    ``set_weights`` holds for the next call.
+
+    ``order``: ``model.trainable_variables`` as (sub-layer, index in its ``weight_list``);
+    ``non_trainable``: the seed generators' states, which an inference call never changes.
+    """
+
+    jitted: Callable[..., Any]
+    order: list[tuple[str, int]]
+    non_trainable: list[Any]
+    weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, built: BuiltModel) -> JaxCall:
+        import jax
+
+        model = built.model
+        position = {id(v): (name, k) for name, layer in built.layers.items() for k, v in enumerate(layer.weights)}
+
+        def call(packed, mask, non_trainable, layout: xla.Layout, mask_at: int | None):
+            trainable, inputs = xla.unpack(packed, layout)
+            if mask_at is not None:
+                inputs.insert(mask_at, mask)
+            return model.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+
+        return cls(jax.jit(call, static_argnames=("layout", "mask_at")),
+                   [position[id(v)] for v in model.trainable_variables],
+                   [v.value for v in model.non_trainable_variables])
+
+
+def keras_tensors(inputs: list[np.ndarray]) -> list[Any]:
+    """The inputs as the backend's tensors, each in its own dtype (the mask stays bool)."""
+    from keras import ops
+
+    return [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs]
 
 
 @functools.cache
@@ -364,9 +443,11 @@ class Keras3Call:
         self.backend.precision(stack, dtype, device)
         return stack
 
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        self.backend.set_weights(built, case)
+
     def forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        ops = keras3(self.backend.name).ops
-        return self.backend.call(built, [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs])
+        return self.backend.call(built, inputs)
 
     def to_numpy(self, tensor: Any) -> np.ndarray:
         return self.backend.to_numpy(tensor)
@@ -386,6 +467,7 @@ class Keras3Adapter(Adapter):
     def __init__(self, backend: Keras3Backend) -> None:
         self.backend = backend
         self.models = KerasModels(Keras3Call(backend))
+        self._compilations: int | None = None
 
     def available(self) -> str | None:
         return keras3_unavailable(self.backend.name)
@@ -403,13 +485,20 @@ class Keras3Adapter(Adapter):
         return self.backend.gpu_name() if device == "cuda" else device
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
-        return self.models.run(case, device)
+        before = self.backend.compilations()
+        outputs = self.models.run(case, device)
+        self._compilations = None if before is None else self.backend.compilations() - before
+        return outputs
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         return self.models.bare_forward(case, device)
 
     def last_run_info(self) -> dict:
-        return self.models.last_run_info()
+        """``KerasModels.last_run_info``, and ``compilations`` on a backend that compiles."""
+        info = self.models.last_run_info()
+        if self._compilations is not None:
+            info["compilations"] = self._compilations
+        return info
 
 
 class KerasTensorflowAdapter(Keras3Adapter):

@@ -30,6 +30,7 @@ from conformance.adapters.keras.common import (
     build_eager,
     cudnn_args_ok,
     cudnn_mask_ok,
+    set_case_weights,
     tensorflow_call,
     tensorflow_gpu_name,
     tensorflow_precision_setting,
@@ -96,6 +97,9 @@ class TfKerasCall:
         if device == "cuda":
             tensorflow_tf32_rule()
         return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")
+
+    def set_weights(self, built: BuiltModel, case: Case) -> None:
+        set_case_weights(built, case)
 
     def forward(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
         import tensorflow as tf

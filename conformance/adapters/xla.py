@@ -1,0 +1,72 @@
+"""What the JAX adapters (flax, keras-jax) share: XLA compilations counted, and one transfer per case.
+
+Compilations: a jitted function compiles once per argument shape and dtype,
+so counting one's own traces would miss what JAX compiles around them (and
+what it reuses). JAX reports every real backend compilation as the
+monitoring event ``BACKEND_COMPILE_EVENT`` (jax/_src/dispatch.py, recorded
+around ``compile_or_get_cached`` in jax/_src/interpreters/pxla.py, jax
+0.10.2); one listener, registered on first use, counts them all. An adapter
+reads ``compilations()`` before and after its call: the difference is what
+that call compiled, for ``run_info["compilations"]``.
+
+Transfers: each ``jax.device_put`` costs ~25 us of Python dispatch here (jax
+0.10.2, CPU), whatever the array's size, so one per weight and input is most
+of a small case's time. ``pack`` puts a case's arrays into one host buffer,
+moved in one ``device_put``; ``unpack``, inside the jitted function, slices
+and reshapes it back (exact: the function sees the same values). The layout
+is a static argument: another set of shapes is another trace, as separate
+arguments of those shapes would be.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+# The shapes in a packed buffer, in groups (e.g. parameters, inputs): hashable, for jax.jit's static arguments.
+Layout = tuple[tuple[tuple[int, ...], ...], ...]
+
+_count = 0
+_listening = False
+
+
+def compilations() -> int:
+    """XLA compilations in this process since the first call (which registers the listener)."""
+    global _listening
+    if not _listening:
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _listening = True
+    return _count
+
+
+def _on_event(event: str, duration_secs: float, **metadata: Any) -> None:
+    global _count
+    if event == BACKEND_COMPILE_EVENT:
+        _count += 1
+
+
+def pack(groups: Sequence[Sequence[np.ndarray]], dtype: str) -> tuple[np.ndarray, Layout]:
+    """Every array of ``groups`` flattened, in order, into one buffer of ``dtype``; and the layout."""
+    layout = tuple(tuple(tuple(int(n) for n in np.shape(a)) for a in group) for group in groups)
+    buffer = np.concatenate([np.ravel(a) for group in groups for a in group]).astype(dtype, copy=False)
+    return buffer, layout
+
+
+def unpack(buffer: Any, layout: Layout) -> list[list[Any]]:
+    """``pack``'s buffer (a traced array) back into its groups of arrays."""
+    groups, offset = [], 0
+    for shapes in layout:
+        group = []
+        for shape in shapes:
+            size = math.prod(shape)
+            group.append(buffer[offset:offset + size].reshape(shape))
+            offset += size
+        groups.append(group)
+    return groups
