@@ -1,0 +1,91 @@
+"""``last_run_info()["compilations"]``: what one ``run`` compiled or exported, 0 when it reused.
+
+A second case of the same structure and sizes reuses the first one's
+compiled forward (0); a case of other batch and time sizes makes XLA compile
+again, and the count says so. Counted for real: the adapters read JAX's own
+compile events, their exporter calls and their runtime loads.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.adapters import load_adapter
+from conformance.fixtures import load_cases
+
+FIRST = "lstm-seq1-state0-constant-b3t5"
+SAME_STRUCTURE = "lstm-seq1-state0-random-b3t5"  # same spec and sizes, other weights
+OTHER_SIZES = "lstm-seq1-state0-per_gate-b3t7"  # same spec, 7 steps instead of 5
+SEQUENCE = (FIRST, SAME_STRUCTURE, OTHER_SIZES)
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def _cases() -> dict:
+    return {case.id: case.for_dtype("float32") for case in load_cases()}
+
+
+def compilations_per_run(adapter_name: str, case_ids=SEQUENCE) -> list[int]:
+    """Each case run in turn by one fresh adapter: its ``compilations``, in order."""
+    adapter = load_adapter(adapter_name)
+    reason = adapter.available()
+    if reason:
+        pytest.skip(reason)
+    counts = []
+    for case_id in case_ids:
+        adapter.run(_cases()[case_id], "cpu")
+        counts.append(adapter.last_run_info()["compilations"])
+    return counts
+
+
+def compilations_in_fresh_interpreter(adapter_name: str) -> list[int]:
+    """``compilations_per_run`` in a new Python: Keras fixes its backend per process."""
+    script = ("import json, sys; from tests.test_compilation_counts import compilations_per_run; "
+              f"print(json.dumps(compilations_per_run({adapter_name!r})))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          cwd=CHECKOUT)
+    if "Skipped" in done.stderr:
+        pytest.skip(done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_flax_compiles_a_structure_once_and_again_for_other_sizes():
+    pytest.importorskip("flax.nnx")
+    first, same, other = compilations_per_run("flax")
+    assert first >= 1
+    assert same == 0
+    assert other >= 1
+
+
+@pytest.mark.slow
+def test_keras_jax_compiles_a_structure_once_and_again_for_other_sizes():
+    first, same, other = compilations_in_fresh_interpreter("keras-jax")
+    assert first >= 1
+    assert same == 0
+    assert other >= 1
+
+
+def test_onnx_runtime_with_weights_as_inputs_loads_one_model_per_structure():
+    """onnx-native feeds the weights: one export and one load for the structure, then none."""
+    assert compilations_per_run("onnx-native") == [2, 0, 0]
+
+
+def test_eager_adapters_report_no_count():
+    adapter = load_adapter("torch")
+    if adapter.available():
+        pytest.skip(adapter.available())
+    adapter.run(_cases()[FIRST], "cpu")
+    assert "compilations" not in adapter.last_run_info()
+
+
+@pytest.mark.slow
+def test_onnx_torch_exports_a_module_once():
+    """torch.onnx.export keeps the time axis dynamic for a float32 LSTM: one export serves all three."""
+    assert compilations_per_run("onnx-torch") == [1, 0, 0]
