@@ -10,6 +10,9 @@ suite only calls the members). Optional members, used when present:
   device itself);
 - ``last_run_info() -> dict``: facts about the last ``run`` (the kernel that
   ran, e.g. ``{"kernel": "cudnn"}``), stored with the result (default ``{}``);
+  one that compiles or exports adds ``"compilations": N``, the XLA compilations,
+  exports and runtime loads that this ``run`` made (0: it reused earlier ones),
+  which ``conformance bench`` sums;
 - ``bare_forward(case, device) -> Callable[[], Any]``: the framework's forward
   pass alone, on the model and inputs ``run`` would prepare, as a closure that
   ``conformance bench`` times beside ``run`` (it returns the framework's raw

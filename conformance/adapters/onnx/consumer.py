@@ -103,6 +103,8 @@ class OnnxConsumerAdapter(Adapter):
             entry = self._compiled[key]
         self._info = {"runtime": self.runtime, "weights": self.weights, "layout": self.layout,
                       "model": "cached" if cached else f"compiled in {time.perf_counter() - start:.3f}s",
+                      # A model not cached was assembled (an export: model_bytes) and loaded: two.
+                      "compilations": 0 if cached else 2,
                       **self.precision(device)}
         compiled, refusal = entry
         if refusal is not None:

@@ -27,7 +27,9 @@ Location is checked (every Keras weight found, nothing but zeros beside them);
 where it fails the adapter re-exports per case instead. Exports are also kept
 on disk (``$CONFORMANCE_CACHE_DIR``, default ``~/.cache/rnn-conformance``; set
 it to ``off`` to disable), keyed by structure and library versions, so only
-the first run pays for them.
+the first run pays for them. ``last_run_info()["compilations"]`` is the number of
+exports a run made: 1 for a structure's first export or a per-case re-export, 0
+for a structure already exported or read from the disk cache.
 """
 
 from __future__ import annotations
@@ -217,6 +219,7 @@ class OnnxKerasAdapter(Adapter):
     def __init__(self) -> None:
         self._exports: dict[tuple, Exported] = {}
         self._info: dict = {}
+        self._exported_in_run = 0
 
     def available(self) -> str | None:
         other = claim_keras_backend(BACKEND)
@@ -250,10 +253,12 @@ class OnnxKerasAdapter(Adapter):
         if reason:
             raise RuntimeError(reason)
         structure = Structure.of(case, "cpu")
+        self._exported_in_run = 0
         exported = self._exported(structure, case)
         feeds = input_feeds(structure, case)
         if exported.model_bytes is None:
             data, caught = export_onnx(structure, case_weights(case), case)
+            self._exported_in_run += 1
             session = onnx_runtime.make_session(data, device)
             exported.warnings = caught
         else:
@@ -262,7 +267,7 @@ class OnnxKerasAdapter(Adapter):
                 session = exported.sessions[device] = onnx_runtime.make_session(exported.model_bytes, device)
             flat = flat_weights(case_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
-        self._info = {"export": exported.how, "onnx_ops": exported.recurrent_ops,
+        self._info = {"export": exported.how, "compilations": self._exported_in_run, "onnx_ops": exported.recurrent_ops,
                       "provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device)}
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
@@ -286,6 +291,7 @@ class OnnxKerasAdapter(Adapter):
             data, how = path.read_bytes(), "probe export read from disk cache"
         else:
             data, caught = export_onnx(structure, probes, case)
+            self._exported_in_run += 1
             how = f"probe export ({time.perf_counter() - start:.1f}s), weights fed as inputs"
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ leaves nothing to feed weights into. Observed on torch 2.13: it cannot export
 ``pack_padded_sequence`` (torch.export raises GuardOnDataDependentSymNode on
 the packed ``batch_sizes``); such modules, and anything else the dynamo path
 raises on, fall back to the TorchScript exporter (``dynamo=False``). The
-exporter used is reported in ``last_run_info``.
+exporter used is reported in ``last_run_info``, and ``compilations``: how many
+exports the run made (0 when every module's session was reused).
 
 Weights: the exported parameters stay initializers named as in the torch
 state dict (``rnn.weight_ih_l0``...) and are also declared as graph inputs,
@@ -63,8 +64,9 @@ class OnnxTorchAdapter(Adapter):
     export_cache = True  # False: export and open a session on every call (see _session)
 
     def __init__(self) -> None:
-        self._sessions: dict[tuple[ModuleKey, int | None], tuple[object, dict]] = {}
+        self._sessions: dict[tuple[ModuleKey, int | None], tuple[object, dict, set[str]]] = {}
         self._info: dict = {}
+        self._exports = 0  # torch.onnx.export calls in the current run
         self._calls = RecordedCalls(self)
 
     def available(self) -> str | None:
@@ -92,8 +94,10 @@ class OnnxTorchAdapter(Adapter):
         return unsupported_reason(case)  # what torch's modules cannot express
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
-        self._info = {}
-        return keras_outputs(case, device, self._run_module)
+        self._info, self._exports = {}, 0
+        outputs = keras_outputs(case, device, self._run_module)
+        self._info["compilations"] = self._exports  # 0: every module's export was reused
+        return outputs
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         """``RecordedCalls.replay`` of ``run``: ``session.run``'s list per module call."""
@@ -109,7 +113,7 @@ class OnnxTorchAdapter(Adapter):
                 states: list[np.ndarray] | None, fresh: bool) -> Callable[[], list]:
         """The session and its feeds: a closure of ``session.run`` alone (each closure holds
         its own feeds, weights included, so ``fresh`` needs nothing more)."""
-        session, info = self._session(key, x.shape[1])
+        session, info, wanted = self._session(key, x.shape[1])
         batch = x.shape[0]
         zeros = np.zeros((key.directions, batch, key.units), dtype=key.dtype)
         # The export always takes h0 and c0 (zeros: torch's default); the dynamo export keeps
@@ -118,8 +122,6 @@ class OnnxTorchAdapter(Adapter):
         feeds = {"x": np.ascontiguousarray(x), "h0": h0, "c0": c0,
                  "lengths": np.full(batch, x.shape[1]) if lengths is None else lengths,
                  **{PARAMETER_PREFIX + name: value for name, value in params.items()}}
-        # ONNX Runtime lists initializers declared as inputs apart from the other inputs.
-        wanted = {i.name for i in session.get_inputs() + session.get_overridable_initializers()}
         missing = [PARAMETER_PREFIX + name for name in params if PARAMETER_PREFIX + name not in wanted]
         if missing:
             raise RuntimeError(f"the session cannot take weights {missing} as inputs")
@@ -131,7 +133,8 @@ class OnnxTorchAdapter(Adapter):
         return raw
 
     def _session(self, key: ModuleKey, steps: int):
-        """One session per structure; per length too when the export fixed the time axis.
+        """One session per structure (with the names it takes as feeds); per length too
+        when the export fixed the time axis.
 
         With ``export_cache`` off, every call exports and opens a new session (for
         ``conformance bench``, which times the cache's effect).
@@ -140,9 +143,14 @@ class OnnxTorchAdapter(Adapter):
         if self.export_cache and cached:
             return cached[0]
         model, info = export_module(key, max(steps, 2))  # size 1 would be specialised by torch.export
+        self._exports += 1
         if static_steps(model) not in (None, steps):
             model, info = export_module(key, steps)
-        entry = (onnx_runtime.make_session(model.SerializeToString(), key.device), info)
+            self._exports += 1
+        session = onnx_runtime.make_session(model.SerializeToString(), key.device)
+        # ONNX Runtime lists initializers declared as inputs apart from the other inputs.
+        wanted = {i.name for i in session.get_inputs() + session.get_overridable_initializers()}
+        entry = (session, info, wanted)
         if self.export_cache:
             self._sessions[(key, static_steps(model))] = entry
         return entry

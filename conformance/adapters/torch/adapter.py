@@ -125,13 +125,12 @@ def layer_run(run_module: RunModule, layer: LayerSpec, weights: dict, x: np.ndar
               lengths: np.ndarray | None, states: list | None, dtype: str, device: str) -> semantics.LayerRun:
     """One Keras layer as a one-direction module: its sequence in Keras *processing* order."""
     key = module_key(layer, x.shape[2], False, lengths is not None, dtype, device)
-    full = np.full(x.shape[0], x.shape[1]) if lengths is None else lengths
-    if layer.go_backwards:
-        x = semantics.flip_valid_prefix(x, full)
+    if layer.go_backwards:  # unmasked, the valid prefix is the whole row
+        x = x[:, ::-1] if lengths is None else semantics.flip_valid_prefix(x, lengths)
     y, finals = run_module(key, torch_module_params([(layer, weights)]), x, lengths,
                            torch_initial_states(states, key.n_states, 1))
     if layer.go_backwards:
-        y = semantics.processing_order(y, full)  # packed output is in the order the prefix was fed
+        y = semantics.processing_order(y, lengths)  # packed output is in the order the prefix was fed
     return semantics.LayerRun(y, [final[0] for final in finals])
 
 

@@ -33,9 +33,14 @@ RNN_NONLINEARITY = {"tanh": "tanh", "relu": "relu"}
 
 def reorder_gate_blocks(array: np.ndarray, cell: str, axis: int = -1) -> np.ndarray:
     """The gate blocks of ``array`` along ``axis`` in torch's order for ``cell``."""
-    order = TORCH_GATE_ORDER[cell]
-    blocks = np.split(np.asarray(array), len(order), axis=axis)
-    return np.concatenate([blocks[k] for k in order], axis=axis)
+    order, array = TORCH_GATE_ORDER[cell], np.asarray(array)
+    if order == tuple(range(len(order))):  # LSTM, SimpleRNN: already torch's order
+        return array
+    # One take of the blocks' indices: np.split's generic path costs ~8 us a call, 8 a GRU pair.
+    size, rest = divmod(array.shape[axis], len(order))
+    if rest:
+        raise ValueError(f"an axis of {array.shape[axis]} does not split into {len(order)} gate blocks")
+    return np.take(array, np.concatenate([np.arange(k * size, (k + 1) * size) for k in order]), axis=axis)
 
 
 def torch_layer_params(layer: LayerSpec, weights: dict[str, np.ndarray],
