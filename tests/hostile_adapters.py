@@ -106,6 +106,19 @@ def soak_behaviour(test: str) -> str:
     return "ok"
 
 
+class SlowToLoadAdapter(OracleAdapter):
+    """Takes 4 s in its first ``available()``, as a big framework does to import on a busy machine."""
+
+    name = "hostile-slow-to-load"
+    loaded = False
+
+    def available(self) -> str | None:
+        if not self.loaded:
+            time.sleep(4)
+            self.loaded = True
+        return None
+
+
 class HangingAtStartAdapter(OracleAdapter):
     """Never comes back from ``available()``: a framework that hangs while it loads, before any test."""
 

@@ -114,15 +114,24 @@ def test_a_supervisor_that_gives_up_says_so_for_every_result_it_did_not_produce(
     assert result.returncode == 1
 
 
-def test_an_adapter_process_that_hangs_outside_any_test_is_killed_and_its_plan_accounted_for(tmp_path):
+def test_an_adapter_process_that_hangs_while_it_loads_is_killed_and_its_plan_accounted_for(tmp_path):
     result = conformance_run(tmp_path, "--adapter", "tests.hostile_adapters:HangingAtStartAdapter",
-                             "--case-timeout", "3", *TUTORIAL)
+                             "--startup-timeout", "3", *TUTORIAL)
     document = strict_json(tmp_path / "results.json")
     records = planned_equals_recorded(document)
     assert document["planned"] == 12 and document["produced"] == 0 and document["complete"] is False
-    assert all(r["message"].startswith("not run: the adapter process was killed at the per-case timeout "
-                                       "outside any test before reaching this test") for r in records.values())
+    assert all(r["message"].startswith("not run: the adapter process was killed at the startup timeout "
+                                       "of 3 s before reaching this test") for r in records.values())
     assert result.returncode == 1
+
+
+def test_loading_a_framework_is_not_held_to_the_per_case_timeout(tmp_path):
+    """4 s to load, 2 s allowed per case: the load is the startup's, and every case runs."""
+    result = conformance_run(tmp_path, "--adapter", "tests.hostile_adapters:SlowToLoadAdapter",
+                             "--case-timeout", "2", *TUTORIAL)
+    records = planned_equals_recorded(strict_json(tmp_path / "results.json"))
+    assert {r["status"] for r in records.values()} == {"pass"}, result.stdout
+    assert result.returncode == 0
 
 
 def test_each_crash_keeps_the_stderr_its_own_test_wrote_and_only_that(tmp_path):
@@ -202,11 +211,12 @@ def test_a_killed_supervisor_leaves_no_adapter_process_behind(tmp_path):
     assert not any(map(alive, children))
 
 
+@pytest.mark.parametrize("flag", ["--case-timeout", "--startup-timeout"])
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
-def test_a_case_timeout_that_is_not_a_finite_positive_number_is_refused(tmp_path, value):
-    result = conformance_run(tmp_path / "reports", "--case-timeout", value, *TUTORIAL)
+def test_a_timeout_that_is_not_a_finite_positive_number_is_refused(tmp_path, flag, value):
+    result = conformance_run(tmp_path / "reports", flag, value, *TUTORIAL)
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"conformance: error: --case-timeout {float(value):g}: "
+    assert result.stderr.strip() == (f"conformance: error: {flag} {float(value):g}: "
                                      "expected a finite number of seconds > 0")
     assert not (tmp_path / "reports").exists()
 

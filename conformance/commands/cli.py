@@ -35,6 +35,9 @@ def build_parser() -> Parser:
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
     run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="a test that runs longer is killed and recorded as an error (default 300)")
+    run.add_argument("--startup-timeout", type=float, default=300.0, metavar="SECONDS",
+                     help="an adapter process silent that long from its start (pytest, fixtures, its "
+                          "framework loading) is killed, and the tests it had left are errors saying so (default 300)")
     run.add_argument("--max-restarts", type=int, default=50, metavar="N",
                      help="restarts of a crashing adapter process before the rest of its plan is "
                           "recorded as given up (default 50)")

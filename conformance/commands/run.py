@@ -85,8 +85,9 @@ def validated_options(args: argparse.Namespace) -> dict:
     check_keyword(args.keyword)
     if args.jobs < 1 or args.max_restarts < 0:
         raise UsageError("--jobs must be >= 1 and --max-restarts >= 0")
-    if not (math.isfinite(args.case_timeout) and args.case_timeout > 0):
-        raise UsageError(f"--case-timeout {args.case_timeout:g}: expected a finite number of seconds > 0")
+    for flag, seconds in (("--case-timeout", args.case_timeout), ("--startup-timeout", args.startup_timeout)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise UsageError(f"{flag} {seconds:g}: expected a finite number of seconds > 0")
     adapters = {requested: load_adapter(requested)  # UnknownAdapterError -> one line, exit 2
                 for requested in args.adapter or list(adapter_paths())}
     check_outputs(args.report_dir)
@@ -98,7 +99,8 @@ def validated_options(args: argparse.Namespace) -> dict:
     return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword, "adapters": adapters,
             "fixtures_dir": args.fixtures_dir, "known": known, "builtin_known_failures": builtin,
             "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
-            "case_timeout": args.case_timeout, "max_restarts": args.max_restarts,
+            "case_timeout": args.case_timeout, "startup_timeout": args.startup_timeout,
+            "max_restarts": args.max_restarts,
             "reduced_precision_defaults": args.reduced_precision_defaults}
 
 

@@ -4,9 +4,11 @@ Why a supervisor: Keras fixes its backend at import (one backend per
 process), and a framework may segfault, abort or hang. Each adapter runs as
 ``pytest conformance/test_conformance.py --adapter NAME`` writing a results
 stream; the supervisor follows the stream for progress, kills a process whose
-current test outlives ``case_timeout``, records that test (or the one a crash
-interrupted) as ``error`` with the captured stderr, and restarts the process
-with ``--skip-done`` so the rest of the matrix still runs.
+current test outlives ``case_timeout`` (or that stays silent past
+``startup_timeout`` from its start: importing a framework is no case), records
+that test (or the one a crash interrupted) as ``error`` with the captured
+stderr, and restarts the process with ``--skip-done`` so the rest of the matrix
+still runs.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class GroupRun:
     current: str | None = None
     current_since: float = 0.0  # when the test in flight started, or the process did, or the last result came
     current_stderr_at: int | None = None  # where the test in flight began writing stderr
+    started_up: bool = False  # the running process has begun (or skipped) its first test
     stream_offset: int = 0
     stderr_offset: int = 0  # where the running process's stderr starts in the shared file
     recorded: set[str] = field(default_factory=set)
@@ -117,6 +120,7 @@ def start(group: GroupRun, options: dict, resume: bool) -> None:
         start_new_session=True, env=environment)
     stderr.close()
     group.current, group.current_since, group.current_stderr_at = None, time.monotonic(), None
+    group.started_up = False
 
 
 def new_lines(group: GroupRun) -> list[dict]:
@@ -136,6 +140,7 @@ def follow(group: GroupRun) -> None:
     """Read new stream lines: progress counts and the test now running."""
     for line in new_lines(group):
         kind = line.get("record")
+        group.started_up = group.started_up or kind in ("started", "result")
         if group.current is None:
             group.current_since = time.monotonic()  # the process is making progress outside a test
         if kind == "started":
@@ -203,6 +208,25 @@ def exit_description(code: int) -> str:
     return f"exited with status {code}"
 
 
+def silence_limit(group: GroupRun, options: dict) -> float:
+    """How long the running process may stay silent: ``startup_timeout`` until its first test
+    begins (pytest, the fixtures, and the framework, which loads in the first test's
+    ``available()``: seconds on a busy machine, whatever the cases cost), ``case_timeout`` after."""
+    return options["case_timeout"] if group.started_up else options["startup_timeout"]
+
+
+def killed_for_silence(group: GroupRun, cases: dict[str, Case], options: dict) -> str:
+    """Kill a process silent past its limit; the test in flight (if any) becomes an error."""
+    in_flight, starting = group.current is not None, not group.started_up
+    kill(group)
+    follow(group)
+    if starting:
+        return f"was killed at the startup timeout of {options['startup_timeout']:g} s"
+    record_lost_test(group, cases, options, f"no answer within the per-case timeout of "
+                                            f"{options['case_timeout']:g} s; process killed")
+    return "was killed at the per-case timeout" + ("" if in_flight else " outside any test")
+
+
 def run_process(group: GroupRun, cases: dict[str, Case], options: dict, on_progress: Callable[[], None],
                 resume: bool) -> str | None:
     """One adapter process, from start to end; how it ended (None when the run was stopped)."""
@@ -219,13 +243,8 @@ def run_process(group: GroupRun, cases: dict[str, Case], options: dict, on_progr
         assert group.process is not None
         code = group.process.poll()
         if code is None:
-            if time.monotonic() - group.current_since > options["case_timeout"]:
-                in_flight = group.current is not None
-                kill(group)
-                follow(group)
-                record_lost_test(group, cases, options, f"no answer within the per-case timeout of "
-                                                        f"{options['case_timeout']:g} s; process killed")
-                return "was killed at the per-case timeout" + ("" if in_flight else " outside any test")
+            if time.monotonic() - group.current_since > silence_limit(group, options):
+                return killed_for_silence(group, cases, options)
             continue
         follow(group)
         ended = exit_description(code)
