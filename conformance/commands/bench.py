@@ -10,7 +10,13 @@ Writes ``reports/benchmark.json`` with, per adapter:
   prepared model and inputs (the adapter's optional ``bare_forward(case,
   device)``), and their ratio minus one: the harness's own share;
 - ``export_cache`` (export-based adapters): per-case time with the export
-  cache on and off (the adapter's ``export_cache`` attribute).
+  cache on and off (the adapter's ``export_cache`` attribute);
+- ``compilations`` and ``compilations_per_result``: the compilations and
+  exports the matrix's records count (``run_info.compilations``), and their
+  ratio to the results run (None for an adapter that neither compiles nor exports).
+
+``conformance bench --tox`` (``conformance.commands.bench_tox``) times the
+whole tox matrix instead, cold and warm.
 
 Each adapter is measured in a process of its own (Keras fixes its backend
 per process), one after another so that they don't compete for the 2 cores.
@@ -28,6 +34,7 @@ import time
 from pathlib import Path
 
 from conformance.adapters import LoadedAdapter, adapter_paths, load_adapter
+from conformance.commands.bench_tox import adapter_figures
 from conformance.files import check_output_dir, check_output_file
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import write_json_atomic
@@ -64,9 +71,12 @@ def measure_matrix(adapter: str, report_dir: Path, keyword: str = "") -> dict:
     results_file = report_dir / "results.json"
     results = json.loads(results_file.read_text())["results"] if results_file.exists() else []
     ran = [r for r in results if r["status"] in ("pass", "fail", "error")]
+    counted = next(iter(adapter_figures(results_file).values()), {})
     return {"matrix_wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
             "results": len(results), "cases_run": len(ran),
             "time_in_adapter_run_s": round(sum(r["duration_s"] for r in ran), 2),
+            "compilations": counted.get("compilations"),
+            "compilations_per_result": counted.get("compilations_per_result"),
             "exit_status": os.waitstatus_to_exitcode(status)}
 
 

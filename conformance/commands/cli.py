@@ -76,8 +76,11 @@ def build_parser() -> Parser:
 
     bench = commands.add_parser("bench", help="measure speed and memory; writes reports/benchmark.json")
     bench.add_argument("--adapter", action="append", default=[])
-    bench.add_argument("--output", type=Path, default=Path("reports/benchmark.json"))
+    bench.add_argument("--output", type=Path, default=None,
+                       help="default reports/benchmark.json (--tox: reports/benchmark-tox.json)")
     bench.add_argument("--quick", action="store_true", help="a small sample of cases (smoke run)")
+    bench.add_argument("--tox", action="store_true",
+                       help="time tox.ini's whole matrix (tox run-parallel -m matrix) here, cold then warm")
 
     findings = commands.add_parser("findings", help="FINDINGS.md's measured tables from results files")
     findings.add_argument("results", nargs="+", type=Path,
@@ -204,9 +207,13 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_bench(args: argparse.Namespace) -> int:
     from conformance.commands.bench import bench_command, check_options
+    from conformance.commands.bench_tox import bench_tox_command
 
+    if args.tox and (args.adapter or args.quick):
+        raise UsageError("bench --tox times the whole tox matrix: it takes no --adapter or --quick")
+    args.output = args.output or Path("reports/benchmark-tox.json" if args.tox else "reports/benchmark.json")
     check_options(args)
-    return bench_command(args)
+    return bench_tox_command(args.output) if args.tox else bench_command(args)
 
 
 def command_findings(args: argparse.Namespace) -> int:

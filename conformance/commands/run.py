@@ -126,14 +126,19 @@ def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> li
 
 
 def adapter_summaries(groups: list[GroupRun]) -> dict:
+    """What each adapter process said about itself, with how many processes its part took and
+    their largest peak resident memory (``peak_rss_mib``, from the supervisor's ``wait4``)."""
     import json
 
     summary = {}
     for group in groups:
         try:
-            summary.update(json.loads(group.group_json.read_text())["adapters"])
+            adapters = json.loads(group.group_json.read_text())["adapters"]
         except (OSError, ValueError, KeyError):
             continue
+        for entry in adapters.values():  # one adapter per group: its processes' figures
+            entry.update(processes=group.restarts + 1, peak_rss_mib=group.peak_rss_mib)
+        summary.update(adapters)
     return summary
 
 

@@ -55,6 +55,7 @@ class GroupRun:
     current_since: float = 0.0  # when the test in flight started, or the process did, or the last result came
     current_stderr_at: int | None = None  # where the test in flight began writing stderr
     started_up: bool = False  # the running process has begun (or skipped) its first test
+    peak_rss_mib: float | None = None  # the largest peak resident memory of its processes
     stream_offset: int = 0
     stderr_offset: int = 0  # where the running process's stderr starts in the shared file
     recorded: set[str] = field(default_factory=set)
@@ -166,13 +167,31 @@ def process_stderr(group: GroupRun, since: int | None = None) -> str:
     return data.decode("utf-8", "replace")
 
 
+def reap(group: GroupRun, block: bool = False) -> int | None:
+    """The process's exit code once it has ended (None while it runs), its peak resident memory
+    kept in ``peak_rss_mib``: ``os.wait4`` gives the resource usage that ``Popen.poll`` drops."""
+    process = group.process
+    assert process is not None
+    if process.returncode is not None:
+        return process.returncode
+    try:
+        pid, status, usage = os.wait4(process.pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped already: Popen knows how it ended
+        return process.wait() if block else process.poll()
+    if pid == 0:
+        return None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    group.peak_rss_mib = max(group.peak_rss_mib or 0.0, round(usage.ru_maxrss / 1024, 1))  # KiB on Linux
+    return process.returncode
+
+
 def kill(group: GroupRun) -> None:
-    if group.process and group.process.poll() is None:
+    if group.process and reap(group) is None:
         try:
             os.killpg(group.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        group.process.wait()
+        reap(group, block=True)
 
 
 def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id: str, why: str,
@@ -241,7 +260,7 @@ def run_process(group: GroupRun, cases: dict[str, Case], options: dict, on_progr
         follow(group)
         on_progress()
         assert group.process is not None
-        code = group.process.poll()
+        code = reap(group)
         if code is None:
             if time.monotonic() - group.current_since > silence_limit(group, options):
                 return killed_for_silence(group, cases, options)
