@@ -4,16 +4,11 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 from conformance.adapters import load_adapter
 from conformance.adapters.contract import AdapterProtocol
 from conformance.commands.cli import main
 from tests.commandline import one_line_error
-
-NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -82,19 +77,6 @@ def test_explain_prints_the_output_list(capsys):
     assert "Keras output: a list of 3 tensors" in out
     rows = re.findall(r"^ +(\d) +(\w+) +(\([\d, ]+\))", out, re.M)  # '  0  output  (2, 5, 4)  ...'
     assert rows == [("0", "output", "(2, 5, 4)"), ("1", "h", "(2, 4)"), ("2", "c", "(2, 4)")]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(bool(NVIDIA_DEVICES), reason=f"this machine has a GPU ({NVIDIA_DEVICES[:1]})")
-def test_adapters_lists_only_the_cpu_on_a_machine_without_a_gpu():
-    """No framework sees a GPU here, so no adapter may claim one (``devices()`` through the probe)."""
-    result = run_cli("adapters")
-    assert result.returncode == 0, result.stderr
-    available = [line.split() for line in result.stdout.splitlines() if line.split()[1:2] == ["available"]]
-    if not available:
-        pytest.skip("no adapter is available here")
-    assert {row[2] for row in available} == {"devices:"}
-    assert {row[0]: row[3] for row in available} == {row[0]: "cpu" for row in available}
 
 
 def test_python_dash_m_works_like_the_console_script():

@@ -286,12 +286,31 @@ def test_explain_prints_the_keras_output_list_with_its_shapes(workdir, cell, ret
 # --- adapters ----------------------------------------------------------------------------------
 
 
-def test_adapters_lists_every_registered_adapter_with_its_availability(workdir):
-    done = conformance(workdir, "adapters")
+NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
+
+
+@pytest.fixture(scope="module")
+def adapters_listing(workdir) -> subprocess.CompletedProcess:
+    """One ``conformance adapters`` for the tests below: it imports every framework (~18 s)."""
+    return conformance(workdir, "adapters")
+
+
+def test_adapters_lists_every_registered_adapter_with_its_availability(adapters_listing):
+    done = adapters_listing
     assert done.returncode == 0, done.stderr
     listed = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines() if line.strip()}
     assert sorted(listed) == sorted(adapter_paths())
     assert set(listed.values()) <= {"available", "unavailable"}
+
+
+@pytest.mark.skipif(bool(NVIDIA_DEVICES), reason=f"this machine has a GPU ({NVIDIA_DEVICES[:1]})")
+def test_adapters_lists_only_the_cpu_on_a_machine_without_a_gpu(adapters_listing):
+    """No framework sees a GPU here, so no adapter may claim one (``devices()`` through the probe)."""
+    available = [line.split() for line in adapters_listing.stdout.splitlines() if line.split()[1:2] == ["available"]]
+    if not available:
+        pytest.skip("no adapter is available here")
+    assert {row[2] for row in available} == {"devices:"}
+    assert {row[0]: row[3] for row in available} == {row[0]: "cpu" for row in available}
 
 
 # --- fixtures ----------------------------------------------------------------------------------
