@@ -5,9 +5,11 @@ so counting one's own traces would miss what JAX compiles around them (and
 what it reuses). JAX reports every real backend compilation as the
 monitoring event ``BACKEND_COMPILE_EVENT`` (jax/_src/dispatch.py, recorded
 around ``compile_or_get_cached`` in jax/_src/interpreters/pxla.py, jax
-0.10.2); one listener, registered on first use, counts them all. An adapter
-reads ``compilations()`` before and after its call: the difference is what
-that call compiled, for ``run_info["compilations"]``.
+0.10.2); listeners registered on first use count them all, less the reads
+from JAX's persistent compilation cache (``CACHE_HIT_EVENT``, recorded inside
+that same timed call; the cache is off unless configured), which compile
+nothing. An adapter reads ``compilations()`` before and after its call: the
+difference is what that call compiled, for ``run_info["compilations"]``.
 
 Transfers: each ``jax.device_put`` costs ~25 us of Python dispatch here (jax
 0.10.2, CPU), whatever the array's size, so one per weight and input is most
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # jax/_src/compiler.py
 
 # The shapes in a packed buffer, in groups (e.g. parameters, inputs): hashable, for jax.jit's static arguments.
 Layout = tuple[tuple[tuple[int, ...], ...], ...]
@@ -41,15 +44,22 @@ def compilations() -> int:
     if not _listening:
         import jax
 
-        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        jax.monitoring.register_event_duration_secs_listener(_on_duration)
+        jax.monitoring.register_event_listener(_on_event)
         _listening = True
     return _count
 
 
-def _on_event(event: str, duration_secs: float, **metadata: Any) -> None:
+def _on_duration(event: str, duration_secs: float, **metadata: Any) -> None:
     global _count
     if event == BACKEND_COMPILE_EVENT:
         _count += 1
+
+
+def _on_event(event: str, **metadata: Any) -> None:
+    global _count
+    if event == CACHE_HIT_EVENT:
+        _count -= 1
 
 
 def pack(groups: Sequence[Sequence[np.ndarray]], dtype: str) -> tuple[np.ndarray, Layout]:
