@@ -33,6 +33,9 @@ def build_parser() -> Parser:
     run.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
     run.add_argument("--report-dir", type=Path, default=Path("reports"))
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
+    run.add_argument("--shards", type=int, default=1, metavar="N",
+                     help="split each adapter's plan into N contiguous parts, a process each (at most "
+                          "--jobs at once): one long adapter on several cores (default 1)")
     run.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="a test that runs longer is killed and recorded as an error (default 300)")
     run.add_argument("--startup-timeout", type=float, default=300.0, metavar="SECONDS",

@@ -36,8 +36,8 @@ from conformance.commands.supervisor import (
     INTERRUPTED,
     GroupRun,
     group_records,
-    new_group,
     progress_line,
+    shard_groups,
     supervise,
 )
 from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
@@ -83,8 +83,8 @@ def check_outputs(report_dir: Path) -> None:
 
 def validated_options(args: argparse.Namespace) -> dict:
     check_keyword(args.keyword)
-    if args.jobs < 1 or args.max_restarts < 0:
-        raise UsageError("--jobs must be >= 1 and --max-restarts >= 0")
+    if args.jobs < 1 or args.shards < 1 or args.max_restarts < 0:
+        raise UsageError("--jobs and --shards must be >= 1 and --max-restarts >= 0")
     for flag, seconds in (("--case-timeout", args.case_timeout), ("--startup-timeout", args.startup_timeout)):
         if not (math.isfinite(seconds) and seconds > 0):
             raise UsageError(f"{flag} {seconds:g}: expected a finite number of seconds > 0")
@@ -136,8 +136,11 @@ def adapter_summaries(groups: list[GroupRun]) -> dict:
             adapters = json.loads(group.group_json.read_text())["adapters"]
         except (OSError, ValueError, KeyError):
             continue
-        for entry in adapters.values():  # one adapter per group: its processes' figures
-            entry.update(processes=group.restarts + 1, peak_rss_mib=group.peak_rss_mib)
+        for name, entry in adapters.items():  # one adapter per group; its shards' figures add up
+            earlier = summary.get(name, {})
+            entry["processes"] = earlier.get("processes", 0) + group.restarts + 1
+            entry["peak_rss_mib"] = max((m for m in (earlier.get("peak_rss_mib"), group.peak_rss_mib)
+                                         if m is not None), default=None)
         summary.update(adapters)
     return summary
 
@@ -270,7 +273,8 @@ def run_command(args: argparse.Namespace) -> int:
     options["stop"] = stop = threading.Event()
     with StopOnSignal(stop):
         stream_dir = prepare_report_dir(args.report_dir)
-        groups = [new_group(requested, plan, stream_dir) for requested, plan in plans.items()]
+        groups = [group for requested, plan in plans.items()
+                  for group in shard_groups(requested, plan, stream_dir, args.shards)]
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         supervise_all(groups, cases, options, args.jobs)
         interrupted = stop.is_set()
@@ -286,7 +290,7 @@ def run_command(args: argparse.Namespace) -> int:
           + ("" if complete else "  (INCOMPLETE run)"))
     for group in groups:
         if group.ended and group.ended != INTERRUPTED:
-            print(f"conformance: adapter {group.adapter}: {short_message(group.ended.removeprefix('not run: '))} "
+            print(f"conformance: adapter {group.label}: {short_message(group.ended.removeprefix('not run: '))} "
                   f"(see {group.stderr_path})", file=sys.stderr)
     if interrupted:
         return 130

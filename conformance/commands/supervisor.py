@@ -60,6 +60,12 @@ class GroupRun:
     stderr_offset: int = 0  # where the running process's stderr starts in the shared file
     recorded: set[str] = field(default_factory=set)
     ended: str | None = None  # why the planned results still missing were not produced
+    shard: str = ""  # "1/2": which part of its adapter's plan this group runs (--shards), else ""
+
+    @property
+    def label(self) -> str:
+        """The adapter as progress and messages name it, with its shard when the plan was split."""
+        return f"{self.adapter} [{self.shard}]" if self.shard else self.adapter
 
     @property
     def total(self) -> int:
@@ -311,23 +317,38 @@ def safe_name(adapter: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in adapter)
 
 
-def new_group(adapter: str, planned: list[str], work_dir: Path) -> GroupRun:
+def new_group(adapter: str, planned: list[str], work_dir: Path, shard: str = "") -> GroupRun:
     """A group whose plan file is written and whose earlier stream and stderr are gone."""
-    name = safe_name(adapter)
+    name = safe_name(adapter) + (f".{shard.replace('/', 'of')}" if shard else "")
     group = GroupRun(adapter=adapter, planned=planned, stream=work_dir / f"{name}.jsonl",
                      group_json=work_dir / f"{name}.json", stderr_path=work_dir / f"{name}.stderr",
-                     plan_path=work_dir / f"{name}.plan.json")
+                     plan_path=work_dir / f"{name}.plan.json", shard=shard)
     for leftover in (group.stream, group.stderr_path, group.group_json):
         leftover.unlink(missing_ok=True)
     group.plan_path.write_text(json.dumps(planned))
     return group
 
 
+def shard_groups(adapter: str, planned: list[str], work_dir: Path, shards: int) -> list[GroupRun]:
+    """The adapter's plan in ``shards`` contiguous parts, a group (a process) each.
+
+    Contiguous, in the plan's case order, because neighbouring cases share a
+    structure: an export or compilation made for a structure then serves the
+    cases around it in the same process, and few structures are paid twice.
+    """
+    count = max(1, min(shards, len(planned)))
+    if count == 1:
+        return [new_group(adapter, planned, work_dir)]
+    bounds = [round(n * len(planned) / count) for n in range(count + 1)]
+    return [new_group(adapter, planned[bounds[n]:bounds[n + 1]], work_dir, f"{n + 1}/{count}")
+            for n in range(count)]
+
+
 def progress_line(groups: list[GroupRun]) -> str:
     parts = []
     for group in groups:
         total = f"/{group.total}" if group.total else ""
-        parts.append(f"{group.adapter} {group.done}{total}" + (f" ({group.failed} failed)" if group.failed else ""))
+        parts.append(f"{group.label} {group.done}{total}" + (f" ({group.failed} failed)" if group.failed else ""))
     return "progress: " + " | ".join(parts)
 
 
