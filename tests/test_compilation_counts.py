@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,20 +45,23 @@ def compilations_per_run(adapter_name: str, case_ids=SEQUENCE) -> list[int]:
     return counts
 
 
-def compilations_in_fresh_interpreter(adapter_name: str) -> list[int]:
-    """``compilations_per_run`` in a new Python: Keras fixes its backend per process."""
+def compilations_in_fresh_interpreter(adapter_name: str, cache_dir: Path) -> list[int]:
+    """``compilations_per_run`` in a new Python (Keras fixes its backend per process), with the
+    suite's caches (JAX's persistent compilation cache among them) under ``cache_dir``."""
     script = ("import json, sys; from tests.test_compilation_counts import compilations_per_run; "
               f"print(json.dumps(compilations_per_run({adapter_name!r})))")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                          cwd=CHECKOUT)
+                          cwd=CHECKOUT, env=dict(environment, CONFORMANCE_CACHE_DIR=str(cache_dir)))
     if "Skipped" in done.stderr:
         pytest.skip(done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_flax_compiles_a_structure_once_and_again_for_other_sizes():
+def test_flax_compiles_a_structure_once_and_again_for_other_sizes(tmp_path, monkeypatch):
     pytest.importorskip("flax.nnx")
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))  # a cache the machine may hold stays out
     first, same, other = compilations_per_run("flax")
     assert first >= 1
     assert same == 0
@@ -65,11 +69,21 @@ def test_flax_compiles_a_structure_once_and_again_for_other_sizes():
 
 
 @pytest.mark.slow
-def test_keras_jax_compiles_a_structure_once_and_again_for_other_sizes():
-    first, same, other = compilations_in_fresh_interpreter("keras-jax")
+def test_keras_jax_compiles_a_structure_once_and_again_for_other_sizes(tmp_path):
+    first, same, other = compilations_in_fresh_interpreter("keras-jax", tmp_path)
     assert first >= 1
     assert same == 0
     assert other >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter_name", ["flax", "keras-jax"])
+def test_a_second_process_reads_every_executable_from_the_persistent_cache(tmp_path, adapter_name):
+    """JAX's persistent compilation cache under $CONFORMANCE_CACHE_DIR/jax: a warm run compiles nothing."""
+    cold = compilations_in_fresh_interpreter(adapter_name, tmp_path)
+    warm = compilations_in_fresh_interpreter(adapter_name, tmp_path)
+    assert cold[0] >= 1 and warm == [0, 0, 0]
+    assert any((tmp_path / "jax").iterdir())
 
 
 def test_onnx_runtime_with_weights_as_inputs_loads_one_model_per_structure():

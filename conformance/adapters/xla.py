@@ -23,7 +23,10 @@ arguments of those shapes would be.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,32 @@ Layout = tuple[tuple[tuple[int, ...], ...], ...]
 
 _count = 0
 _listening = False
+
+# JAX's persistent compilation cache, on by default under the suite's cache root: a second run
+# (a CI cache kept) reads its executables instead of compiling them again. The same executables:
+# the key holds the HLO, the compile options, the device and the jax/jaxlib versions.
+CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # default 1 s: ours take ~0.1 s
+                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+
+
+def persistent_cache_dir() -> Path | None:
+    """``$CONFORMANCE_CACHE_DIR/jax`` (default ``~/.cache/rnn-conformance/jax``); None when the
+    variable says ``off``."""
+    root = os.environ.get("CONFORMANCE_CACHE_DIR", str(Path.home() / ".cache" / "rnn-conformance"))
+    return None if root == "off" else Path(root) / "jax"
+
+
+def use_persistent_cache() -> None:
+    """Point JAX at the persistent cache, through the variables JAX reads at its import: call it
+    before ``import jax`` (JAX decides at its first compilation whether a cache is used). A
+    directory the user set (``JAX_COMPILATION_CACHE_DIR``) is kept; nothing is set once jax is
+    imported."""
+    directory = persistent_cache_dir()
+    if directory is None or "jax" in sys.modules:
+        return
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(directory))
+    for name, value in CACHE_SETTINGS.items():
+        os.environ.setdefault(name, value)
 
 
 def compilations() -> int:

@@ -71,6 +71,7 @@ class FlaxAdapter(Adapter):
         self._info: dict = {}
 
     def available(self) -> str | None:
+        xla.use_persistent_cache()
         return missing_module_reason("jax", "flax.nnx")
 
     def versions(self) -> dict[str, str]:

@@ -126,6 +126,8 @@ def keras3_unavailable(backend: str) -> str | None:
     if other is not None:
         return (f"keras already imported with backend {other} in this process; "
                 "run each keras adapter in its own process")
+    if backend == "jax":
+        xla.use_persistent_cache()
     reason = missing_module_reason(backend, "keras")
     if reason:
         return reason
