@@ -100,6 +100,22 @@ def test_eager_adapters_report_no_count():
 
 
 @pytest.mark.slow
-def test_onnx_torch_exports_a_module_once():
+def test_onnx_torch_exports_a_module_once(tmp_path, monkeypatch):
     """torch.onnx.export keeps the time axis dynamic for a float32 LSTM: one export serves all three."""
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))  # a cache the machine may hold stays out
     assert compilations_per_run("onnx-torch") == [1, 0, 0]
+
+
+@pytest.mark.slow
+def test_onnx_torch_reads_an_earlier_processes_export_from_the_disk_cache(tmp_path, monkeypatch):
+    """The export kept on disk: a new adapter (as a new process would) exports nothing, and says so."""
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))
+    assert compilations_per_run("onnx-torch", (FIRST,)) == [1]
+    adapter = load_adapter("onnx-torch")
+    outputs = adapter.run(_cases()[FIRST], "cpu")
+    assert adapter.last_run_info()["compilations"] == 0
+    assert adapter.last_run_info()["export"] == "read from disk cache"
+    fresh = load_adapter("onnx-torch")
+    fresh.export_cache = False  # no cache at all: a real export, the same answer
+    assert [a.tolist() for a in fresh.run(_cases()[FIRST], "cpu")] == [a.tolist() for a in outputs]
+    assert fresh.last_run_info()["compilations"] == 1

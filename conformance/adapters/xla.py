@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.caches import cache_root
+
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # jax/_src/compiler.py
 
@@ -48,10 +50,9 @@ CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # default 
 
 
 def persistent_cache_dir() -> Path | None:
-    """``$CONFORMANCE_CACHE_DIR/jax`` (default ``~/.cache/rnn-conformance/jax``); None when the
-    variable says ``off``."""
-    root = os.environ.get("CONFORMANCE_CACHE_DIR", str(Path.home() / ".cache" / "rnn-conformance"))
-    return None if root == "off" else Path(root) / "jax"
+    """``jax/`` under the suite's cache root (``conformance.adapters.caches``); None when off."""
+    root = cache_root()
+    return None if root is None else root / "jax"
 
 
 def use_persistent_cache() -> None:

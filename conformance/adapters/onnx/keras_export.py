@@ -35,10 +35,7 @@ for a structure already exported or read from the disk cache.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
-import os
 import tempfile
 import time
 import warnings
@@ -47,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.keras.common import Structure, model_inputs, weight_list
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
@@ -178,13 +176,9 @@ def export_onnx(structure: Structure, weights: dict[str, list[np.ndarray]],
 
 
 def cache_path(structure: Structure, versions: dict[str, str]) -> Path | None:
-    root = os.environ.get("CONFORMANCE_CACHE_DIR", str(Path.home() / ".cache" / "rnn-conformance"))
-    if root == "off":
-        return None
     s = structure
-    key = json.dumps([CACHE_FORMAT, versions, s.spec.to_dict(), s.features, s.decoder_features, s.dtype,
-                      s.has_mask, s.has_initial_state], sort_keys=True)
-    return Path(root) / "onnx-keras" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.onnx"
+    return cached_file("onnx-keras", [CACHE_FORMAT, versions, s.spec.to_dict(), s.features, s.decoder_features,
+                                      s.dtype, s.has_mask, s.has_initial_state], ".onnx")
 
 
 # --- the adapter --------------------------------------------------------------------------
@@ -287,17 +281,16 @@ class OnnxKerasAdapter(Adapter):
         versions = self.versions()
         path = cache_path(structure, {k: versions[k] for k in ("keras", "tensorflow", "tf2onnx", "onnx")})
         start, caught = time.perf_counter(), []
-        if path is not None and path.exists():
-            data, how = path.read_bytes(), "probe export read from disk cache"
-        else:
-            data, caught = export_onnx(structure, probes, case)
+
+        def export() -> bytes:
+            data, warned = export_onnx(structure, probes, case)
+            caught.extend(warned)
             self._exported_in_run += 1
-            how = f"probe export ({time.perf_counter() - start:.1f}s), weights fed as inputs"
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(f".{os.getpid()}.partial")
-                partial.write_bytes(data)
-                os.replace(partial, path)
+            return data
+
+        data, from_cache = read_or_make(path, export)
+        how = ("probe export read from disk cache" if from_cache
+               else f"probe export ({time.perf_counter() - start:.1f}s), weights fed as inputs")
         model = onnx.load_from_string(data)
         ops = sorted({node.op_type for node in model.graph.node if node.op_type in RECURRENT_OPS})
         try:

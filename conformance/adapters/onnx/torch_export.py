@@ -14,7 +14,10 @@ leaves nothing to feed weights into. Observed on torch 2.13: it cannot export
 the packed ``batch_sizes``); such modules, and anything else the dynamo path
 raises on, fall back to the TorchScript exporter (``dynamo=False``). The
 exporter used is reported in ``last_run_info``, and ``compilations``: how many
-exports the run made (0 when every module's session was reused).
+exports the run made (0 when every module's session was reused). Exports are
+kept on disk too (``conformance.adapters.caches``), keyed by module structure,
+export length and the torch/onnx/onnxscript versions: a second run reads them
+(``export: read from disk cache``) instead of paying 2-30 s per structure.
 
 Weights: the exported parameters stay initializers named as in the torch
 state dict (``rnn.weight_ih_l0``...) and are also declared as graph inputs,
@@ -29,16 +32,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import re
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 
+from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.torch.adapter import (
@@ -52,6 +57,8 @@ from conformance.adapters.torch.adapter import (
 from conformance.matrix.case import Case
 
 INPUT_NAMES = ["x", "lengths", "h0", "c0"]
+CACHE_FORMAT = 1
+INFO_KEY = "conformance.export_info"  # the export's facts, kept in the cached model's metadata
 RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 PARAMETER_PREFIX = "rnn."  # the attribute holding the torch module in the export wrapper
 
@@ -142,11 +149,9 @@ class OnnxTorchAdapter(Adapter):
         cached = [self._sessions[k] for k in ((key, None), (key, steps)) if k in self._sessions]
         if self.export_cache and cached:
             return cached[0]
-        model, info = export_module(key, max(steps, 2))  # size 1 would be specialised by torch.export
-        self._exports += 1
+        model, info = self._export(key, max(steps, 2))  # size 1 would be specialised by torch.export
         if static_steps(model) not in (None, steps):
-            model, info = export_module(key, steps)
-            self._exports += 1
+            model, info = self._export(key, steps)
         session = onnx_runtime.make_session(model.SerializeToString(), key.device)
         # ONNX Runtime lists initializers declared as inputs apart from the other inputs.
         wanted = {i.name for i in session.get_inputs() + session.get_overridable_initializers()}
@@ -154,6 +159,29 @@ class OnnxTorchAdapter(Adapter):
         if self.export_cache:
             self._sessions[(key, static_steps(model))] = entry
         return entry
+
+
+    def _export(self, key: ModuleKey, steps: int):
+        """``export_module``'s model and facts, from the disk cache when an earlier run of these
+        library versions made them (``conformance.adapters.caches``); counted when exported."""
+        import onnx
+
+        made: list[bool] = []
+
+        def export() -> bytes:
+            made.append(True)
+            model, info = export_module(key, steps)
+            model.metadata_props.add(key=INFO_KEY, value=json.dumps(info, sort_keys=True))
+            return model.SerializeToString()
+
+        versions = {k: v for k, v in self.versions().items() if k != "onnxruntime"}
+        path = (cached_file("onnx-torch", [CACHE_FORMAT, versions, asdict(replace(key, device="cpu")), steps], ".onnx")
+                if self.export_cache else None)  # off: every call really exports (bench times that)
+        data, _ = read_or_make(path, export)
+        self._exports += len(made)
+        model = onnx.load_from_string(data)
+        info = json.loads(next(p.value for p in model.metadata_props if p.key == INFO_KEY))
+        return model, (info if made else dict(info, export="read from disk cache"))
 
 
 # --- export -----------------------------------------------------------------------------------
