@@ -52,12 +52,15 @@ def tox_command(work_dir: Path, result_json: Path) -> list[str]:
 
 
 def env_figures(tox_result: dict) -> dict[str, dict]:
-    """Per environment: installs (setup) and command seconds, and its whole duration, as tox measured."""
+    """Per environment that ran: installs (setup) and command seconds, and its whole duration, as tox
+    measured (tox lists every env of tox.ini, and its packaging env, with no result)."""
     figures = {}
     for name, env in tox_result.get("testenvs", {}).items():
+        if "result" not in env:
+            continue
         setup = sum(step.get("elapsed", 0.0) for step in env.get("setup", []))
         command = sum(step.get("elapsed", 0.0) for step in env.get("test", []))
-        result = env.get("result", {})
+        result = env["result"]
         figures[name] = {"setup_s": round(setup, 1), "command_s": round(command, 1),
                          "duration_s": round(result.get("duration", setup + command), 1),
                          "success": result.get("success")}
