@@ -285,10 +285,10 @@ class OnnxKerasAdapter(Adapter):
         def export() -> bytes:
             data, warned = export_onnx(structure, probes, case)
             caught.extend(warned)
-            self._exported_in_run += 1
             return data
 
         data, from_cache = read_or_make(path, export)
+        self._exported_in_run += not from_cache
         how = ("probe export read from disk cache" if from_cache
                else f"probe export ({time.perf_counter() - start:.1f}s), weights fed as inputs")
         model = onnx.load_from_string(data)

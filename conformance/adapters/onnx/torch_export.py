@@ -166,10 +166,7 @@ class OnnxTorchAdapter(Adapter):
         library versions made them (``conformance.adapters.caches``); counted when exported."""
         import onnx
 
-        made: list[bool] = []
-
         def export() -> bytes:
-            made.append(True)
             model, info = export_module(key, steps)
             model.metadata_props.add(key=INFO_KEY, value=json.dumps(info, sort_keys=True))
             return model.SerializeToString()
@@ -177,11 +174,11 @@ class OnnxTorchAdapter(Adapter):
         versions = {k: v for k, v in self.versions().items() if k != "onnxruntime"}
         path = (cached_file("onnx-torch", [CACHE_FORMAT, versions, asdict(replace(key, device="cpu")), steps], ".onnx")
                 if self.export_cache else None)  # off: every call really exports (bench times that)
-        data, _ = read_or_make(path, export)
-        self._exports += len(made)
+        data, from_cache = read_or_make(path, export)
+        self._exports += not from_cache
         model = onnx.load_from_string(data)
         info = json.loads(next(p.value for p in model.metadata_props if p.key == INFO_KEY))
-        return model, (info if made else dict(info, export="read from disk cache"))
+        return model, (dict(info, export="read from disk cache") if from_cache else info)
 
 
 # --- export -----------------------------------------------------------------------------------
