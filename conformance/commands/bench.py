@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 from conformance.adapters import LoadedAdapter, adapter_paths, load_adapter
-from conformance.commands.bench_tox import adapter_figures
 from conformance.files import check_output_dir, check_output_file
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import write_json_atomic
@@ -43,6 +42,7 @@ TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
 SAMPLE_EVERY = 23  # every 23rd case: ~20 cases spread over all families
 REPEATS = 5
 QUICK_KEYWORD = "tutorial"
+RAN = ("pass", "fail", "error")  # the statuses of a result the adapter computed
 
 
 def _median_seconds(function, repeats: int = REPEATS) -> float:
@@ -70,14 +70,42 @@ def measure_matrix(adapter: str, report_dir: Path, keyword: str = "") -> dict:
     wall = time.perf_counter() - started
     results_file = report_dir / "results.json"
     results = json.loads(results_file.read_text())["results"] if results_file.exists() else []
-    ran = [r for r in results if r["status"] in ("pass", "fail", "error")]
     counted = next(iter(adapter_figures(results_file).values()), {})
     return {"matrix_wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "results": len(results), "cases_run": len(ran),
-            "time_in_adapter_run_s": round(sum(r["duration_s"] for r in ran), 2),
+            "results": len(results), "cases_run": counted.get("results_run", 0),
+            "time_in_adapter_run_s": counted.get("time_in_adapter_run_s", 0.0),
             "compilations": counted.get("compilations"),
             "compilations_per_result": counted.get("compilations_per_result"),
             "exit_status": os.waitstatus_to_exitcode(status)}
+
+
+def adapter_figures(results_file: Path) -> dict[str, dict]:
+    """Per adapter of one environment's results: results run, time in run, compilations, memory."""
+    try:
+        document = json.loads(results_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    figures: dict[str, dict] = {}
+    for record in document.get("results", []):
+        entry = figures.setdefault(record["adapter"], {"results_run": 0, "time_in_adapter_run_s": 0.0,
+                                                       "compilations": 0, "counted": False})
+        if record["status"] not in RAN:
+            continue
+        entry["results_run"] += 1
+        entry["time_in_adapter_run_s"] += record.get("duration_s") or 0.0
+        count = (record.get("run_info") or {}).get("compilations")
+        if isinstance(count, int):
+            entry["compilations"] += count
+            entry["counted"] = True
+    for name, entry in figures.items():
+        counted = entry.pop("counted")
+        entry["time_in_adapter_run_s"] = round(entry["time_in_adapter_run_s"], 2)
+        entry["compilations_per_result"] = (round(entry["compilations"] / entry["results_run"], 3)
+                                            if counted and entry["results_run"] else None)
+        if not counted:
+            entry["compilations"] = None  # an adapter that neither compiles nor exports says nothing
+        entry["peak_rss_mib"] = (document.get("adapters", {}).get(name) or {}).get("peak_rss_mib")
+    return figures
 
 
 def sample_cases(quick: bool):

@@ -28,12 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from conformance.commands.bench import adapter_figures
 from conformance.commands.exits import UsageError
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import write_json_atomic
 
 LABEL = "matrix"
-RAN = ("pass", "fail", "error")
 
 
 def check_tox_project(root: Path) -> None:
@@ -64,35 +64,6 @@ def env_figures(tox_result: dict) -> dict[str, dict]:
         figures[name] = {"setup_s": round(setup, 1), "command_s": round(command, 1),
                          "duration_s": round(result.get("duration", setup + command), 1),
                          "success": result.get("success")}
-    return figures
-
-
-def adapter_figures(results_file: Path) -> dict[str, dict]:
-    """Per adapter of one environment's results: results run, time in run, compilations, memory."""
-    try:
-        document = json.loads(results_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    figures: dict[str, dict] = {}
-    for record in document.get("results", []):
-        entry = figures.setdefault(record["adapter"], {"results_run": 0, "time_in_adapter_run_s": 0.0,
-                                                       "compilations": 0, "counted": False})
-        if record["status"] not in RAN:
-            continue
-        entry["results_run"] += 1
-        entry["time_in_adapter_run_s"] += record.get("duration_s") or 0.0
-        count = (record.get("run_info") or {}).get("compilations")
-        if isinstance(count, int):
-            entry["compilations"] += count
-            entry["counted"] = True
-    for name, entry in figures.items():
-        counted = entry.pop("counted")
-        entry["time_in_adapter_run_s"] = round(entry["time_in_adapter_run_s"], 1)
-        entry["compilations_per_result"] = (round(entry["compilations"] / entry["results_run"], 3)
-                                            if counted and entry["results_run"] else None)
-        if not counted:
-            entry["compilations"] = None  # an adapter that neither compiles nor exports says nothing
-        entry["peak_rss_mib"] = (document.get("adapters", {}).get(name) or {}).get("peak_rss_mib")
     return figures
 
 
