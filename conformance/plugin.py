@@ -58,10 +58,12 @@ from typing import Any
 
 import pytest
 
+from conformance import __version__
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
 from conformance.adapters.contract import REDUCED_PRECISION_VARIABLE, LoadedAdapter, reduced_precision_allowed
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
 from conformance.matrix.case import Case
+from conformance.onnx.graph import OPSET_VARIABLE as ONNX_OPSET_VARIABLE
 from conformance.results.lock import ReportDirLock
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import (
@@ -72,6 +74,7 @@ from conformance.results.records import (
     make_record,
     read_jsonl,
     results_document,
+    run_selection,
     test_id,
     write_json_atomic,
 )
@@ -122,6 +125,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
                          "OpenVINO's bfloat16 hint, ...); every result carries "
                          "run_info.reduced_precision_defaults (--tf32: the same, its first name)")
+    group.addoption("--onnx-opset", type=int, default=None, metavar="N",
+                    help="stamp the ONNX models the adapters run with opset N (default: 14, the lowest "
+                         "that expresses every graph); recorded as run_info.onnx_opset")
     group.addoption("--skip-done", action="store_true",
                     help="leave out tests already in the results stream (resuming after a crash)")
     group.addoption("--plan", default=None, metavar="FILE.json",
@@ -160,6 +166,7 @@ class ConformanceSession:
             option.known_failures, builtin=not option.no_builtin_known_failures))
         self.cases: list[Case] = []
         self.adapters: dict[str, Any] = {}
+        self.versions: dict[str, dict[str, str] | None] = {}  # adapter name -> versions(), None: unavailable
         self.records: list[Record] = []
         self.done_ids: set[str] = set()
         self.recorded_ids: set[str] = set()
@@ -209,6 +216,14 @@ class ConformanceSession:
     def adapter_names(self) -> list[str]:
         return self.config.option.adapter or list(adapter_paths())
 
+    def adapter_versions(self, name: str) -> dict[str, str] | None:
+        """What version-scoped known differences are judged by (asked once per adapter); None where
+        the framework is unavailable, so that no scoped entry applies to its (skipped) tests."""
+        if name not in self.versions:
+            adapter = self.adapter(name)
+            self.versions[name] = adapter.versions() if adapter.available() is None else None
+        return self.versions[name]
+
     def announce(self, param: ConformanceParam) -> None:
         """A 'started' line lets a supervisor name the test that killed the process."""
         assert self.writer is not None
@@ -235,7 +250,9 @@ class ConformanceSession:
 
     def known_audit(self) -> Audit:
         """The known-differences entries this session checked and those that matched no result."""
-        return audit_known(self.known, self.records, self.case_dtypes, selected=bool(self.config.option.keyword))
+        names = {record.adapter for record in self.records}
+        return audit_known(self.known, self.records, self.case_dtypes, selected=bool(self.config.option.keyword),
+                           versions={name: self.adapter_versions(name) for name in names if name in self.adapters})
 
     def unreached(self) -> list[Record]:
         """An ``error`` for each collected test the session ended without recording."""
@@ -251,8 +268,16 @@ class ConformanceSession:
             planned=len(self.planned) + len(self.done_ids),
             fixtures_sha256=manifest_sha256(self.fixtures_dir), machine=machine_info(),
             adapters=self.adapter_summary(), known_checked=audit and audit.checked,
-            known_unmatched=audit and audit.unmatched_patterns)
+            known_unmatched=audit and audit.unmatched_patterns, suite_version=__version__,
+            selection=self.selection())
         write_json_atomic(self.json_path, document)
+
+    def selection(self) -> dict[str, Any]:
+        """What this session was asked to run, as far as pytest's options say."""
+        option = self.config.option
+        return run_selection(keyword=option.keyword, device=option.device, dtype=option.dtype,
+                             adapters=[self.adapter(name).name for name in self.adapter_names()],
+                             plan=self.plan is not None)
 
 
 def read_plan(path: str) -> set[str]:
@@ -298,6 +323,8 @@ def pytest_configure(config: pytest.Config) -> None:
         watch_supervisor(int(supervisor))
     if getattr(config.option, "reduced_precision_defaults", False):
         os.environ[REDUCED_PRECISION_VARIABLE] = "1"  # read by the adapters (contract.reduced_precision_allowed)
+    if getattr(config.option, "onnx_opset", None) is not None:
+        os.environ[ONNX_OPSET_VARIABLE] = str(config.option.onnx_opset)  # read by conformance.onnx.model_versions
     config._conformance = None  # created when a conformance test is collected
     config._conformance_refused = ""  # why the session was refused (bad adapter, fixtures, lists, dir)
 
@@ -421,7 +448,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         param = param_of(item)
-        reason = param and state.known.reason_for(param.test_id)
+        reason = param and state.known.reason_for(param.test_id, state.adapter_versions(param.adapter))
         if reason:
             item.add_marker(pytest.mark.xfail(strict=True, reason=KNOWN_PREFIX + reason))
 

@@ -35,7 +35,7 @@ from conformance.adapters.keras.keras3 import (
     legacy_hard_sigmoid,
     loaded_keras_backend,
 )
-from conformance.adapters.keras.tf_keras import keras3_hard_sigmoid, tf_keras_activation, tf_keras_kernel
+from conformance.adapters.keras.tf_keras import tf_keras_activation, tf_keras_kernel
 from conformance.matrix.cases import build_cases, mask_with_empty_row, mask_with_holes, right_padded_mask
 from conformance.matrix.spec import BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.reference import expected_outputs
@@ -78,9 +78,9 @@ def test_keras3_maps_legacy_hard_sigmoid_to_a_callable_and_the_rest_to_builtins(
     assert keras_activation("legacy_hard_sigmoid") is legacy_hard_sigmoid
 
 
-def test_tf_keras_builtin_hard_sigmoid_is_the_specs_legacy_one():
+def test_tf_keras_passes_both_hard_sigmoids_as_the_name_keras_2_code_writes():
     assert tf_keras_activation("legacy_hard_sigmoid") == "hard_sigmoid"
-    assert tf_keras_activation("hard_sigmoid") is keras3_hard_sigmoid
+    assert tf_keras_activation("hard_sigmoid") == "hard_sigmoid"
 
 
 def test_output_list_flattens_bidirectional_pairs_and_wraps_single_tensors():
@@ -240,16 +240,29 @@ def test_tf_keras_gru_return_state_returns_two_tensors():
     assert len(output_list(layer(np.zeros((2, 3, 3), "float32")))) == 2
 
 
-def test_tf_keras_adapter_runs_the_legacy_hard_sigmoid_as_its_builtin():
+def tf_keras_run(case_suffix: str) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     pytest.importorskip("tf_keras")
     from conformance.adapters.keras.tf_keras import TfKerasAdapter
 
     adapter = TfKerasAdapter()
-    case = next(c for c in build_cases() if c.id.endswith("gru-seq1-state1-random-b3t5-legacy_hard_sigmoid"))
-    case = case.for_dtype("float32")
-    for got, want in zip(adapter.run(case, "cpu"), expected_outputs(case)):
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
-    assert "custom_activations" not in adapter.last_run_info()
+    case = next(c for c in build_cases() if c.id.endswith(case_suffix)).for_dtype("float32")
+    return adapter.run(case, "cpu"), expected_outputs(case), adapter.last_run_info()
+
+
+def test_tf_keras_adapter_runs_the_legacy_hard_sigmoid_as_its_builtin_name_and_says_so():
+    from conformance.adapters.keras.tf_keras import LEGACY_HARD_SIGMOID_NOTE
+
+    got, want, info = tf_keras_run("gru-seq1-state1-random-b3t5-legacy_hard_sigmoid")
+    for tensor, expected in zip(got, want):
+        np.testing.assert_allclose(tensor, expected, atol=1e-5, rtol=1e-5)
+    assert info["custom_activations"] == {"legacy_hard_sigmoid": LEGACY_HARD_SIGMOID_NOTE}
+
+
+def test_tf_keras_hard_sigmoid_by_name_is_not_keras_3s_the_migration_trap():
+    """Unchanged Keras 2 code's "hard_sigmoid" is 0.2x + 0.5, not Keras 3's x/6 + 0.5: the
+    oracle (Keras 3's meaning) and tf_keras differ by far more than float32 rounding."""
+    got, want, _ = tf_keras_run("lstm-seq1-state0-random-b3t5-hard_sigmoid")
+    assert np.abs(got[0] - want[0]).max() > 1e-3
 
 
 def test_bidirectional_spec_builds_one_keras_bidirectional(adapter):

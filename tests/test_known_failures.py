@@ -63,6 +63,61 @@ def test_the_shipped_list_parses():
     assert load_known_failures([BUILTIN_KNOWN_FAILURES]).entries
 
 
+# --- entries scoped to versions ----------------------------------------------------------------
+
+SCOPED = "*[keras-jax-*-float64]   keras>=3.12   # keras-jax: float64 computed partly in float32\n"
+JAX_F64 = "lstm-seq0-state0-random-b3t5[keras-jax-cpu-float64]"
+
+
+@pytest.mark.parametrize("versions, applies", [
+    ({"keras": "3.12.0", "jax": "0.7.1"}, True),
+    ({"keras": "3.15.1"}, True),
+    ({"Keras": "3.13.0rc1"}, True),  # names compare canonicalized; pre-releases count
+    ({"keras": "3.11.3"}, False),
+    ({"jax": "0.7.1"}, False),  # the package is not among the adapter's versions
+    ({"keras": "not a version"}, False),
+    (None, False),  # versions unknown
+])
+def test_a_scoped_entry_applies_only_at_the_versions_it_names(versions, applies):
+    reason = parse_known_failures(SCOPED).reason_for(JAX_F64, versions)
+    assert (reason == "keras-jax: float64 computed partly in float32") is applies
+
+
+def test_every_requirement_of_an_entry_must_hold():
+    known = parse_known_failures("*[keras-jax-*]  keras>=3.12  jax<0.8  # both\n")
+    assert known.reason_for(JAX_F64, {"keras": "3.12.0", "jax": "0.7.2"}) == "both"
+    assert known.reason_for(JAX_F64, {"keras": "3.12.0", "jax": "0.8.0"}) is None
+    assert known.entries[0].requirements == ("keras>=3.12", "jax<0.8")
+
+
+def test_an_unscoped_entry_applies_whatever_the_versions():
+    known = parse_known_failures(TEXT)
+    assert known.reason_for("gru-seq0-state0-random-b1t1[torch-cpu-float32]", None) == "an exact id"
+    assert known.reason_for("gru-seq0-state0-random-b1t1[torch-cpu-float32]", {}) == "an exact id"
+
+
+def test_a_scoped_entry_that_does_not_apply_leaves_the_next_entry_to_match():
+    known = parse_known_failures(SCOPED + "*[keras-jax-*]  # any version\n")
+    assert known.reason_for(JAX_F64, {"keras": "3.11.0"}) == "any version"
+
+
+@pytest.mark.parametrize("requirement", ["keras>>3", "keras", "keras[jax]>=3", "keras@https://x.invalid/k.whl"])
+def test_a_requirement_that_names_no_versions_is_a_one_line_error(requirement):
+    with pytest.raises(ValueError) as info:
+        parse_known_failures(f"*[keras-jax-*]  {requirement}  # why\n", "kf.txt")
+    assert str(info.value) == f"kf.txt:1: {requirement!r} is not a version requirement"
+
+
+def test_a_scoped_entry_is_checked_only_by_a_run_at_its_versions():
+    known = parse_known_failures(SCOPED)
+    records = [result(JAX_F64, "pass")]
+    old = audit_known(known, records, MATRIX, selected=False, versions={"keras-jax": {"keras": "3.11.0"}})
+    assert old.checked == [] and old.unmatched == []
+    new = audit_known(known, records, MATRIX, selected=False, versions={"keras-jax": {"keras": "3.12.0"}})
+    assert new.checked == ["*[keras-jax-*-float64]"] and new.unmatched_patterns == ["*[keras-jax-*-float64]"]
+    assert audit_known(known, records, MATRIX, selected=False).checked == []  # versions unknown
+
+
 # --- several lists ------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Comparing two runs: planted regressions are flagged, equal runs are clean."""
+"""Comparing two runs: planted regressions are flagged, equal runs are clean, documented differences and
+results only one run selected are no false alarm."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from conformance.report import render_regression
-from conformance.results.records import results_document
+from conformance.results.records import merged_selection, results_document, run_selection
 from conformance.results.regression import CATEGORIES, compare_runs, summary_text
+from conformance.verdict.known_differences import parse_known_failures
 
 ATOL = 1e-5
 
@@ -227,3 +229,133 @@ def test_minimal_records_render_in_the_regression_report(tmp_path: Path) -> None
     assert [c.test_id for c in regression.newly_failing] == [A]
     html = render_regression(regression, baseline, current, tmp_path / "regression.html").read_text("utf-8")
     assert A in html and "not-a-test-id" in html
+
+
+# --- documented differences (the records' own known, or the lists handed to compare) -------------
+
+KNOWN_A = parse_known_failures(f"{A}  # torch: a documented difference\n")
+
+
+def test_a_pass_that_becomes_a_documented_fail_is_newly_documented_not_a_regression() -> None:
+    current = document(record(A, "fail", {"output": 0.05, "h": 1e-8}), record(B), record(C, "unsupported"))
+    regression = compare_runs(BASELINE, current, known=KNOWN_A)
+    assert not regression.regressed and regression.newly_failing == []
+    [change] = regression.newly_documented
+    assert (change.test_id, change.after_known) == (A, "torch: a documented difference")
+
+
+def test_a_records_own_known_documents_it_without_a_list() -> None:
+    current = document(dict(record(A, "error"), known="documented when it ran"), record(B), record(C, "unsupported"))
+    assert [c.test_id for c in compare_runs(BASELINE, current).newly_documented] == [A]
+
+
+def test_a_documented_fail_that_becomes_a_documented_error_is_still_documented() -> None:
+    baseline = document(record(A, "fail", {"output": 0.05}))
+    regression = compare_runs(baseline, document(record(A, "error")), known=KNOWN_A)
+    assert not regression.regressed
+    assert [(c.before, c.after) for c in regression.still_documented] == [("fail", "error")]
+    assert "documented difference, status changed (1):" in summary_text(regression)
+
+
+def test_an_error_growing_in_a_documented_fail_is_reported_not_a_regression() -> None:
+    regression = compare_runs(document(record(A, "fail", {"output": 1e-4})),
+                              document(record(A, "fail", {"output": 0.5})), known=KNOWN_A)
+    assert not regression.regressed and regression.error_grew == []
+    assert [c.tensor for c in regression.documented_error_grew] == ["output"]
+
+
+def test_a_fail_no_longer_documented_is_newly_failing() -> None:
+    """The entry held for the baseline's version and not for the current one's."""
+    scoped = parse_known_failures(f"{A}  torch<2.14  # fixed in 2.14, or so we thought\n")
+    baseline, current = document(record(A, "fail")), document(record(A, "fail"))
+    current["adapters"]["torch"]["versions"]["torch"] = "2.14.0"
+    regression = compare_runs(baseline, current, known=scoped)
+    assert regression.regressed
+    assert [(c.before, c.before_known, c.after_known) for c in regression.newly_failing] == [
+        ("fail", "fixed in 2.14, or so we thought", None)]
+
+
+def test_a_scoped_entry_is_judged_by_each_runs_own_versions() -> None:
+    scoped = parse_known_failures(f"{A}  torch>=2.13  # from 2.13 on\n")  # the documents' torch is 2.13.0
+    current = document(record(A, "fail"), record(B), record(C, "unsupported"))
+    assert compare_runs(BASELINE, current, known=scoped).newly_documented
+    current["adapters"]["torch"]["versions"]["torch"] = "2.12.1"
+    assert compare_runs(BASELINE, current, known=scoped).newly_failing
+
+
+# --- what both runs selected -------------------------------------------------------------------
+
+
+def selected(*records: dict, keyword: str | None = None, adapters: tuple[str, ...] = ("torch",),
+             complete: bool = True) -> dict:
+    run = document(*records, complete=complete)
+    run["selection"] = run_selection(keyword=keyword, device="cpu", dtype="all", adapters=adapters)
+    return run
+
+
+def test_equal_whole_run_selections_count_removed_results() -> None:
+    regression = compare_runs(selected(record(A), record(B)), selected(record(A)))
+    assert [c.test_id for c in regression.removed] == [B] and regression.regressed
+    assert regression.notes == []
+
+
+def test_a_narrowed_run_removes_nothing_and_the_note_says_why() -> None:
+    regression = compare_runs(selected(record(A), record(B)), selected(record(A), keyword="b3t5 and not mask"))
+    assert regression.removed == [] and not regression.regressed
+    assert regression.notes == [
+        "the runs selected different cases (all vs -k 'b3t5 and not mask'): compared the 1 results both ran; "
+        "1 only in the baseline and 0 only in the current run are not counted as removed/added"]
+
+
+def test_an_incomplete_run_compares_only_the_common_results() -> None:
+    regression = compare_runs(selected(record(A), record(B)), selected(record(A), complete=False))
+    assert regression.removed == [] and not regression.regressed
+    assert regression.notes[0].startswith("the current run is INCOMPLETE: compared the 1 results both ran")
+
+
+def test_other_fixtures_compare_only_the_common_results() -> None:
+    current = selected(record(A))
+    current["fixtures_sha256"] = "0" * 64
+    regression = compare_runs(selected(record(A), record(B)), current)
+    assert regression.removed == [] and regression.common_only
+    assert regression.notes[0].startswith(f"the runs used different fixtures (fixtures_sha256 {'f' * 12}… vs "
+                                          f"{'0' * 12}…")
+
+
+def test_different_suite_versions_are_noted() -> None:
+    current = copy.deepcopy(BASELINE)
+    current["suite_version"] = "0.2.0"
+    assert compare_runs(BASELINE, current).notes == [
+        "the runs were made by different suite versions (unknown vs 0.2.0): the cases, tolerances or rules may differ"]
+
+
+def test_old_merges_keep_their_selection_only_when_the_parts_agree() -> None:
+    onnx_id = A.replace("[torch-", "[onnx-native-")
+    torch, onnx = selected(record(A)), selected(record(onnx_id), adapters=("onnx-native",))
+    assert merged_selection([torch, onnx]) == dict(torch["selection"], adapters=["onnx-native", "torch"])
+    assert merged_selection([torch, selected(record(B), keyword="gru")]) is None
+
+
+# --- by case ------------------------------------------------------------------------------------
+
+
+def test_by_case_matches_across_adapters_and_ignores_their_names() -> None:
+    keras = A.replace("[torch-", "[keras-torch-")
+    regression = compare_runs(BASELINE, document(record(keras), record(B), record(C, "unsupported")), by_case=True)
+    assert not regression.regressed and regression.matched == 3
+    assert regression.notes[-1].endswith("baseline torch, current keras-torch, torch; 3 results matched")
+
+
+def test_by_case_refuses_a_run_whose_adapters_share_a_case() -> None:
+    both = document(record(A), record(A.replace("[torch-", "[onnx-torch-")))
+    message = "--by-case needs one adapter per run; the current run holds onnx-torch, torch"
+    with pytest.raises(ValueError, match=message):
+        compare_runs(BASELINE, both, by_case=True)
+
+
+def test_the_report_draws_a_documented_result_as_known(tmp_path: Path) -> None:
+    current = document(record(A, "fail", {"output": 0.05}), record(B), record(C, "unsupported"))
+    regression = compare_runs(BASELINE, current, known=KNOWN_A)
+    html = render_regression(regression, BASELINE, current, tmp_path / "regression.html").read_text("utf-8")
+    assert "Newly documented difference" in html and "No regression" in html
+    assert 'class="chip k"' in html

@@ -39,11 +39,12 @@ def plan_of():
     cases = load_cases()
     known = load_known_failures(known_failure_files([], builtin=True))
     rows = device_rows("all", [load_adapter(ADAPTER)])
+    versions = known.installed_versions()  # version-scoped entries, judged as the planner judges them
 
     def plan(keyword: str) -> list[str]:
         selects = keyword_filter(keyword)
         return [p.test_id for p in matrix_params(cases, rows, "all")
-                if selects(p, known.reason_for(p.test_id) is not None)]
+                if selects(p, known.reason_for(p.test_id, versions) is not None)]
 
     return plan
 

@@ -40,3 +40,20 @@ def test_each_matrix_env_writes_its_own_report_dir_and_passes_posargs_through():
         assert command[:2] == ["conformance", "run"], env
         assert command[command.index("--report-dir") + 1] == str(ROOT / "reports" / env)
         assert command[-len(POSARGS):] == POSARGS, env
+
+
+def matrix_extras() -> dict[str, set[str]]:
+    """env name -> the extras tox installs in it, as `tox config` prints them."""
+    done = subprocess.run([sys.executable, "-m", "tox", "config", "-m", "matrix", "-k", "extras"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    sections = re.findall(r"^\[testenv:(.+)\]\nextras =(.*(?:\n  .*)*)", done.stdout, re.M)
+    return {env: set(extras.split()) for env, extras in sections}
+
+
+def test_a_sweep_installs_the_extras_tox_gives_each_adapter():
+    from conformance.commands.sweep import ADAPTER_EXTRAS
+
+    extras = matrix_extras()
+    for env, command in matrix_commands().items():
+        for adapter in adapters_of(command):
+            assert set(ADAPTER_EXTRAS[adapter]) == extras[env], adapter

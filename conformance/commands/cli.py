@@ -49,6 +49,9 @@ def build_parser() -> Parser:
                      help="a further known-differences list (repeatable; added after the built-in one)")
     run.add_argument("--no-builtin-known-failures", action="store_true",
                      help="leave out the built-in list, conformance/verdict/known_differences.txt")
+    run.add_argument("--onnx-opset", type=int, default=None, metavar="N",
+                     help="stamp the ONNX models the ONNX adapters run with opset N (default 14, the lowest "
+                          "that expresses every graph), for a runtime that wants another; recorded per result")
     run.add_argument("--reduced-precision-defaults", "--tf32", dest="reduced_precision_defaults",
                      action="store_true",
                      help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
@@ -64,7 +67,15 @@ def build_parser() -> Parser:
     compare.add_argument("baseline", type=Path)
     compare.add_argument("current", type=Path)
     compare.add_argument("-o", "--output", type=Path, default=Path("reports/regression.html"))
+    compare.add_argument("--json", type=Path, default=None, metavar="PATH",
+                         help="where the regression JSON goes (default: beside -o, e.g. regression.json)")
     compare.add_argument("--growth-factor", type=float, default=10.0)
+    compare.add_argument("--by-case", action="store_true",
+                         help="match results by case, device and dtype, the adapter left out (one adapter per run)")
+    compare.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
+                         help="a further known-differences list (repeatable; added after the built-in one)")
+    compare.add_argument("--no-builtin-known-failures", action="store_true",
+                         help="leave out the built-in list, conformance/verdict/known_differences.txt")
 
     explain = commands.add_parser("explain", help="the output list and how each framework spells it")
     explain.add_argument("cell", choices=("simple_rnn", "lstm", "gru"))
@@ -106,6 +117,37 @@ def build_parser() -> Parser:
                        help="a conformance test id, e.g. 'lstm-seq1-state0-random-b3t5[onnx-native-cpu-float32]'")
     repro.add_argument("-o", "--output-dir", type=Path, required=True, metavar="DIR")
     repro.add_argument("--fixtures-dir", type=Path, default=None)
+
+    sweep = commands.add_parser("sweep", help="one adapter's matrix across releases of a package, and its history")
+    sweep.add_argument("--adapter", required=True, metavar="NAME")
+    sweep.add_argument("--versions", required=True, metavar="PACKAGE==V1,V2,...")
+    sweep.add_argument("--with", dest="with_requirements", action="append", default=[], metavar="REQUIREMENT",
+                       help="one more requirement in every version's environment (repeatable), e.g. 'numpy<2'")
+    sweep.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
+                       help="default reports/sweep-ADAPTER-PACKAGE")
+    sweep.add_argument("--venv-dir", type=Path, default=None, metavar="DIR",
+                       help="where the environments are cached (default $CONFORMANCE_CACHE_DIR/sweep-venvs)")
+    sweep.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
+    sweep.add_argument("--device", choices=("cpu", "cuda", "all"), default=None)
+    sweep.add_argument("--dtype", choices=("float32", "float64", "all"), default=None)
+    sweep.add_argument("--shards", type=int, default=None, metavar="N")
+    sweep.add_argument("--fixtures-dir", type=Path, default=None)
+    sweep.add_argument("--onnx-opset", type=int, default=None, metavar="N",
+                       help="passed on to every version's conformance run (see run --onnx-opset)")
+    sweep.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE")
+    sweep.add_argument("--drift-factor", type=float, default=10.0,
+                       help="a passing result whose error moves by more than this factor is flagged as drift")
+
+    history = commands.add_parser("history", help="case x run table of several runs (releases), oldest first")
+    history.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                         help="results.json files, .jsonl streams or report dirs, one column each, oldest first")
+    history.add_argument("-o", "--output", type=Path, default=Path("reports/history"), metavar="DIR")
+    history.add_argument("--label", dest="labels", action="append", default=[], metavar="TEXT",
+                         help="a column's label, once per RESULTS (default: its adapters' framework versions)")
+    history.add_argument("--drift-factor", type=float, default=10.0, metavar="F",
+                         help="a result whose error moves by more than this factor, same status, is drift")
+    history.add_argument("--by-case", action="store_true",
+                         help="rows by case, device and dtype: lines up the results of different adapters")
     return parser
 
 
@@ -178,26 +220,55 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input."""
+    """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input.
+
+    Everything is checked before anything is written: the factor, the output
+    paths (neither may be a compared file), the results files, the
+    known-differences lists and, with ``--by-case``, one adapter per run.
+    """
     from conformance.files import check_output_file
     from conformance.report import render_regression
     from conformance.results.reading import load_any
-    from conformance.results.regression import check_growth_factor, compare_runs, summary_text
+    from conformance.results.records import write_json_atomic
+    from conformance.results.regression import (
+        check_growth_factor,
+        colliding_adapters,
+        compare_runs,
+        comparison_document,
+        summary_text,
+    )
+    from conformance.verdict.known_differences import known_failure_files, load_known_failures
 
     try:
         check_growth_factor(args.growth_factor)
     except ValueError:
         raise UsageError(f"--growth-factor {args.growth_factor:g}: expected a finite number > 1") from None
-    if args.output.resolve() in (args.baseline.resolve(), args.current.resolve()):
-        raise UsageError(f"{args.output}: the report would overwrite a results file being compared")
-    check_output_file(args.output)
+    json_path = args.json or args.output.with_suffix(".json")
+    compared = (args.baseline.resolve(), args.current.resolve())
+    for flag, path in (("", args.output), ("--json ", json_path)):
+        if path.resolve() in compared:
+            raise UsageError(f"{flag}{path}: the report would overwrite a results file being compared")
+        check_output_file(path)
+    if json_path.resolve() == args.output.resolve():
+        raise UsageError(f"{json_path}: the regression JSON would overwrite the HTML report (-o); "
+                         "name another with --json PATH")
+    try:
+        known = load_known_failures(known_failure_files(args.known_failures, not args.no_builtin_known_failures))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     baseline, current = load_any([args.baseline]), load_any([args.current])
-    regression = compare_runs(baseline, current, args.growth_factor)
+    for path, document in ((args.baseline, baseline), (args.current, current)):
+        if args.by_case and (adapters := colliding_adapters(document)):
+            raise UsageError(f"--by-case needs one adapter per run; {path} holds {', '.join(adapters)}")
+    regression = compare_runs(baseline, current, args.growth_factor, known=known, by_case=args.by_case)
     try:
         path = render_regression(regression, baseline, current, args.output)
+        write_json_atomic(json_path, comparison_document(
+            regression, {"baseline": (str(args.baseline), baseline), "current": (str(args.current), current)}))
     except OSError as exc:
         raise UsageError(f"{args.output}: not writable ({exc.strerror or exc})") from None
     print(summary_text(regression))
+    print(f"regression JSON: {json_path}")
     print(f"regression report: {path}")
     return EXIT_FAILED if regression.regressed else EXIT_OK
 
@@ -231,6 +302,18 @@ def command_export(args: argparse.Namespace) -> int:
     return export_command(args)
 
 
+def command_sweep(args: argparse.Namespace) -> int:
+    from conformance.commands.sweep import sweep_command
+
+    return sweep_command(args)
+
+
+def command_history(args: argparse.Namespace) -> int:
+    from conformance.commands.history import history_command
+
+    return history_command(args)
+
+
 def command_repro(args: argparse.Namespace) -> int:
     from conformance.commands.repro import repro_command
 
@@ -240,7 +323,7 @@ def command_repro(args: argparse.Namespace) -> int:
 COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters": command_adapters,
             "report": command_report, "compare": command_compare, "run": command_run,
             "bench": command_bench, "findings": command_findings, "export": command_export,
-            "repro": command_repro}
+            "repro": command_repro, "sweep": command_sweep, "history": command_history}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

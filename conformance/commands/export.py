@@ -136,8 +136,9 @@ def write_export(directory: Path, cases: list[Case], placements: tuple[str, ...]
     """Every selected case x dtype x placement written under ``directory``; returns the index."""
     import conformance
     from conformance.fixtures import manifest_sha256
-    from conformance.onnx import IR_VERSION, OPSET
+    from conformance.onnx import model_versions
 
+    opset, ir_version = model_versions()
     tests, skipped = [], []
     for placement in placements:
         for case in cases:
@@ -145,7 +146,7 @@ def write_export(directory: Path, cases: list[Case], placements: tuple[str, ...]
                 entry = write_case(directory, case, dtype, placement)
                 (skipped if "reason" in entry else tests).append(entry)
     index = {"format": FORMAT, "format_version": FORMAT_VERSION, "suite_version": conformance.__version__,
-             "fixtures_sha256": manifest_sha256(args.fixtures_dir), "opset": OPSET, "ir_version": IR_VERSION,
+             "fixtures_sha256": manifest_sha256(args.fixtures_dir), "opset": opset, "ir_version": ir_version,
              "keyword": args.keyword, "weights": list(placements), "dtypes": list(dtypes),
              "tolerance_rule": "|got - expected| <= atol + rtol * |expected| for every value",
              "tests": tests, "skipped": skipped}

@@ -29,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from conformance import __version__
 from conformance.adapters import adapter_paths, load_adapter
 from conformance.adapters.contract import LoadedAdapter
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
@@ -55,6 +56,7 @@ from conformance.results.records import (
     records_of,
     reduced_precision_label,
     results_document,
+    run_selection,
     unexpected_count,
     write_json_atomic,
 )
@@ -81,6 +83,20 @@ def check_outputs(report_dir: Path) -> None:
     check_output_dir(report_dir / "streams")
 
 
+def check_onnx_opset(opset: int | None) -> None:
+    """``--onnx-opset``: within what the graphs need and what the installed onnx knows."""
+    if opset is None:
+        return
+    from conformance.onnx import check_opset
+
+    try:
+        check_opset(opset)
+    except ImportError:
+        raise UsageError("--onnx-opset needs the onnx package (pip install -e '.[onnx]')") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def validated_options(args: argparse.Namespace) -> dict:
     check_keyword(args.keyword)
     if args.jobs < 1 or args.shards < 1 or args.max_restarts < 0:
@@ -91,6 +107,7 @@ def validated_options(args: argparse.Namespace) -> dict:
     adapters = {requested: load_adapter(requested)  # UnknownAdapterError -> one line, exit 2
                 for requested in args.adapter or list(adapter_paths())}
     check_outputs(args.report_dir)
+    check_onnx_opset(args.onnx_opset)
     builtin = not args.no_builtin_known_failures
     try:
         known = load_known_failures(known_failure_files(args.known_failures, builtin))
@@ -101,7 +118,7 @@ def validated_options(args: argparse.Namespace) -> dict:
             "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
             "case_timeout": args.case_timeout, "startup_timeout": args.startup_timeout,
             "max_restarts": args.max_restarts,
-            "reduced_precision_defaults": args.reduced_precision_defaults}
+            "reduced_precision_defaults": args.reduced_precision_defaults, "onnx_opset": args.onnx_opset}
 
 
 class Progress:
@@ -122,7 +139,8 @@ def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> li
     and --dtype that -k selects."""
     selects = keyword_filter(options["keyword"])
     params = matrix_params(cases, device_rows(options["device"], [adapter]), options["dtype"])
-    return [p.test_id for p in params if selects(p, options["known"].reason_for(p.test_id) is not None)]
+    known, versions = options["known"], options["known"].installed_versions()
+    return [p.test_id for p in params if selects(p, known.reason_for(p.test_id, versions) is not None)]
 
 
 def adapter_summaries(groups: list[GroupRun]) -> dict:
@@ -146,7 +164,7 @@ def adapter_summaries(groups: list[GroupRun]) -> dict:
 
 
 def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun], fixtures_dir: Path,
-                  complete: bool, created: str, audit: Audit | None) -> dict:
+                  complete: bool, created: str, audit: Audit | None, options: dict) -> dict:
     from conformance.report import render_report
     from conformance.results.junit import write_junit
 
@@ -154,7 +172,10 @@ def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun
                                 fixtures_sha256=manifest_sha256(fixtures_dir), machine=machine_info(),
                                 adapters=adapter_summaries(groups), known_checked=audit and audit.checked,
                                 known_unmatched=audit and audit.unmatched_patterns,
-                                planned=sum(group.total for group in groups))
+                                planned=sum(group.total for group in groups), suite_version=__version__,
+                                selection=run_selection(keyword=options["keyword"], device=options["device"],
+                                                        dtype=options["dtype"],
+                                                        adapters=[a.name for a in options["adapters"].values()]))
     check_outputs(report_dir)  # still writable: nothing is replaced unless everything can be
     write_json_atomic(report_dir / "results.json", document)
     write_junit(report_dir / "junit.xml", records_of(document))
@@ -280,9 +301,11 @@ def run_command(args: argparse.Namespace) -> int:
         interrupted = stop.is_set()
         complete = not interrupted and not any(group.ended for group in groups)
         records = [record for group in groups for record in group_records(group)]
+        versions = {name: entry.get("versions") for name, entry in adapter_summaries(groups).items()}
         audit = audit_known(options["known"], records, {c.id: c.dtypes for c in case_list},
-                            selected=bool(args.keyword)) if complete else None
-        document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit)
+                            selected=bool(args.keyword), versions=versions) if complete else None
+        document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit,
+                                 options)
     print(summary_table(document))
     for line in unexpected_lines(document) + unmatched_lines(audit):
         print(line)

@@ -109,6 +109,8 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
         command.append("--skip-done")
     if options.get("reduced_precision_defaults"):
         command.append("--reduced-precision-defaults")
+    if options.get("onnx_opset") is not None:
+        command += ["--onnx-opset", str(options["onnx_opset"])]
     return command
 
 
@@ -204,7 +206,7 @@ def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id
                  stderr: str = "", produced: bool = True) -> None:
     """An ``error`` record for ``test_id``, appended to the group's stream."""
     case_id, adapter, device, dtype = parse_test_id(test_id)
-    known = options["known"].reason_for(test_id) if produced else None
+    known = options["known"].reason_for(test_id, options["known"].installed_versions()) if produced else None
     run_info = {REDUCED_PRECISION_KEY: True} if options.get("reduced_precision_defaults") else {}
     record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype, status="error",
                          message=why, stderr=stderr, known=known, produced=produced, run_info=run_info)

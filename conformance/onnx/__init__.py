@@ -19,7 +19,8 @@ from conformance.onnx.export import (
     not_expressible,
     structure,
 )
-from conformance.onnx.graph import IR_VERSION, OPSET
+from conformance.onnx.graph import IR_VERSION, OPSET, OPSET_VARIABLE, check_opset, model_versions
 
-__all__ = ["IR_VERSION", "LAYOUTS", "NotExpressible", "OPSET", "OnnxCase", "WEIGHT_PLACEMENTS", "export",
+__all__ = ["IR_VERSION", "LAYOUTS", "NotExpressible", "OPSET", "OPSET_VARIABLE", "OnnxCase", "WEIGHT_PLACEMENTS",
+           "check_opset", "export", "model_versions",
            "not_expressible", "structure"]

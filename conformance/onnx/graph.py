@@ -6,6 +6,11 @@ on RNN / GRU / LSTM arrived in opset 14, and every other operator used here
 Expand, Min, Max, Concat, Add, Mul, Div, Cast, Less, Greater, Transpose,
 Identity) has had its current form since opset 13. IR version 7 is the one
 onnx 1.9 wrote for opset 14, so runtimes from that era on read the models.
+
+``conformance run --onnx-opset N`` (the ``CONFORMANCE_ONNX_OPSET`` variable) stamps the
+models with a later opset instead, for a runtime that wants one; the IR version is then
+the lowest onnx assigns to that opset. Every adapter that runs these models records both
+(``run_info["onnx_opset"]``, ``["onnx_ir_version"]``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,33 @@ import numpy as np
 
 OPSET = 14
 IR_VERSION = 7
+OPSET_VARIABLE = "CONFORMANCE_ONNX_OPSET"
 INT64_MIN = -(2**63)
+
+
+def check_opset(opset: int) -> None:
+    """An opset the graphs can be stamped with: from ``OPSET`` up to the newest this onnx knows."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not OPSET <= opset <= newest:
+        raise ValueError(f"--onnx-opset {opset}: expected {OPSET} (the lowest that expresses every graph) "
+                         f"to {newest} (the newest onnx {onnx.__version__} knows)")
+
+
+def model_versions() -> tuple[int, int]:
+    """(opset, IR version) the models are written with: ``OPSET``/``IR_VERSION`` unless
+    ``CONFORMANCE_ONNX_OPSET`` asks for another opset."""
+    import os
+
+    from onnx import helper
+
+    chosen = os.environ.get(OPSET_VARIABLE, "")
+    if not chosen:
+        return OPSET, IR_VERSION
+    opset = int(chosen)
+    check_opset(opset)
+    return opset, helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
 
 
 class Graph:
@@ -89,9 +120,10 @@ class Graph:
                          for name, (_, rank) in outputs.items()]
         graph = helper.make_graph(self.nodes, "keras_recurrent", self.inputs, graph_outputs,
                                   initializer=self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        opset, ir_version = model_versions()
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                                   producer_name="rnn-conformance")
-        model.ir_version = IR_VERSION
+        model.ir_version = ir_version
         onnx.checker.check_model(model)
         return model
 

@@ -2,10 +2,13 @@
 
 ``render_report(document, out_dir) -> Path`` writes ``out_dir/index.html``;
 ``render_regression(regression, baseline, current, out_path) -> Path`` writes the
-comparison of two runs made by ``conformance.results.regression.compare_runs``.
-Both files are self-contained (inline CSS and JS, no network) and open from disk.
+comparison of two runs made by ``conformance.results.regression.compare_runs``;
+``render_history(history, out_dir) -> Path`` writes ``history.html`` (and ``history.json``), runs
+across releases (``conformance.results.history.build_history``).
+Every page is self-contained (inline CSS and JS, no network) and opens from disk.
 """
 
+from conformance.report.history import render_history
 from conformance.report.html import render_regression, render_report
 
-__all__ = ["render_regression", "render_report"]
+__all__ = ["render_history", "render_regression", "render_report"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from conformance.results.records import (
     unexpected_count,
     write_text_atomic,
 )
-from conformance.results.regression import CATEGORIES, NOISE_FLOOR
+from conformance.results.regression import CATEGORIES, NOISE_FLOOR, REGRESSING, match_key
 from conformance.verdict.compare import WINDOW
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -497,8 +497,11 @@ MAX_PANELS_PER_CATEGORY = 200
 CATEGORY_TITLES = {
     "newly_failing": "Newly failing", "newly_erroring": "Newly erroring",
     "newly_unsupported": "Newly unsupported", "newly_skipped": "Newly skipped",
-    "newly_passing": "Newly passing", "error_grew": "Error grew", "error_shrank": "Error shrank",
-    "added": "Added (not in the baseline)", "removed": "Removed (not in the current run)",
+    "newly_passing": "Newly passing", "newly_documented": "Newly documented difference (not a regression)",
+    "still_documented": "Documented difference, status changed (not a regression)",
+    "error_grew": "Error grew", "documented_error_grew": "Error grew in a documented difference (not a regression)",
+    "error_shrank": "Error shrank", "added": "Added (not in the baseline)",
+    "removed": "Removed (not in the current run)",
 }
 
 
@@ -507,6 +510,8 @@ class RunSide:
     run: RunSummary
     machine: list[tuple[str, str]]
     adapter_rows: list[dict[str, Any]]
+    suite_version: str
+    selection: str
 
 
 @dataclass
@@ -536,19 +541,43 @@ class RegressionView:
     categories: list[Category]
 
 
+def selection_text(selection: dict[str, Any] | None) -> str:
+    """'-k 'gru' · --device cpu · --dtype all · torch': what a run was asked to run ('–': unknown)."""
+    if not selection:
+        return "–"
+    parts = ([f"-k {selection['keyword']!r}"] if selection.get("keyword") else ["all cases"]) + \
+        (["--plan"] if selection.get("plan") else []) + \
+        [f"--device {selection.get('device')}", f"--dtype {selection.get('dtype')}",
+         ", ".join(selection.get("adapters") or ()) or "no adapter"]
+    return " · ".join(parts)
+
+
 def run_side(document: dict[str, Any]) -> RunSide:
     records = records_of(document)
     columns = columns_of(records, list(document.get("adapters") or {}))
     machines = document_machines(document)
     several = [("machines", ", ".join(machines))] if len(machines) > 1 else []  # the rest: what they share
     return RunSide(run_summary(document), several + machine_rows(document.get("machine") or {}),
-                   adapter_rows(document, records, columns))
+                   adapter_rows(document, records, columns), document.get("suite_version") or "–",
+                   selection_text(document.get("selection")))
+
+
+def documented_records(document: dict[str, Any], reasons: dict[str, str], by_case: bool) -> dict[str, Record]:
+    """A run's records by match key, each documented one carrying its reason as ``known`` (drawn as known)."""
+    records = {}
+    for record in records_of(document):
+        reason = reasons.get(record.test_id)
+        records[match_key(record.test_id, by_case)] = \
+            replace(record, known=reason) if reason and not record.known else record
+    return records
 
 
 def _entry(item, old: Record | None, new: Record | None, number: int,
            with_panels: bool) -> Entry:
     if hasattr(item, "tensor"):  # an ErrorChange
         gist = f"{item.tensor}: max abs {sci(item.before)} → {sci(item.after)}"
+    elif item.after_known:
+        gist = f"documented: {short_message(item.after_known)}"
     else:
         gist = short_message((new or old).message)
     return Entry(item.test_id, old and matrix_cell(old, None), new and matrix_cell(new, None), gist,
@@ -557,8 +586,9 @@ def _entry(item, old: Record | None, new: Record | None, number: int,
 
 
 def build_regression_view(regression, baseline: dict[str, Any], current: dict[str, Any]) -> RegressionView:
-    old = {r.test_id: r for r in records_of(baseline)}
-    new = {r.test_id: r for r in records_of(current)}
+    by_case = regression.by_case
+    old = documented_records(baseline, regression.documented["baseline"], by_case)
+    new = documented_records(current, regression.documented["current"], by_case)
     lost = {c.test_id for c in regression.lost_passes}
     categories, number = [], 0
     for name in CATEGORIES:
@@ -566,10 +596,9 @@ def build_regression_view(regression, baseline: dict[str, Any], current: dict[st
         entries = []
         for n, item in enumerate(items):
             number += 1
-            entries.append(_entry(item, old.get(item.test_id), new.get(item.test_id), number,
-                                  n < MAX_PANELS_PER_CATEGORY))
-        regressing = name in ("newly_failing", "newly_erroring", "error_grew") or any(
-            item.test_id in lost for item in items)
+            key = match_key(item.test_id, by_case)
+            entries.append(_entry(item, old.get(key), new.get(key), number, n < MAX_PANELS_PER_CATEGORY))
+        regressing = name in REGRESSING or any(item.test_id in lost for item in items)
         categories.append(Category(name, CATEGORY_TITLES[name], regressing, entries,
                                    len(items) > MAX_PANELS_PER_CATEGORY))
     return RegressionView(regression, run_side(baseline), run_side(current), categories)

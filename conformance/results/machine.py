@@ -48,9 +48,18 @@ def runner_info() -> dict[str, str]:
     return {key: os.environ[name] for key, name in RUNNER_VARIABLES.items() if os.environ.get(name)}
 
 
+# set by ``conformance sweep``: how the frameworks were installed ("forced --no-deps overlay: ...")
+INSTALL_VARIABLE = "CONFORMANCE_INSTALL"
+
+
+def install_info() -> dict[str, str]:
+    """How the frameworks were installed, where a sweep said so: a forced overlay must show in the results."""
+    return {"install": os.environ[INSTALL_VARIABLE]} if os.environ.get(INSTALL_VARIABLE) else {}
+
+
 def machine_info() -> dict[str, str]:
     return {"os": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
-            "node": platform.node(), **runner_info()}
+            "node": platform.node(), **runner_info(), **install_info()}
 
 
 def machine_id(info: Mapping[str, Any]) -> str:

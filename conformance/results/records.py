@@ -8,7 +8,8 @@ At the end the streams are merged into ``results.json``, written atomically
     {"schema": "rnn-conformance/results/1", "complete": true, "created": ...,
      "fixtures_sha256": ..., "machine": {...}, "machines": {id: {...}}, "adapters": {name: {...}},
      "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
-     "known_unmatched": [pattern, ...], "results": [record, ...]}
+     "known_unmatched": [pattern, ...], "suite_version": "0.1.0",
+     "selection": {"keyword": ..., "device": ..., "dtype": ..., "adapters": [...]}, "results": [record, ...]}
 
 A record is a ``Record``; its key is ``test_id`` (``case[adapter-device-dtype]``)
 and its ``status`` is one of ``STATUSES``. What a record means for the run is
@@ -18,6 +19,11 @@ entry's reason) is ``known``, so the ``fail`` and ``error`` outcomes are the
 unexpected ones. A file written before ``known`` was a field kept it in
 ``run_info.known_failure``; such a record reads the same (``Record.from_dict``).
 ``counts`` holds the outcome counts that every report shows.
+``suite_version`` is the suite's version that wrote the file and ``selection``
+what the run was asked for (``{"keyword", "device", "dtype", "adapters"}``,
+``run_selection()``); both null where unknown (a stream, an older file, a merge of
+parts that disagree), so that ``conformance compare`` knows which missing
+results mean something.
 ``known_checked`` / ``known_unmatched`` are the known-differences entries this
 run could check and those it found matching no result
 (``conformance.verdict.known_differences.KnownFailures.audit``); both are null when the
@@ -259,7 +265,8 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
                      fixtures_sha256: str, machine: dict[str, Any],
                      adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
                      known_unmatched: list[str] | None = None, planned: int | None = None,
-                     machines: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                     machines: dict[str, dict[str, Any]] | None = None, suite_version: str | None = None,
+                     selection: dict[str, Any] | None = None) -> dict[str, Any]:
     """The results.json document; its ``results`` are in JSON form, sorted by test id, all ``json_safe``.
 
     Made safe here, so that the document a run renders and the one it writes are the same.
@@ -268,6 +275,9 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
     unknown: an older file, a raw stream); ``produced`` how many it produced.
     ``machines`` is ``machine`` alone by default (a run's one machine), and a
     record that names no machine was produced on the only one there is.
+    ``suite_version`` (``conformance.__version__``) and ``selection``
+    (``run_selection``: what the run was asked to run) say what a comparison of two
+    runs can count on; None where unknown (a raw stream, an older file).
     """
     if machines is None:
         machines = {machine_id(machine): machine} if machine else {}
@@ -277,7 +287,31 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
             "planned": planned, "produced": sum(r.produced for r in ordered),
             "fixtures_sha256": fixtures_sha256, "machine": machine, "machines": machines, "adapters": adapters,
             "counts": outcome_counts(ordered), "known_checked": known_checked,
-            "known_unmatched": known_unmatched, "results": [r.to_dict() for r in ordered]})
+            "known_unmatched": known_unmatched, "suite_version": suite_version, "selection": selection,
+            "results": [r.to_dict() for r in ordered]})
+
+
+def run_selection(*, keyword: str | None, device: str, dtype: str, adapters: Iterable[str],
+              plan: bool = False) -> dict[str, Any]:
+    """What a run was asked to run: its ``-k`` (None: none), ``--device``, ``--dtype`` and adapters.
+
+    ``plan`` marks a process that ran a plan handed to it (``--plan``): a part of
+    a run, narrowed as a ``-k`` narrows.
+    """
+    chosen = {"keyword": keyword or None, "device": device, "dtype": dtype,
+              "adapters": sorted(dict.fromkeys(adapters))}
+    return dict(chosen, plan=True) if plan else chosen
+
+
+def merged_selection(documents: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The parts' selection with their adapters together, when they agree on the rest; else None."""
+    parts = [d.get("selection") for d in documents]
+    if not parts or any(part is None for part in parts):
+        return None
+    rest = [{k: v for k, v in part.items() if k != "adapters"} for part in parts]
+    if any(other != rest[0] for other in rest[1:]):
+        return None
+    return dict(parts[0], adapters=sorted({name for part in parts for name in part.get("adapters") or ()}))
 
 
 def _on_machine(record: Record, machine: str) -> Record:
@@ -298,11 +332,13 @@ def records_of(document: dict[str, Any]) -> list[Record]:
 
 
 def audit_known(known: KnownFailures, records: Iterable[Record], case_dtypes: Mapping[str, Iterable[str]],
-                selected: bool) -> Audit:
-    """``KnownFailures.audit`` of these records: the columns that ran and the results that are known."""
+                selected: bool, versions: Mapping[str, Mapping[str, str]] | None = None) -> Audit:
+    """``KnownFailures.audit`` of these records: the columns that ran and the results that are known
+    (``versions``: adapter -> its versions, for the entries scoped to versions)."""
     records = list(records)
     columns = {(r.adapter, r.device, r.dtype) for r in records if r.status != "skipped"}
-    return known.audit(columns, [r.test_id for r in records if r.outcome == "known"], case_dtypes, selected)
+    return known.audit(columns, [r.test_id for r in records if r.outcome == "known"], case_dtypes, selected,
+                       versions)
 
 
 # --- what may be read: the published schema ---------------------------------------------------
@@ -400,7 +436,13 @@ def merge_documents(documents: list[dict[str, Any]], origins: list[str] | None =
         fixtures_sha256=fixtures, machine=shared_facts(machines.values()), machines=machines,
         adapters=adapters, known_checked=checked, known_unmatched=unmatched,
         planned=None if any(d.get("planned") is None for d in documents)
-        else sum(d["planned"] for d in documents) - given_way)
+        else sum(d["planned"] for d in documents) - given_way,
+        suite_version=_shared([d.get("suite_version") for d in documents]), selection=merged_selection(documents))
+
+
+def _shared(values: list[Any]) -> Any:
+    """The one value every part has; None when they differ or any lacks it."""
+    return values[0] if values and all(v is not None and v == values[0] for v in values) else None
 
 
 def _answers(record: dict[str, Any]) -> bool:

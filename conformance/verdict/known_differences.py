@@ -2,22 +2,36 @@
 
 One entry per line: a test id, or a pattern over test ids where ``*`` and
 ``?`` are the only wildcards (brackets are literal: test ids contain them), then
-``#`` and the reason (required: an entry nobody can explain is a bug)::
+optionally the framework versions it holds for, then ``#`` and the reason
+(required: an entry nobody can explain is a bug)::
 
-    gru-*-reset_before*[torch-*]   # torch GRU is always reset-after (SEMANTICS.md §4)
+    PATTERN [REQUIREMENT ...]   # reason
+    gru-*-reset_before*[torch-*]           # torch GRU is always reset-after (SEMANTICS.md §4)
+    *[keras-jax-*-float64]   keras>=3.12   # keras-jax: float64 computed partly in float32
+
+A REQUIREMENT is a PEP 508 name and specifier written without spaces
+(``keras>=3.12``, ``onnxruntime<1.19,>=1.15``). A *scoped* entry applies
+(``Entry.applies``) only to a result whose adapter reports every named
+package (``versions()``, names compared canonicalized) at a version its
+specifier allows, pre-releases included; a package the adapter does not
+report, or versions not known at all, and the entry does not apply. An entry
+without requirements applies to every version.
 
 The built-in list is ``conformance/verdict/known_differences.txt``; ``--known-failures
 FILE`` (repeatable) adds files after it and ``--no-builtin-known-failures``
-leaves it out. The pytest plugin applies the list at collection: a matching
-test gets ``pytest.mark.xfail(strict=True)`` with the first matching entry's
-reason. A fail or error of such a test is still recorded as ``fail``/``error``,
+leaves it out. The pytest plugin applies the list at collection, with the
+versions of each test's adapter: a matching test gets
+``pytest.mark.xfail(strict=True)`` with the first matching, applying entry's
+reason. ``conformance compare`` applies the lists again to both runs, each
+with its own recorded versions. A fail or error of such a test is still recorded as ``fail``/``error``,
 with the reason as the record's ``known``; its outcome is ``known``
 (``conformance.results.records.Record.outcome``) and it does not fail the run.
 Only fails and errors become known: an entry over passing, unsupported or
 skipped results explains nothing.
 
 So that the lists cannot rot silently, ``KnownFailures.audit`` names the
-entries that matched no result (see its docstring for the rule).
+entries that matched no result (see its docstring for the rule); a scoped
+entry that does not apply to the versions a run had is not checked by it.
 """
 
 from __future__ import annotations
@@ -28,9 +42,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
+
 from conformance.matrix.case import test_id
 
 BUILTIN_KNOWN_FAILURES = Path(__file__).with_name("known_differences.txt")
+
+
+Versions = Mapping[str, str]  # package -> version, as an adapter's ``versions()`` reports them
 
 
 @dataclass(frozen=True)
@@ -38,9 +59,20 @@ class Entry:
     pattern: str
     reason: str
     origin: str  # "file:line", for messages
+    requirements: tuple[str, ...] = ()  # PEP 508 name+specifier each; empty: every version
 
     def matches(self, test_id: str) -> bool:
         return pattern_regex(self.pattern).fullmatch(test_id) is not None
+
+    def applies(self, versions: Versions | None) -> bool:
+        """Does the entry hold for these versions? Unscoped: always; scoped: only when every named
+        package is in ``versions`` at a version its specifier allows (``None``: versions unknown)."""
+        if not self.requirements:
+            return True
+        if versions is None:
+            return False
+        known = {canonicalize_name(name): str(version) for name, version in versions.items()}
+        return all(_satisfied(requirement(text), known) for text in self.requirements)
 
     def covers_column(self, column: str) -> bool:
         """Could this entry match a test of ``column`` (``[adapter-device-dtype]``)?
@@ -68,15 +100,35 @@ class Audit:
 class KnownFailures:
     entries: list[Entry]
 
-    def reason_for(self, test_id: str) -> str | None:
-        """The first matching entry's reason: files are read in order, the built-in list first."""
+    def installed_versions(self) -> dict[str, str]:
+        """The installed versions of the packages the scoped entries name, read from the
+        distributions' metadata without importing them: what a process that runs no adapter
+        (``conformance run``'s planner and supervisor) judges scoped entries by; an adapter's own
+        ``versions()`` report the same numbers."""
+        from importlib import metadata
+
+        names = {requirement(text).name for entry in self.entries for text in entry.requirements}
+        found = {}
+        for name in sorted(names):
+            try:
+                found[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+        return found
+
+    def reason_for(self, test_id: str, versions: Versions | None = None) -> str | None:
+        """The first matching entry's reason: files are read in order, the built-in list first.
+
+        ``versions`` are those of the test's adapter; ``None`` (unknown) leaves scoped entries out.
+        """
         for entry in self.entries:
-            if entry.matches(test_id):
+            if entry.matches(test_id) and entry.applies(versions):
                 return entry.reason
         return None
 
     def audit(self, columns: Iterable[tuple[str, str, str]], known_ids: Iterable[str],
-              case_dtypes: Mapping[str, Iterable[str]], selected: bool) -> Audit:
+              case_dtypes: Mapping[str, Iterable[str]], selected: bool,
+              versions: Mapping[str, Versions] | None = None) -> Audit:
         """Which entries a run checked, and which of those matched no result.
 
         ``columns`` are the (adapter, device, dtype) columns that produced at
@@ -93,9 +145,12 @@ class KnownFailures:
           test id of the whole matrix for those columns (``case_dtypes``: every
           case id and its dtypes): a typo or a case that no longer exists, which
           no selection could make match.
+
+        ``versions`` (adapter -> its versions) decides the columns a scoped
+        entry could speak for: only those of adapters whose versions it
+        applies to (``None``: no adapter's versions are known).
         """
-        columns = set(columns)
-        brackets = [test_id("", *column) for column in columns]
+        columns, versions = set(columns), versions or {}
         if selected:
             candidates = [test_id(case_id, *column) for case_id, dtypes in case_dtypes.items()
                           for column in columns if column[2] in dtypes]
@@ -103,10 +158,13 @@ class KnownFailures:
             candidates = list(known_ids)
         checked, unmatched = [], []
         for entry in self.entries:
+            brackets = {test_id("", *column) for column in columns if entry.applies(versions.get(column[0]))}
             if not any(entry.covers_column(bracket) for bracket in brackets):
                 continue
             checked.append(entry.pattern)
-            if not any(entry.matches(candidate) for candidate in candidates):
+            spoken_for = candidates if not entry.requirements else \
+                [c for c in candidates if c[c.find("["):] in brackets]
+            if not any(entry.matches(candidate) for candidate in spoken_for):
                 unmatched.append(entry)
         return Audit(list(dict.fromkeys(checked)), unmatched)
 
@@ -118,19 +176,49 @@ def pattern_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts))
 
 
+@functools.lru_cache(maxsize=256)
+def requirement(text: str) -> Requirement:
+    return Requirement(text)
+
+
+def _satisfied(required: Requirement, versions: Mapping[str, str]) -> bool:
+    """A version that is no PEP 440 version (a build label, say) satisfies nothing."""
+    version = versions.get(canonicalize_name(required.name))
+    if version is None:
+        return False
+    try:
+        return required.specifier.contains(version, prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def parse_requirement(text: str, where: str) -> str:
+    """``text`` if it is a PEP 508 name with a version specifier; a one-line ValueError else."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        requirement = None
+    if requirement is None or not requirement.specifier or requirement.url or requirement.marker \
+            or requirement.extras:
+        raise ValueError(f"{where}: {text!r} is not a version requirement")
+    return text
+
+
 def parse_known_failures(text: str, origin: str = "<text>") -> KnownFailures:
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        pattern, hash_sign, reason = stripped.partition("#")
-        pattern, where = pattern.strip(), f"{origin}:{number}"
+        head, hash_sign, reason = stripped.partition("#")
+        where = f"{origin}:{number}"
         if not hash_sign or not reason.strip():
             raise ValueError(f"{where}: an entry needs '# reason' after the test id")
-        if len(pattern.split()) > 1 or pattern.count("[") > 1:
-            raise ValueError(f"{where}: {pattern!r} can match no test id (no spaces, at most one '[')")
-        entries.append(Entry(pattern, reason.strip(), where))
+        pattern, *requirements = head.split() or [""]
+        if pattern.count("[") > 1 or any(text.startswith("[") for text in requirements):
+            raise ValueError(f"{where}: {head.strip()!r} can match no test id (no spaces, at most one '[')")
+        scope = tuple(parse_requirement(text, where) for text in requirements)
+        entries.append(Entry(pattern, reason.strip(), where, scope))
     return KnownFailures(entries)
 
 

@@ -50,7 +50,7 @@ import numpy as np
 
 from conformance.adapters.contract import Adapter
 from conformance.matrix.case import Case
-from conformance.onnx import export, not_expressible
+from conformance.onnx import export, model_versions, not_expressible
 
 
 class OnnxConsumerAdapter(Adapter):
@@ -101,7 +101,9 @@ class OnnxConsumerAdapter(Adapter):
                 self._compiled[key] = entry
         else:
             entry = self._compiled[key]
+        opset, ir_version = model_versions()
         self._info = {"runtime": self.runtime, "weights": self.weights, "layout": self.layout,
+                      "onnx_opset": opset, "onnx_ir_version": ir_version,
                       "model": "cached" if cached else f"compiled in {time.perf_counter() - start:.3f}s",
                       # A model not cached was assembled (an export: model_bytes) and loaded: two.
                       "compilations": 0 if cached else 2,

@@ -192,6 +192,7 @@ class Exported:
     slots: list[WeightSlot]
     how: str
     recurrent_ops: list[str]
+    stamp: dict[str, int] = field(default_factory=dict)  # onnx_runtime.model_stamp: the opset tf2onnx chose
     sessions: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -262,6 +263,7 @@ class OnnxKerasAdapter(Adapter):
             flat = flat_weights(case_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
         self._info = {"export": exported.how, "compilations": self._exported_in_run, "onnx_ops": exported.recurrent_ops,
+                      **exported.stamp,
                       "provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device)}
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
@@ -296,5 +298,7 @@ class OnnxKerasAdapter(Adapter):
         try:
             slots = locate_weights(model, flat_weights(probes))
         except LocateError as exc:
-            return Exported(None, [], f"re-exported per case ({exc})", ops, warnings=caught)
-        return Exported(weights_as_inputs(model, slots), slots, how, ops, warnings=caught)
+            return Exported(None, [], f"re-exported per case ({exc})", ops, onnx_runtime.model_stamp(model),
+                            warnings=caught)
+        return Exported(weights_as_inputs(model, slots), slots, how, ops, onnx_runtime.model_stamp(model),
+                        warnings=caught)

@@ -51,11 +51,21 @@ def _identity_model() -> bytes:
     """The smallest float model, to see whether a provider opens at all."""
     from onnx import TensorProto, helper
 
+    from conformance.onnx import model_versions
+
+    opset, ir_version = model_versions()  # the cases' own: a runtime that reads them passes the probe
     tensor = (lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]))
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [tensor("x")], [tensor("y")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    model.ir_version = 10
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
     return model.SerializeToString()
+
+
+def model_stamp(model) -> dict[str, int]:
+    """The opset (default domain) and IR version an exporter wrote ``model`` (a ModelProto) with:
+    recorded in run_info, since a runtime release accepts only some."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"onnx_opset": opset, "onnx_ir_version": model.ir_version}
 
 
 def make_session(model_bytes: bytes, device: str):

@@ -177,7 +177,8 @@ class OnnxTorchAdapter(Adapter):
         data, from_cache = read_or_make(path, export)
         self._exports += not from_cache
         model = onnx.load_from_string(data)
-        info = json.loads(next(p.value for p in model.metadata_props if p.key == INFO_KEY))
+        info = dict(json.loads(next(p.value for p in model.metadata_props if p.key == INFO_KEY)),
+                    **onnx_runtime.model_stamp(model))
         return model, (dict(info, export="read from disk cache") if from_cache else info)
 
 
