@@ -35,7 +35,13 @@ from typing import Any
 from conformance.jsonsafe import json_safe
 from conformance.results.messages import short_message
 from conformance.results.records import Record, records_of
-from conformance.results.regression import ErrorChange, check_growth_factor, error_changes, error_magnitude
+from conformance.results.regression import (
+    ErrorChange,
+    check_growth_factor,
+    error_changes,
+    error_magnitude,
+    match_key,
+)
 
 SCHEMA = "rnn-conformance/history/1"
 CHANGE_KINDS = ("status", "drift")
@@ -168,11 +174,6 @@ class History:
 # --- building it ------------------------------------------------------------------------------
 
 
-def row_key(record: Record, by_case: bool) -> str:
-    """``test_id``, or ``case_id[device-dtype]`` so that the results of different adapters line up."""
-    return f"{record.case_id}[{record.device}-{record.dtype}]" if by_case else record.test_id
-
-
 def unique_labels(labels: list[str]) -> list[str]:
     """The labels, a repeated one numbered ('torch 2.5 #2'): each column's counts are keyed by it."""
     seen: dict[str, int] = {}
@@ -239,7 +240,7 @@ def build_history(runs: list[HistoryRun], drift_factor: float = 10.0, by_case: b
         records = records_of(run.document) if run.document is not None else []
         columns.append(column_of(run, label, records))
         for record in records:
-            key = row_key(record, by_case)
+            key = match_key(record.test_id, by_case)
             if key not in rows:
                 rows[key] = HistoryRow(key, record.case_id, record.group, [None] * len(runs))
             elif rows[key].cells[n] is not None:

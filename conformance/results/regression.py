@@ -289,7 +289,8 @@ def error_changes(before: Record, after: Record,
 
 
 def match_key(test_id: str, by_case: bool) -> str:
-    """What a result is matched by: its test id, or with ``by_case`` ``case[device-dtype]``."""
+    """What a result is matched by across runs (compare, history): its test id, or with
+    ``by_case`` ``case[device-dtype]``, so that two adapters' results of one case line up."""
     case_id, bracket, column = test_id.partition("[")
     parts = column.removesuffix("]").rsplit("-", 2)
     if not by_case or not bracket or len(parts) < 3:
