@@ -229,8 +229,6 @@ def error_magnitude(value: Any) -> float | None:
     return math.inf if math.isnan(number) else abs(number)
 
 
-_number = error_magnitude  # the name it had first
-
 
 def _sci(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
