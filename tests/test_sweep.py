@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -36,7 +37,11 @@ def read(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def venvs(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("sweep-venvs")
+    """The sweep's venvs (about 1.5 GB together), removed when the module ends: CI's disk is shared
+    with every tox env, and a full disk failed a whole CI run once."""
+    directory = tmp_path_factory.mktemp("sweep-venvs")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
