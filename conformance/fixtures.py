@@ -41,7 +41,7 @@ from conformance.matrix.case import Case
 from conformance.matrix.cases import build_cases
 from conformance.matrix.spec import spec_from_dict
 from conformance.matrix.tolerance import TOLERANCE_RULE
-from conformance.reference import exact_expected_outputs, expected_outputs
+from conformance.reference import exact_expected_outputs, expected_outputs, preactivation_range
 
 SCHEMA_VERSION = 1
 GENERATOR_VERSION = "conformance-fixtures/2"
@@ -58,7 +58,8 @@ FORWARD_ULPS = 32
 MANIFEST_FIELDS = {"schema_version": int, "generator_version": str, "expected_values": str,
                    "forward_ulps": int, "tolerance_rule": str, "files": dict, "cases": list}
 ENTRY_FIELDS = {"id": str, "file": str, "spec": dict, "describe": str, "scheme": str, "option": str,
-                "dtypes": list, "tolerance": dict, "output_names": list, "output_shapes": list}
+                "dtypes": list, "tolerance": dict, "output_names": list, "output_shapes": list,
+                "preactivation_range": dict}
 MANIFEST_KEYS = tuple(MANIFEST_FIELDS)
 JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
                    float: "a number", bool: "a boolean", type(None): "null"}
@@ -135,6 +136,8 @@ def entry_metadata(case: Case) -> dict[str, Any]:
         "scheme": case.scheme, "option": case.option, "dtypes": list(case.dtypes),
         "tolerance": {dtype: case.tolerance(dtype).to_dict() for dtype in case.dtypes},
         "output_names": case.output_names,
+        # Coverage: the range of every activation's argument in the case (reference.preactivation_range).
+        "preactivation_range": preactivation_range(case),
     }
 
 

@@ -180,6 +180,41 @@ def option_cases() -> Iterator[Case]:
                                 batch, steps, option, mask, initial_state, dtypes=dtypes)
 
 
+SATURATING_INPUT = 2.0  # inputs within ±2 beside the saturating scheme's weights
+SATURATING_OPTIONS = {"": {}, "hard_sigmoid": {"recurrent_activation": "hard_sigmoid"},
+                      "legacy_hard_sigmoid": {"recurrent_activation": "legacy_hard_sigmoid"}}
+
+
+def whole_range_cases() -> Iterator[Case]:
+    """Every cell x flags (and both hard sigmoids for LSTM and GRU) on the saturating scheme:
+    each gate and activation through its middle and far into both tails (weights.py)."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        for option, overrides in SATURATING_OPTIONS.items():
+            if cell == "simple_rnn" and option:
+                continue  # SimpleRNN has no recurrent_activation
+            for seq, state in FLAGS:
+                case_id = _id(cell, seq, state, "saturating", batch, steps, option)
+                spec = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state, **overrides)
+                x = uniform(rng_for(case_id + "/x"), -SATURATING_INPUT, SATURATING_INPUT, (batch, steps, FEATURES))
+                yield make_case(case_id, spec, "saturating", batch, steps, option or "plain", x=x)
+
+
+SAME_SIZE = 4  # batch == timesteps == features == units
+
+
+def same_size_cases() -> Iterator[Case]:
+    """Batch, timesteps, features and units all 4: a framework or converter that swaps two
+    axes (time-major for batch-major, a transposed kernel) raises no shape error here and
+    must fail on values."""
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            spec = LayerSpec(cell, SAME_SIZE, return_sequences=seq, return_state=state)
+            case_id = _id(cell, seq, state, "random", SAME_SIZE, SAME_SIZE, "same_sizes")
+            yield make_case(case_id, spec, "random", SAME_SIZE, SAME_SIZE, "same_sizes",
+                            initial_state=True, features=SAME_SIZE, dtypes=("float32", "float64"))
+
+
 def _merge_label(merge_mode: str | None) -> str:
     return f"bidi_{merge_mode or 'none'}"
 
@@ -227,7 +262,8 @@ def composite_cases() -> Iterator[Case]:
                                 "random", batch, steps, option, mask)
 
 
-FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases)
+FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases, whole_range_cases,
+            same_size_cases)
 
 
 def build_cases() -> list[Case]:

@@ -7,7 +7,13 @@
 - ``per_gate``: a different constant per gate block and per matrix, so that a
   gate-order or bias-split mistake changes the result (a single constant
   cannot catch those).
-- ``random``: seeded uniform values.
+- ``random``: seeded uniform values (kernels within ±0.6, biases ±0.3): every gate's
+  pre-activation stays within about ±1.7, the activations' middle range.
+- ``saturating``: seeded uniform values ten times wider in the kernels (±3 kernel,
+  ±2 recurrent kernel, ±2 bias; the cases feed inputs within ±2), so that every gate
+  and activation is driven far into both saturated tails (pre-activations beyond ±6)
+  as well as through its middle: what a clip on the pre-activations, a hard sigmoid
+  lowered without its clamp or a sigmoid approximated badly in its tails gets wrong.
 
 Every value is a float32 number stored in float64, so float32 and float64
 runs start from identical weights and the float64 oracle's answer applies to
@@ -20,7 +26,7 @@ import numpy as np
 
 from conformance.matrix.spec import LayerSpec
 
-SCHEMES = ("constant", "per_gate", "random")
+SCHEMES = ("constant", "per_gate", "random", "saturating")
 
 TUTORIAL_KERNEL = 0.1
 TUTORIAL_RECURRENT = 0.1
@@ -100,9 +106,13 @@ def per_gate_weights(layer: LayerSpec, features: int) -> dict[str, np.ndarray]:
     return {name: as_float32_values(value) for name, value in weights.items()}
 
 
-def random_weights(layer: LayerSpec, features: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+RANDOM_SCALE = {"kernel": 0.6, "recurrent_kernel": 0.6, "bias": 0.3}
+SATURATING_SCALE = {"kernel": 3.0, "recurrent_kernel": 2.0, "bias": 2.0}
+
+
+def random_weights(layer: LayerSpec, features: int, rng: np.random.Generator,
+                   scale: dict[str, float] = RANDOM_SCALE) -> dict[str, np.ndarray]:
     shapes = weight_shapes(layer, features)
-    scale = {"kernel": 0.6, "recurrent_kernel": 0.6, "bias": 0.3}
     return {
         name: as_float32_values(uniform(rng, -scale[name], scale[name], shape))
         for name, shape in shapes.items()
@@ -118,4 +128,6 @@ def make_weights(layer: LayerSpec, features: int, scheme: str,
         return per_gate_weights(layer, features)
     if scheme == "random":
         return random_weights(layer, features, rng)
+    if scheme == "saturating":
+        return random_weights(layer, features, rng, SATURATING_SCALE)
     raise ValueError(f"scheme={scheme!r} is not allowed; expected one of {SCHEMES}")

@@ -47,9 +47,10 @@ def _checked_weights(spec: AnySpec, weights, features: dict[str, int]) -> dict:
     return checked
 
 
-def forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> list[np.ndarray]:
-    """The Keras output list for ``spec`` with these weights and inputs, in float64 (module doc)."""
-    return _forward(spec, weights, x, initial_state, mask, exact=False)
+def forward(spec: AnySpec, weights, x, initial_state=None, mask=None, observe=None) -> list[np.ndarray]:
+    """The Keras output list for ``spec`` with these weights and inputs, in float64 (module doc);
+    ``observe(role, pre_activations)`` sees every activation's argument (``activations.Observer``)."""
+    return _forward(spec, weights, x, initial_state, mask, exact=False, observe=observe)
 
 
 def _exact_weights(spec: AnySpec, checked: dict) -> dict:
@@ -63,7 +64,7 @@ def _exact_or_none(array):
     return None if array is None else numbers.to_exact(array)
 
 
-def _forward(spec: AnySpec, weights, x, initial_state, mask, *, exact: bool) -> list[np.ndarray]:
+def _forward(spec: AnySpec, weights, x, initial_state, mask, *, exact: bool, observe=None) -> list[np.ndarray]:
     decoder_x = None
     if isinstance(spec, EncoderDecoderSpec):
         if not isinstance(x, (tuple, list)) or len(x) != 2:
@@ -87,7 +88,8 @@ def _forward(spec: AnySpec, weights, x, initial_state, mask, *, exact: bool) -> 
 
     def run(name, layer, inputs, layer_states, masked) -> semantics.LayerRun:
         """One sub-layer through the shared time loop (``rnn.run_layer``)."""
-        sequence, final_states = run_layer(layer, by_name[name], inputs, layer_states, mask if masked else None)
+        sequence, final_states = run_layer(layer, by_name[name], inputs, layer_states, mask if masked else None,
+                                           observe)
         return semantics.LayerRun(sequence, final_states)
 
     return semantics.output_list(spec, semantics.route(spec, run, x, states, decoder_x))
@@ -112,7 +114,7 @@ def exact_forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> l
                           "computed by cancellation?)")
 
 
-__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs"]
+__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs", "preactivation_range"]
 
 
 def _case_arguments(case) -> tuple:
@@ -129,3 +131,24 @@ def expected_outputs(case) -> list[np.ndarray]:
 def exact_expected_outputs(case) -> list[np.ndarray]:
     """The correctly rounded answer for a ``Case``: what the golden fixtures store."""
     return exact_forward(*_case_arguments(case))
+
+
+RANGE_STEP = 0.1  # the recorded range is rounded outward to this
+
+
+def preactivation_range(case) -> dict[str, list[float]]:
+    """The smallest and largest argument each kind of activation gets anywhere in the case
+    (every sub-layer, step, row and unit), rounded outward to 0.1: the coverage the fixtures
+    manifest records. Computed in float64; a bound lands on another 0.1 step only for a value
+    within rounding of a multiple of 0.1, which no case of the matrix has."""
+    seen: dict[str, list[float]] = {}
+
+    def observe(role: str, values: np.ndarray) -> None:
+        low, high = float(np.min(values)), float(np.max(values))
+        bounds = seen.setdefault(role, [low, high])
+        bounds[0], bounds[1] = min(bounds[0], low), max(bounds[1], high)
+
+    spec, weights, x, initial_state, mask = _case_arguments(case)
+    forward(spec, weights, x, initial_state, mask, observe=observe)
+    return {role: [float(np.floor(low / RANGE_STEP) / 10), float(np.ceil(high / RANGE_STEP) / 10)]
+            for role, (low, high) in sorted(seen.items())}

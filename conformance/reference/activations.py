@@ -16,6 +16,9 @@ import numpy as np
 from conformance.reference import numbers
 
 Activation = Callable[[np.ndarray], np.ndarray]
+# Called with ("activation" | "recurrent_activation", the pre-activation array) by a cell
+# step before it applies that activation: how the matrix measures what range each case reaches.
+Observer = Callable[[str, np.ndarray], None]
 
 
 def hard_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -47,3 +50,16 @@ def activation(name: str) -> Activation:
         raise ValueError(
             f"activation={name!r} is not allowed; expected one of {tuple(ACTIVATION_FUNCTIONS)}"
         ) from None
+
+
+def observed(name: str, role: str, observe: Observer | None) -> Activation:
+    """``activation(name)``, reporting each argument to ``observe`` as ``role`` first."""
+    function = activation(name)
+    if observe is None:
+        return function
+
+    def reporting(x: np.ndarray) -> np.ndarray:
+        observe(role, x)
+        return function(x)
+
+    return reporting

@@ -12,7 +12,7 @@ import numpy as np
 
 from conformance.matrix.spec import LayerSpec
 from conformance.reference import numbers
-from conformance.reference.activations import activation
+from conformance.reference.activations import Observer, observed
 
 
 def _biases(layer: LayerSpec, weights: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -27,10 +27,11 @@ def _biases(layer: LayerSpec, weights: dict[str, np.ndarray]) -> tuple[np.ndarra
 
 
 def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,
-         states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+         states: list[np.ndarray], observe: Observer | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """One time step. x_t: (batch, features); states: [h (batch, units)]."""
     (h,) = states
-    act, ract = activation(layer.activation), activation(layer.recurrent_activation)
+    act = observed(layer.activation, "activation", observe)
+    ract = observed(layer.recurrent_activation, "recurrent_activation", observe)
     input_bias, recurrent_bias = _biases(layer, weights)
     x_z, x_r, x_h = np.split(x_t @ weights["kernel"] + input_bias, 3, axis=-1)
     u_z, u_r, u_h = np.split(weights["recurrent_kernel"], 3, axis=-1)

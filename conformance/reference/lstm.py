@@ -10,18 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.matrix.spec import LayerSpec
-from conformance.reference.activations import activation
+from conformance.reference.activations import Observer, observed
 
 
 def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,
-         states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+         states: list[np.ndarray], observe: Observer | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """One time step. x_t: (batch, features); states: [h, c], each (batch, units)."""
     h, c = states
     z = x_t @ weights["kernel"] + h @ weights["recurrent_kernel"]
     if layer.use_bias:
         z = z + weights["bias"]
     z_i, z_f, z_c, z_o = np.split(z, 4, axis=-1)
-    act, ract = activation(layer.activation), activation(layer.recurrent_activation)
+    act = observed(layer.activation, "activation", observe)
+    ract = observed(layer.recurrent_activation, "recurrent_activation", observe)
     i, f, g, o = ract(z_i), ract(z_f), act(z_c), ract(z_o)
     c_new = f * c + i * g
     h_new = o * act(c_new)

@@ -15,6 +15,7 @@ import numpy as np
 
 from conformance.matrix.spec import LayerSpec
 from conformance.reference import gru, lstm, numbers, simple_rnn
+from conformance.reference.activations import Observer
 
 Step = Callable[..., tuple[np.ndarray, list[np.ndarray]]]
 CELL_STEPS: dict[str, Step] = {"simple_rnn": simple_rnn.step, "lstm": lstm.step, "gru": gru.step}
@@ -22,8 +23,10 @@ CELL_STEPS: dict[str, Step] = {"simple_rnn": simple_rnn.step, "lstm": lstm.step,
 
 def run_layer(layer: LayerSpec, weights: dict[str, np.ndarray], x: np.ndarray,
               initial_state: list[np.ndarray] | None = None,
-              mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The whole sequence of outputs (batch, T, units), processing order, and final states."""
+              mask: np.ndarray | None = None,
+              observe: Observer | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The whole sequence of outputs (batch, T, units), processing order, and final states;
+    ``observe`` sees every pre-activation of every step (masked steps are computed too)."""
     batch, timesteps, _ = x.shape
     states = ([numbers.zeros((batch, layer.units), like=x) for _ in layer.state_names]
               if initial_state is None else list(initial_state))
@@ -32,7 +35,7 @@ def run_layer(layer: LayerSpec, weights: dict[str, np.ndarray], x: np.ndarray,
     previous_output = numbers.zeros((batch, layer.units), like=x)
     outputs = []
     for t in order:
-        output, new_states = step(layer, weights, x[:, t, :], states)
+        output, new_states = step(layer, weights, x[:, t, :], states, observe)
         if mask is not None:
             keep = mask[:, t][:, None]
             fallback = numbers.zeros(output.shape, like=output) if layer.zero_output_for_mask else previous_output

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.matrix.spec import LayerSpec
-from conformance.reference.activations import activation
+from conformance.reference.activations import Observer, observed
 
 
 def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,
-         states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+         states: list[np.ndarray], observe: Observer | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """One time step. x_t: (batch, features); states: [h (batch, units)]."""
     (h,) = states
     z = x_t @ weights["kernel"] + h @ weights["recurrent_kernel"]
     if layer.use_bias:
         z = z + weights["bias"]
-    h_new = activation(layer.activation)(z)
+    h_new = observed(layer.activation, "activation", observe)(z)
     return h_new, [h_new]
