@@ -114,7 +114,8 @@ def exact_forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> l
                           "computed by cancellation?)")
 
 
-__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs", "preactivation_range"]
+__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs", "preactivation_range",
+           "preactivation_ranges"]
 
 
 def _case_arguments(case) -> tuple:
@@ -136,11 +137,9 @@ def exact_expected_outputs(case) -> list[np.ndarray]:
 RANGE_STEP = 0.1  # the recorded range is rounded outward to this
 
 
-def preactivation_range(case) -> dict[str, list[float]]:
-    """The smallest and largest argument each kind of activation gets anywhere in the case
-    (every sub-layer, step, row and unit), rounded outward to 0.1: the coverage the fixtures
-    manifest records. Computed in float64; a bound lands on another 0.1 step only for a value
-    within rounding of a multiple of 0.1, which no case of the matrix has."""
+def preactivation_ranges(case) -> dict[str, list[float]]:
+    """The smallest and largest argument each use of an activation gets anywhere in the case
+    (every sub-layer, step, row and unit), keyed "KIND:USE" (``activations.Observer``), in float64."""
     seen: dict[str, list[float]] = {}
 
     def observe(role: str, values: np.ndarray) -> None:
@@ -150,5 +149,17 @@ def preactivation_range(case) -> dict[str, list[float]]:
 
     spec, weights, x, initial_state, mask = _case_arguments(case)
     forward(spec, weights, x, initial_state, mask, observe=observe)
-    return {role: [float(np.floor(low / RANGE_STEP) / 10), float(np.ceil(high / RANGE_STEP) / 10)]
-            for role, (low, high) in sorted(seen.items())}
+    return dict(sorted(seen.items()))
+
+
+def preactivation_range(case) -> dict[str, list[float]]:
+    """Per kind of activation ("activation", "recurrent_activation"), the range its arguments
+    cover in the case, rounded outward to 0.1: the coverage the fixtures manifest records. A
+    bound lands on another 0.1 step only for a value within rounding of a multiple of 0.1, which
+    no case of the matrix has."""
+    by_kind: dict[str, list[float]] = {}
+    for role, (low, high) in preactivation_ranges(case).items():
+        bounds = by_kind.setdefault(role.split(":")[0], [low, high])
+        bounds[0], bounds[1] = min(bounds[0], low), max(bounds[1], high)
+    return {kind: [float(np.floor(low / RANGE_STEP) / 10), float(np.ceil(high / RANGE_STEP) / 10)]
+            for kind, (low, high) in sorted(by_kind.items())}

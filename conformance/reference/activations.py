@@ -16,8 +16,10 @@ import numpy as np
 from conformance.reference import numbers
 
 Activation = Callable[[np.ndarray], np.ndarray]
-# Called with ("activation" | "recurrent_activation", the pre-activation array) by a cell
-# step before it applies that activation: how the matrix measures what range each case reaches.
+# Called with ("KIND:USE", the pre-activation array) by a cell step before it applies that
+# activation, KIND "activation" or "recurrent_activation" and USE the gate or quantity
+# ("recurrent_activation:forget", "activation:cell_state", ...): how the matrix measures what
+# range each case reaches, per activation in the manifest and per gate in the tests.
 Observer = Callable[[str, np.ndarray], None]
 
 

@@ -30,14 +30,13 @@ def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,
          states: list[np.ndarray], observe: Observer | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """One time step. x_t: (batch, features); states: [h (batch, units)]."""
     (h,) = states
-    act = observed(layer.activation, "activation", observe)
-    ract = observed(layer.recurrent_activation, "recurrent_activation", observe)
+    act = observed(layer.activation, "activation:candidate", observe)
     input_bias, recurrent_bias = _biases(layer, weights)
     x_z, x_r, x_h = np.split(x_t @ weights["kernel"] + input_bias, 3, axis=-1)
     u_z, u_r, u_h = np.split(weights["recurrent_kernel"], 3, axis=-1)
     rb_z, rb_r, rb_h = np.split(recurrent_bias, 3)
-    z = ract(x_z + h @ u_z + rb_z)
-    r = ract(x_r + h @ u_r + rb_r)
+    z = observed(layer.recurrent_activation, "recurrent_activation:update", observe)(x_z + h @ u_z + rb_z)
+    r = observed(layer.recurrent_activation, "recurrent_activation:reset", observe)(x_r + h @ u_r + rb_r)
     if layer.reset_after:
         candidate = act(x_h + r * (h @ u_h + rb_h))
     else:

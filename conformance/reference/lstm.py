@@ -21,9 +21,14 @@ def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,
     if layer.use_bias:
         z = z + weights["bias"]
     z_i, z_f, z_c, z_o = np.split(z, 4, axis=-1)
-    act = observed(layer.activation, "activation", observe)
-    ract = observed(layer.recurrent_activation, "recurrent_activation", observe)
-    i, f, g, o = ract(z_i), ract(z_f), act(z_c), ract(z_o)
+
+    def act(use, value):
+        return observed(layer.activation, "activation:" + use, observe)(value)
+
+    def ract(use, value):
+        return observed(layer.recurrent_activation, "recurrent_activation:" + use, observe)(value)
+
+    i, f, g, o = ract("input", z_i), ract("forget", z_f), act("candidate", z_c), ract("output", z_o)
     c_new = f * c + i * g
-    h_new = o * act(c_new)
+    h_new = o * act("cell_state", c_new)
     return h_new, [h_new, c_new]

@@ -15,5 +15,5 @@ def step(layer: LayerSpec, weights: dict[str, np.ndarray], x_t: np.ndarray,
     z = x_t @ weights["kernel"] + h @ weights["recurrent_kernel"]
     if layer.use_bias:
         z = z + weights["bias"]
-    h_new = observed(layer.activation, "activation", observe)(z)
+    h_new = observed(layer.activation, "activation:hidden", observe)(z)
     return h_new, [h_new]
