@@ -12,6 +12,7 @@ list itself is wrong).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -20,7 +21,7 @@ import numpy as np
 
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
-from conformance.reference import expected_outputs
+from conformance.reference import activations, expected_outputs
 from tests.oracle_adapters import OracleAdapter
 
 
@@ -202,6 +203,65 @@ class Float16PassedOffAsFloat32(FaultyAdapter):
         return [np.asarray(o, np.float16).astype(np.float64) for o in outputs]
 
 
+@contextlib.contextmanager
+def _activations_replaced(replacements: dict):
+    """The oracle computing with other activation functions for a while (its table by name)."""
+    table = activations.ACTIVATION_FUNCTIONS
+    saved = dict(table)
+    table.update(replacements)
+    try:
+        yield
+    finally:
+        table.clear()
+        table.update(saved)
+
+
+class ActivationFaultyAdapter(FaultyAdapter):
+    """The oracle with ``REPLACEMENTS`` in place of some activations (a runtime's own kernels)."""
+
+    REPLACEMENTS: dict = {}
+
+    def run(self, case, device):
+        with _activations_replaced(self.REPLACEMENTS):
+            return super().run(case, device)
+
+
+class HardSigmoidWithoutClamp(ActivationFaultyAdapter):
+    """Both hard sigmoids lowered as their straight line alone (a Mul and an Add, no Clip):
+    right on the middle of the range, wrong once |x| > 3 (x/6 + 1/2) or 2.5 (0.2x + 1/2).
+    Only the saturating cases reach there (the random scheme stays within about ±2)."""
+
+    name, fault = "fault-hard-sigmoid-without-clamp", "hard_sigmoid lowered without its clamp to [0, 1]"
+    caught_only_by = "saturating"
+    REPLACEMENTS = {"hard_sigmoid": lambda x: x / 6.0 + 0.5, "legacy_hard_sigmoid": lambda x: x / 5.0 + 0.5}
+
+
+class ActivationArgumentsClippedAtThree(ActivationFaultyAdapter):
+    """tanh and sigmoid evaluated on their argument clipped to [-3, 3], as a table-driven or
+    polynomial kernel with a limited domain does: off by up to 0.005 (tanh) and 0.047 (sigmoid)
+    in the tails, exact inside. Only the saturating cases have arguments beyond ±3."""
+
+    name, fault = "fault-activations-clipped-at-3", "tanh and sigmoid arguments clipped to [-3, 3]"
+    caught_only_by = "saturating"
+    REPLACEMENTS = {"tanh": lambda x: np.tanh(np.clip(x, -3.0, 3.0)),
+                    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-np.clip(x, -3.0, 3.0)))}
+
+
+class InputLayoutGuessedFromShape(FaultyAdapter):
+    """An importer that guesses the input's layout from its shape and, when batch == timesteps,
+    takes the batch-major input for time-major (reads it transposed): every other case's
+    shapes tell the layouts apart, so only the same-size cases (b4t4) catch it."""
+
+    name, fault = "fault-layout-guessed-from-shape", "input read time-major when batch == timesteps"
+    caught_only_by = "same_sizes"
+
+    def corrupt_case(self, case):
+        batch, steps = case.x.shape[:2] if not isinstance(case.x, tuple) else case.x[0].shape[:2]
+        if batch != steps or batch == 1 or isinstance(case.x, tuple):
+            return case
+        return dataclasses.replace(case, x=np.swapaxes(case.x, 0, 1).copy())
+
+
 def _shift_forget_bias(case: Case, shift) -> Case:
     def change(layer, w):
         if layer.cell == "lstm" and "bias" in w:
@@ -225,7 +285,8 @@ def _replace_layers(spec, change):
 
 FAULTS = [LstmGatesInOnnxOrder, GruZAndRSwapped, GruResetBeforeWithResetAfterWeights, ForgetBiasIgnored,
           ForgetBiasTwice, GruRecurrentBiasDropped, LstmStatesAsCThenH, LstmCellStateMissing, ExtraOutput,
-          GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32]
+          GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32,
+          HardSigmoidWithoutClamp, ActivationArgumentsClippedAtThree, InputLayoutGuessedFromShape]
 
 
 # --- adapters that break the process itself (for the supervisor tests) -----------------------

@@ -10,10 +10,11 @@ import pytest
 from conformance.matrix.cases import build_cases
 from conformance.matrix.spec import CELLS, LayerSpec
 from conformance.matrix.weights import per_gate_weights
+from conformance.reference import preactivation_ranges
 
 CASES = build_cases()
 README = Path(__file__).resolve().parent.parent / "README.md"
-ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random)-b\d+t\d+(-[a-z_]+)?$")
+ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random|saturating)-b\d+t\d+(-[a-z_]+)?$")
 
 
 def combos(cases):
@@ -54,7 +55,7 @@ def test_every_option_covers_the_four_flag_combinations_of_each_cell_it_applies_
 
 
 def test_every_scheme_covers_all_twelve_combinations():
-    for scheme in ("constant", "per_gate", "random"):
+    for scheme in ("constant", "per_gate", "random", "saturating"):
         assert len(combos(c for c in CASES if c.scheme == scheme)) == 12
 
 
@@ -62,8 +63,55 @@ def test_the_core_shapes_are_the_readme_s_from_a_single_step_to_a_long_sequence(
     assert {(c.batch, c.timesteps) for c in CASES if c.option == "plain"} == readme_core_shapes()
 
 
-def test_units_differ_from_features():
-    assert all(c.layer.units != c.features for c in CASES if c.option != "tutorial")
+def test_units_differ_from_features_outside_the_same_size_family():
+    assert all(c.layer.units != c.features for c in CASES if c.option not in ("tutorial", "same_sizes"))
+
+
+SAME_SIZES = [c for c in CASES if c.option == "same_sizes"]
+
+
+def test_the_same_size_family_has_every_cell_and_flag_with_all_four_axes_equal():
+    assert combos(SAME_SIZES) == {(cell, s, r) for cell in CELLS for s in (0, 1) for r in (0, 1)}
+    for case in SAME_SIZES:
+        assert case.batch == case.timesteps == case.features == case.layer.units > 1, case.id
+        assert case.initial_state is not None and "float64" in case.dtypes
+
+
+def test_no_other_case_has_batch_equal_to_timesteps_beyond_one():
+    assert all(c.batch != c.timesteps or c.batch == 1 for c in CASES if c.option != "same_sizes")
+
+
+WHOLE_RANGE = [c for c in CASES if c.scheme == "saturating"]
+TAIL = 3.0  # past it tanh is within 0.005 of ±1, sigmoid within 0.05 of 0 or 1, both hard sigmoids clamped
+
+
+def test_the_whole_range_family_has_every_cell_and_flag_and_both_hard_sigmoids_for_the_gated_cells():
+    assert combos(WHOLE_RANGE) == {(cell, s, r) for cell in CELLS for s in (0, 1) for r in (0, 1)}
+    for option in ("hard_sigmoid", "legacy_hard_sigmoid"):
+        gated = [c for c in WHOLE_RANGE if c.option == option]
+        assert combos(gated) == {(cell, s, r) for cell in ("lstm", "gru") for s in (0, 1) for r in (0, 1)}
+
+
+@pytest.mark.parametrize("case", WHOLE_RANGE, ids=lambda c: c.id)
+def test_a_whole_range_case_drives_every_gate_and_candidate_into_both_tails(case):
+    """Each use of an activation (the oracle's observer names them: input, forget, output,
+    update, reset, candidate, hidden) gets arguments beyond -3 and beyond +3 somewhere."""
+    for use, (low, high) in preactivation_ranges(case).items():
+        if use == "activation:cell_state":
+            # c grows by at most |i*g| <= 1 a step and a closed forget gate resets it: over five
+            # steps it stays within about ±2.6, so its tanh reaches its bend (tanh(0.9) = 0.72) in
+            # both directions but not its flat tails.
+            assert low < -0.9 and high > 0.9, (use, low, high)
+        else:
+            assert low < -TAIL and high > TAIL, (use, low, high)
+
+
+def test_the_random_scheme_stays_in_the_activations_middle():
+    """Why the whole-range family exists: every other random case stays within ±3."""
+    for case in CASES:
+        if case.scheme == "random":
+            for use, (low, high) in preactivation_ranges(case).items():
+                assert -TAIL < low and high < TAIL, (case.id, use, low, high)
 
 
 def test_the_tutorial_case_exists_for_all_twelve_combinations():

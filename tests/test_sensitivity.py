@@ -49,6 +49,18 @@ def test_the_matrix_flags_the_fault_as_a_failure_on_the_right_tensor(fault, sens
     assert fault.points_at in blamed, f"report blames {blamed}, expected {fault.points_at}"
 
 
+NEW_FAMILY_FAULTS = [fault for fault in FAULTS if getattr(fault, "caught_only_by", None)]
+
+
+@pytest.mark.parametrize("fault", NEW_FAMILY_FAULTS, ids=lambda f: f.name)
+def test_a_fault_only_a_new_family_can_catch_passes_every_other_case(fault):
+    """The whole-range and same-size families are needed: without them these bugs pass."""
+    outcomes = run_matrix(fault())
+    caught_by = {case_id for case_id, o in outcomes if o.status == "fail"}
+    family = {case_id for case_id, _ in outcomes if fault.caught_only_by in case_id}
+    assert caught_by and caught_by <= family, sorted(caught_by - family)[:5]
+
+
 @pytest.fixture(scope="module")
 def sensitivity_scores(request):
     scores: dict[str, dict] = {}

@@ -9,10 +9,10 @@
   cannot catch those).
 - ``random``: seeded uniform values (kernels within ±0.6, biases ±0.3): every gate's
   pre-activation stays within about ±1.7, the activations' middle range.
-- ``saturating``: seeded uniform values ten times wider in the kernels (±3 kernel,
-  ±2 recurrent kernel, ±2 bias; the cases feed inputs within ±2), so that every gate
-  and activation is driven far into both saturated tails (pre-activations beyond ±6)
-  as well as through its middle: what a clip on the pre-activations, a hard sigmoid
+- ``saturating``: seeded uniform values 3 to 7 times wider (±3 kernel, ±2 recurrent
+  kernel, ±2 bias; the cases feed inputs within ±2), so that every gate and candidate
+  is driven far into both saturated tails (arguments beyond ±3, up to about ±17) as
+  well as through its middle: what a clip on the pre-activations, a hard sigmoid
   lowered without its clamp or a sigmoid approximated badly in its tails gets wrong.
 
 Every value is a float32 number stored in float64, so float32 and float64
