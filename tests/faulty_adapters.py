@@ -262,6 +262,34 @@ class InputLayoutGuessedFromShape(FaultyAdapter):
         return dataclasses.replace(case, x=np.swapaxes(case.x, 0, 1).copy())
 
 
+class DropoutAppliedAtInference(FaultyAdapter):
+    """Input dropout left on at inference (a training flag not passed through): a seeded mask
+    zeroes a ``dropout`` share of the inputs and scales the rest by 1 / (1 - rate). Only the
+    dropout cases have a rate."""
+
+    name, fault = "fault-dropout-at-inference", "dropout applied at inference (training flag lost)"
+    caught_only_by = "dropout"
+
+    def corrupt_case(self, case):
+        rate = max(layer.dropout for layer in case.spec.sublayers().values())
+        if not rate:
+            return case
+        keep = np.random.default_rng(0).random(case.x.shape) >= rate
+        return dataclasses.replace(case, x=np.where(keep, case.x / (1.0 - rate), 0.0))
+
+
+class UnrolledPathDropsTheMask(FaultyAdapter):
+    """A framework whose unrolled code path (a second implementation of the time loop beside
+    the scan) forgets the mask: only unroll cases under a mask take that path."""
+
+    name, fault = "fault-unrolled-path-drops-mask", "the unrolled loop ignores the mask"
+    caught_only_by = "unroll_mask"
+
+    def corrupt_case(self, case):
+        unrolls = any(layer.unroll for layer in case.spec.sublayers().values())
+        return dataclasses.replace(case, mask=None) if unrolls and case.mask is not None else case
+
+
 def _shift_forget_bias(case: Case, shift) -> Case:
     def change(layer, w):
         if layer.cell == "lstm" and "bias" in w:
@@ -286,7 +314,8 @@ def _replace_layers(spec, change):
 FAULTS = [LstmGatesInOnnxOrder, GruZAndRSwapped, GruResetBeforeWithResetAfterWeights, ForgetBiasIgnored,
           ForgetBiasTwice, GruRecurrentBiasDropped, LstmStatesAsCThenH, LstmCellStateMissing, ExtraOutput,
           GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32,
-          HardSigmoidWithoutClamp, ActivationArgumentsClippedAtThree, InputLayoutGuessedFromShape]
+          HardSigmoidWithoutClamp, ActivationArgumentsClippedAtThree, InputLayoutGuessedFromShape,
+          DropoutAppliedAtInference, UnrolledPathDropsTheMask]
 
 
 # --- adapters that break the process itself (for the supervisor tests) -----------------------

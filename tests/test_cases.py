@@ -137,7 +137,9 @@ def test_float64_covers_the_tutorial_and_the_per_gate_and_random_schemes():
                                     "mask_empty_row", "mask_go_backwards", "zero_output_for_mask",
                                     "reset_before", "no_bias", "relu", "linear", "hard_sigmoid",
                                     "legacy_hard_sigmoid", "bidi_concat", "bidi_sum", "bidi_ave",
-                                    "bidi_mul", "bidi_none", "stacked", "encdec"])
+                                    "bidi_mul", "bidi_none", "stacked", "encdec", "unroll",
+                                    "unroll_go_backwards", "unroll_mask_holes", "dropout",
+                                    "dropout_mask_right"])
 def test_the_issue_s_options_are_all_present(option):
     assert any(c.option == option for c in CASES)
 

@@ -155,6 +155,12 @@ LAYER_OPTIONS: dict[str, tuple[dict, Callable | None, bool, str]] = {
     "hard_sigmoid": ({"recurrent_activation": "hard_sigmoid"}, None, False, "random"),
     "legacy_hard_sigmoid": ({"recurrent_activation": "legacy_hard_sigmoid"}, None, False, "random"),
     "sigmoid_activation": ({"activation": "sigmoid"}, None, False, "random"),
+    # Inference-invariant arguments (LayerSpec's doc): the plain layer's numbers are the answer.
+    "unroll": ({"unroll": True}, None, False, "random"),
+    "unroll_go_backwards": ({"unroll": True, "go_backwards": True}, None, True, "random"),
+    "unroll_mask_holes": ({"unroll": True}, mask_with_holes, True, "random"),
+    "dropout": ({"dropout": 0.5, "recurrent_dropout": 0.5}, None, False, "random"),
+    "dropout_mask_right": ({"dropout": 0.5, "recurrent_dropout": 0.5}, right_padded_mask, True, "random"),
 }
 
 GRU_OPTIONS: dict[str, tuple[dict, Callable | None, bool, str]] = {

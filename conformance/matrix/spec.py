@@ -23,6 +23,8 @@ MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 GATES = {"simple_rnn": ("h",), "lstm": ("i", "f", "c", "o"), "gru": ("z", "r", "h")}
 STATE_NAMES = {"simple_rnn": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
 KERAS_CLASS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+# LayerSpec's inference-invariant arguments and their defaults (LayerSpec's doc).
+INFERENCE_INVARIANT = {"unroll": False, "dropout": 0.0, "recurrent_dropout": 0.0}
 
 
 def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
@@ -37,6 +39,12 @@ class LayerSpec:
     ``reset_after`` only matters for GRU. ``zero_output_for_mask`` is the
     argument of Keras's base ``RNN`` layer: at masked steps the sequence output
     is zero instead of the last unmasked output.
+
+    ``unroll``, ``dropout`` and ``recurrent_dropout`` are *inference-invariant*
+    (SPEC.md §3): they change how a framework computes (a Python-unrolled graph
+    instead of a loop, dropout masks that exist only in training), never the
+    answer of an inference call, so the oracle ignores them and a case with
+    them must give the plain layer's numbers.
     """
 
     cell: str
@@ -49,6 +57,9 @@ class LayerSpec:
     use_bias: bool = True
     reset_after: bool = True
     zero_output_for_mask: bool = False
+    unroll: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.cell in CELLS, "cell", self.cell, f"one of {CELLS}")
@@ -60,9 +71,13 @@ class LayerSpec:
             value = getattr(self, field)
             _require(value in ACTIVATIONS, field, value, f"one of {ACTIVATIONS}")
         for field in ("return_sequences", "return_state", "go_backwards", "use_bias",
-                      "reset_after", "zero_output_for_mask"):
+                      "reset_after", "zero_output_for_mask", "unroll"):
             value = getattr(self, field)
             _require(isinstance(value, bool), field, value, "True or False")
+        for field in ("dropout", "recurrent_dropout"):
+            value = getattr(self, field)
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1,
+                     field, value, "a rate in [0, 1)")
 
     kind = "layer"
 
@@ -97,8 +112,20 @@ class LayerSpec:
                 args.append(f"{f.name}={value!r}")
         return f"{self.keras_class}({', '.join(args)})"
 
+    @property
+    def inference_invariant(self) -> dict[str, Any]:
+        """The inference-invariant arguments this layer sets (class doc), by name."""
+        return {name: getattr(self, name) for name in INFERENCE_INVARIANT
+                if getattr(self, name) != INFERENCE_INVARIANT[name]}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
+        """Every field, but the inference-invariant ones only when set: a spec without them
+        reads (and hashes in the fixtures manifest) as it did before they existed."""
+        data = dataclasses.asdict(self)
+        for name, default in INFERENCE_INVARIANT.items():
+            if data[name] == default:
+                del data[name]
+        return {"kind": self.kind, **data}
 
 
 @dataclass(frozen=True)

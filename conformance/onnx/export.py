@@ -50,6 +50,11 @@ class NotExpressible(ValueError):
 
 def not_expressible(case: Case) -> str | None:
     """Why ONNX's recurrent operators cannot express ``case``, or None: a property of ONNX, not of a runtime."""
+    for layer in case.spec.sublayers().values():
+        if layer.inference_invariant:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in layer.inference_invariant.items())
+            return (f"{layer.keras_class}({arguments}): ONNX's RNN/GRU/LSTM have no such attribute (an "
+                    "exporter must drop it: onnx-keras tests that)")
     if case.mask is not None and semantics.right_padded_lengths(case.mask) is None:
         return ("mask has masked steps before real ones; ONNX's sequence_lens expresses right-padded "
                 "masks only")

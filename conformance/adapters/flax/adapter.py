@@ -92,7 +92,7 @@ class FlaxAdapter(Adapter):
 
     def supports(self, case: Case) -> str | None:
         for name, layer in case.spec.sublayers().items():
-            reason = mapping.activation_reason(layer)
+            reason = mapping.activation_reason(layer) or mapping.dropout_reason(layer)
             if reason is None and layer.cell == "gru":
                 reason = mapping.gru_reason(layer, case.weights[name])
             if reason:
@@ -229,7 +229,7 @@ def _structure(spec: AnySpec, widths: dict[str, int]) -> tuple:
     change which of the same computed arrays form the Keras list.
     """
     layers = tuple((name, layer.cell, layer.units, widths[name], layer.activation,
-                    layer.recurrent_activation, layer.go_backwards)
+                    layer.recurrent_activation, layer.go_backwards, layer.unroll)
                    for name, layer in spec.sublayers().items())
     return (type(spec).__name__, layers)
 
@@ -246,7 +246,8 @@ def _make_rnn(layer: LayerSpec, width: int, dtype: str):
     # float64 params its scan carry changes dtype and jax.lax.scan raises, so pass it.
     cell = cell_class(width, layer.units, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype),
                       rngs=nnx.Rngs(0), **activations)
-    return nnx.RNN(cell, return_carry=True)
+    # Keras's unroll=True is the scan fully unrolled (jax.lax.scan's unroll=True).
+    return nnx.RNN(cell, return_carry=True, unroll=True if layer.unroll else 1)
 
 
 def _build_models(spec: AnySpec, widths: dict[str, int], dtype: str):

@@ -127,6 +127,14 @@ def activation_reason(layer: LayerSpec) -> str | None:
     return None
 
 
+def dropout_reason(layer: LayerSpec) -> str | None:
+    """Why nnx's cells cannot take ``layer``'s dropout, or None."""
+    if layer.dropout or layer.recurrent_dropout:
+        return (f"dropout={layer.dropout}, recurrent_dropout={layer.recurrent_dropout}: "
+                f"nnx.{CELL_CLASSES[layer.cell]} has no dropout on its inputs or recurrent state")
+    return None
+
+
 CELL_PARAMS = {"simple_rnn": simple_rnn_params, "lstm": lstm_params, "gru": gru_params}
 
 

@@ -13,7 +13,8 @@ does the rest: the cache, the weights, the inputs, the output list, run_info.
 
 One model is built per *structure* (spec, input widths, dtype, which
 optional inputs exist, device) and cached; the time and batch axes are left
-``None`` so that one model serves every shape. Each case then only swaps its
+``None`` so that one model serves every shape (the time axis is fixed where a
+layer unrolls: Keras unrolls only over a defined length). Each case then only swaps its
 weights in with ``set_weights`` (the fixtures are in Keras layout already; Keras 3
 on JAX passes them to ``stateless_call`` instead) and calls the model. Keras 3
 gets a functional ``Model``; tf_keras calls the same layers eagerly (see
@@ -61,6 +62,9 @@ def layer_kwargs(layer: LayerSpec, activation: ActivationArg, dtype: str) -> dic
         "activation": activation(layer.activation),
         "use_bias": layer.use_bias,
         "zero_output_for_mask": layer.zero_output_for_mask,
+        "unroll": layer.unroll,
+        "dropout": layer.dropout,
+        "recurrent_dropout": layer.recurrent_dropout,
         "dtype": dtype,
         # Every weight is replaced by set_weights; zeros skip the orthogonal
         # initializer's QR, which costs seconds per new shape on JAX.
@@ -106,16 +110,23 @@ class Structure:
     has_mask: bool
     has_initial_state: bool
     device: str
+    # The time axes' lengths (inputs, decoder inputs) where a layer unrolls, else None:
+    # Keras unrolls only over a defined time dimension, so such a model is built per length.
+    timesteps: int | None = None
+    decoder_timesteps: int | None = None
 
     @classmethod
     def of(cls, case: Case, device: str) -> Structure:
         decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
+        unrolls = any(layer.unroll for layer in case.spec.sublayers().values())
+        timesteps = case.timesteps if unrolls else None
+        decoder_timesteps = int(case.decoder_x.shape[1]) if unrolls and case.decoder_x is not None else None
         return cls(case.spec, case.features, decoder_features, case.dtype, case.mask is not None,
-                   case.initial_state is not None, device)
+                   case.initial_state is not None, device, timesteps, decoder_timesteps)
 
     def key(self) -> tuple:
         return (self.spec, self.features, self.decoder_features, self.dtype, self.has_mask,
-                self.has_initial_state, self.device)
+                self.has_initial_state, self.device, self.timesteps, self.decoder_timesteps)
 
 
 @dataclass
@@ -181,17 +192,19 @@ def apply_layers(structure: Structure, top: Any, inputs: list[Any]) -> Any:
 
 
 def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
-    """``Input``s in ``model_inputs`` order; time and batch axes left free."""
+    """``Input``s in ``model_inputs`` order; the batch axis left free, the time axis too unless a
+    layer unrolls (``Structure.timesteps``)."""
     dtype = structure.dtype
-    inputs = [module.Input(shape=(None, structure.features), dtype=dtype, name="x")]
+    inputs = [module.Input(shape=(structure.timesteps, structure.features), dtype=dtype, name="x")]
     if structure.has_mask:
-        inputs.append(module.Input(shape=(None,), dtype="bool", name="mask"))
+        inputs.append(module.Input(shape=(structure.timesteps,), dtype="bool", name="mask"))
     if structure.has_initial_state:
         units = first_layer(structure.spec).units
         inputs += [module.Input(shape=(units,), dtype=dtype, name=f"state_{n}")
                    for n in range(state_count(structure.spec))]
     if structure.decoder_features is not None:
-        inputs.append(module.Input(shape=(None, structure.decoder_features), dtype=dtype, name="decoder_x"))
+        inputs.append(module.Input(shape=(structure.decoder_timesteps, structure.decoder_features), dtype=dtype,
+                                   name="decoder_x"))
     return inputs
 
 

@@ -178,7 +178,8 @@ def export_onnx(structure: Structure, weights: dict[str, list[np.ndarray]],
 def cache_path(structure: Structure, versions: dict[str, str]) -> Path | None:
     s = structure
     return cached_file("onnx-keras", [CACHE_FORMAT, versions, s.spec.to_dict(), s.features, s.decoder_features,
-                                      s.dtype, s.has_mask, s.has_initial_state], ".onnx")
+                                      s.dtype, s.has_mask, s.has_initial_state, s.timesteps, s.decoder_timesteps],
+                       ".onnx")
 
 
 # --- the adapter --------------------------------------------------------------------------

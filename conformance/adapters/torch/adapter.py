@@ -73,6 +73,13 @@ def module_key(layer: LayerSpec, input_size: int, bidirectional: bool, packed: b
 def layer_reason(layer: LayerSpec) -> str | None:
     """Why torch's module for ``layer.cell`` cannot compute this layer, or None."""
     name = layer.keras_class
+    if layer.unroll:
+        return (f"{name}(unroll=True): torch.nn.{TORCH_CLASS[layer.cell]} has no unroll (its kernel "
+                "always loops over time)")
+    if layer.dropout or layer.recurrent_dropout:
+        return (f"{name}(dropout={layer.dropout}, recurrent_dropout={layer.recurrent_dropout}): "
+                f"torch.nn.{TORCH_CLASS[layer.cell]} has no dropout on a layer's inputs or recurrent "
+                "state (its dropout= acts between stacked layers)")
     if layer.cell == "gru" and not layer.reset_after:
         return ("GRU(reset_after=False): torch.nn.GRU always applies the reset gate after the "
                 "recurrent matmul (b_hn inside r*(W_hn h + b_hn)), i.e. Keras reset_after=True")
