@@ -14,7 +14,8 @@ from conformance.reference import preactivation_ranges
 
 CASES = build_cases()
 README = Path(__file__).resolve().parent.parent / "README.md"
-ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random|saturating)-b\d+t\d+(-[a-z_]+)?$")
+ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random|saturating)"
+                        r"-b\d+t\d+(-[a-z_]+)?$")
 
 
 def combos(cases):
