@@ -19,6 +19,7 @@ import pytest
 
 from conformance.adapters import load_adapter
 from conformance.fixtures import load_cases
+from conformance.verdict.check import check_case
 
 FIRST = "lstm-seq1-state0-constant-b3t5"
 SAME_STRUCTURE = "lstm-seq1-state0-random-b3t5"  # same spec and sizes, other weights
@@ -89,6 +90,17 @@ def test_a_second_process_reads_every_executable_from_the_persistent_cache(tmp_p
 def test_onnx_runtime_with_weights_as_inputs_loads_one_model_per_structure():
     """onnx-native feeds the weights: one export and one load for the structure, then none."""
     assert compilations_per_run("onnx-native") == [2, 0, 0]
+
+
+def test_a_case_of_other_input_widths_gets_a_model_of_its_own():
+    """Same spec and flags, 4 features instead of 3 (a same-size case after an initial-state one):
+    reusing the model compiled for 3 features, onnxruntime refused W ("invalid dimensions")."""
+    three, four = "lstm-seq1-state1-random-b3t5-initial_state", "lstm-seq1-state1-random-b4t4-same_sizes"
+    assert _cases()[three].spec == _cases()[four].spec
+    assert compilations_per_run("onnx-native", (three, four)) == [2, 2]
+    adapter = load_adapter("onnx-native")
+    outcomes = [check_case(adapter, _cases()[case_id], "cpu") for case_id in (three, four)]
+    assert [o.status for o in outcomes] == ["pass", "pass"], [o.message for o in outcomes]
 
 
 def test_eager_adapters_report_no_count():

@@ -101,8 +101,11 @@ class OnnxCase:
 
 def structure(case: Case, weights: str = "initializers", layout: int = 0) -> tuple:
     """Cases with equal structures have byte-identical models: with weights as inputs, every case of
-    one spec, dtype, mask presence and initial-state presence; with initializers, the case alone."""
-    key = (case.spec, case.dtype, case.mask is not None, case.initial_state is not None, weights, layout)
+    one spec, input widths, dtype, mask presence and initial-state presence; with initializers, the
+    case alone. The widths size W (a runtime that compiled W for 3 features refuses 4)."""
+    decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
+    key = (case.spec, case.features, decoder_features, case.dtype, case.mask is not None,
+           case.initial_state is not None, weights, layout)
     return key if weights == "inputs" else key + (case.id,)
 
 
