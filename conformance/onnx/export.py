@@ -53,8 +53,8 @@ def not_expressible(case: Case) -> str | None:
     for layer in case.spec.sublayers().values():
         if layer.inference_invariant:
             arguments = ", ".join(f"{k}={v!r}" for k, v in layer.inference_invariant.items())
-            return (f"{layer.keras_class}({arguments}): ONNX's RNN/GRU/LSTM have no such attribute (an "
-                    "exporter must drop it: onnx-keras tests that)")
+            return (f"{arguments}: ONNX's RNN, GRU and LSTM operators have no such attribute (an exporter "
+                    "must drop it: onnx-keras tests that)")
     if case.mask is not None and semantics.right_padded_lengths(case.mask) is None:
         return ("mask has masked steps before real ones; ONNX's sequence_lens expresses right-padded "
                 "masks only")
