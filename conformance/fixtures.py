@@ -60,6 +60,7 @@ MANIFEST_FIELDS = {"schema_version": int, "generator_version": str, "expected_va
 ENTRY_FIELDS = {"id": str, "file": str, "spec": dict, "describe": str, "scheme": str, "option": str,
                 "dtypes": list, "tolerance": dict, "output_names": list, "output_shapes": list,
                 "preactivation_range": dict}
+OPTIONAL_ENTRY_FIELDS = {"mask_source": str}  # written only where not the default (entry_metadata)
 MANIFEST_KEYS = tuple(MANIFEST_FIELDS)
 JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
                    float: "a number", bool: "a boolean", type(None): "null"}
@@ -138,6 +139,8 @@ def entry_metadata(case: Case) -> dict[str, Any]:
         "output_names": case.output_names,
         # Coverage: the range of every activation's argument in the case (reference.preactivation_range).
         "preactivation_range": preactivation_range(case),
+        # Only where it is not the layer's mask= argument, so that other entries read as before.
+        **({"mask_source": case.mask_source} if case.mask_source != "argument" else {}),
     }
 
 
@@ -228,18 +231,20 @@ def _has_type(value: Any, kind: type) -> bool:
     return isinstance(value, kind) or (kind is float and isinstance(value, int))
 
 
-def check_fields(value: Any, fields: dict[str, type], where: str) -> None:
-    """``value`` is an object with exactly these fields, each of its JSON type."""
+def check_fields(value: Any, fields: dict[str, type], where: str, optional: dict[str, type] | None = None) -> None:
+    """``value`` is an object with exactly these fields (and maybe the ``optional`` ones), each of
+    its JSON type."""
     if not isinstance(value, dict):
         raise FixtureError(f"{where}: must be an object, got {_json_type(value)}")
     missing = [key for key in fields if key not in value]
     if missing:
         raise FixtureError(f"{where}: missing field {', '.join(map(repr, missing))}")
-    unknown = sorted(str(key) for key in value if key not in fields)
+    allowed = {**fields, **(optional or {})}
+    unknown = sorted(str(key) for key in value if key not in allowed)
     if unknown:
         raise FixtureError(f"{where}: unknown field {_show(unknown[0])}")
-    for key, kind in fields.items():
-        if not _has_type(value[key], kind):
+    for key, kind in allowed.items():
+        if key in value and not _has_type(value[key], kind):
             raise FixtureError(f"{where}: field {key!r} must be {JSON_TYPE_NAMES[kind]}, "
                                f"got {_json_type(value[key])}")
 
@@ -252,7 +257,7 @@ def _check_list_of(items: list, kind: type, field: str, where: str) -> None:
 
 def check_entry(entry: Any, where: str) -> None:
     """One case entry: its fields, their types, and the types inside its arrays."""
-    check_fields(entry, ENTRY_FIELDS, where)
+    check_fields(entry, ENTRY_FIELDS, where, OPTIONAL_ENTRY_FIELDS)
     _check_list_of(entry["dtypes"], str, "dtypes", where)
     _check_list_of(entry["output_names"], str, "output_names", where)
     shapes = entry["output_shapes"]
@@ -406,7 +411,7 @@ def case_from_arrays(entry: dict[str, Any], arrays: dict[str, np.ndarray], path:
                     mask=arrays.get("mask"), decoder_x=arrays.get("decoder_x"),
                     initial_state=tuple(arrays[k] for k in states) or None,
                     scheme=entry["scheme"], option=entry["option"], dtypes=tuple(entry["dtypes"]),
-                    expected=expected)
+                    expected=expected, mask_source=entry.get("mask_source", "argument"))
     except (KeyError, ValueError, TypeError) as exc:
         raise FixtureError(f"{path}: does not match its manifest entry ({type(exc).__name__}: {exc})") \
             from None

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from conformance.matrix.case import Case
+from conformance.matrix.case import MASK_VALUE, Case
 from conformance.matrix.spec import LayerSpec
 from conformance.reference import activations, expected_outputs
 from tests.oracle_adapters import OracleAdapter
@@ -169,7 +169,7 @@ class FinalStateFromPaddedStep(FaultyAdapter):
     def corrupt_outputs(self, case, outputs):
         if case.mask is None or not case.layer.return_state or case.spec.kind != "layer":
             return outputs
-        unmasked = expected_outputs(dataclasses.replace(case, mask=None))
+        unmasked = expected_outputs(dataclasses.replace(case, mask=None, mask_source="argument"))
         n_states = len(case.layer.state_names)
         return outputs[:-n_states] + unmasked[-n_states:]
 
@@ -287,7 +287,23 @@ class UnrolledPathDropsTheMask(FaultyAdapter):
 
     def corrupt_case(self, case):
         unrolls = any(layer.unroll for layer in case.spec.sublayers().values())
-        return dataclasses.replace(case, mask=None) if unrolls and case.mask is not None else case
+        if not unrolls or case.mask is None:
+            return case
+        return dataclasses.replace(case, mask=None, mask_source="argument")
+
+
+class MaskingOnAnyFeature(FaultyAdapter):
+    """A converter that lowers ``Masking`` as "any feature equals mask_value" instead of "all
+    features do": a real step with one zero feature gets masked. Only the Masking-source cases
+    have such steps (``cases.masking_input``)."""
+
+    name, fault = "fault-masking-on-any-feature", "Masking lowered as any(x == mask_value) instead of all"
+    caught_only_by = "masking"
+
+    def corrupt_case(self, case):
+        if case.mask_source != "masking":
+            return case
+        return dataclasses.replace(case, mask=np.all(case.x != MASK_VALUE, axis=-1), mask_source="argument")
 
 
 def _shift_forget_bias(case: Case, shift) -> Case:
@@ -315,7 +331,7 @@ FAULTS = [LstmGatesInOnnxOrder, GruZAndRSwapped, GruResetBeforeWithResetAfterWei
           ForgetBiasTwice, GruRecurrentBiasDropped, LstmStatesAsCThenH, LstmCellStateMissing, ExtraOutput,
           GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32,
           HardSigmoidWithoutClamp, ActivationArgumentsClippedAtThree, InputLayoutGuessedFromShape,
-          DropoutAppliedAtInference, UnrolledPathDropsTheMask]
+          DropoutAppliedAtInference, UnrolledPathDropsTheMask, MaskingOnAnyFeature]
 
 
 # --- adapters that break the process itself (for the supervisor tests) -----------------------

@@ -1,6 +1,7 @@
 """The case matrix: complete, named readably, deterministic."""
 
 import collections
+import dataclasses
 import re
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def test_float64_covers_the_tutorial_and_the_per_gate_and_random_schemes():
                                     "legacy_hard_sigmoid", "bidi_concat", "bidi_sum", "bidi_ave",
                                     "bidi_mul", "bidi_none", "stacked", "encdec", "unroll",
                                     "unroll_go_backwards", "unroll_mask_holes", "dropout",
-                                    "dropout_mask_right"])
+                                    "dropout_mask_right", "masking_right", "masking_holes",
+                                    "masking_empty_row", "stacked_masking_right"])
 def test_the_issue_s_options_are_all_present(option):
     assert any(c.option == option for c in CASES)
 
@@ -189,3 +191,31 @@ def test_every_input_and_weight_is_a_float32_number_so_both_dtypes_share_one_ans
 def test_counts_by_cell_are_balanced():
     counts = collections.Counter(c.cell for c in CASES)
     assert min(counts.values()) >= 0.8 * max(counts.values())
+
+
+MASKING = [c for c in CASES if c.mask_source == "masking"]
+
+
+def test_the_masking_family_covers_every_cell_and_flag_for_each_of_its_masks():
+    for option in ("masking_right", "masking_holes", "masking_empty_row", "stacked_masking_right"):
+        cases = [c for c in MASKING if c.option == option]
+        assert combos(cases) == {(cell, s, r) for cell in CELLS for s in (0, 1) for r in (0, 1)}, option
+
+
+@pytest.mark.parametrize("case", MASKING, ids=lambda c: c.id)
+def test_a_masking_layer_derives_exactly_the_case_mask_from_x(case):
+    """Masking(mask_value=0.0) masks a step when all its features are 0: the masked steps are all
+    zeros, and each row's first real step has a zero feature without being masked."""
+    np.testing.assert_array_equal(np.any(case.x != 0.0, axis=-1), case.mask)
+    for row, keep in zip(case.x, case.mask):
+        real = np.flatnonzero(keep)
+        if real.size:
+            assert (row[real[0]] == 0.0).any() and not (row[real[0]] == 0.0).all()
+
+
+def test_a_masking_case_whose_x_would_not_give_its_mask_is_refused():
+    case = MASKING[0]
+    with pytest.raises(ValueError, match="Masking layer would not derive its mask"):
+        dataclasses.replace(case, x=case.x + 1.0)
+    with pytest.raises(ValueError, match="mask_source='embedding' is not allowed"):
+        dataclasses.replace(case, mask_source="embedding")

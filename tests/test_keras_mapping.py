@@ -273,3 +273,47 @@ def test_bidirectional_spec_builds_one_keras_bidirectional(adapter):
     wrappers = [layer for layer in model.layers if type(layer).__name__ == "Bidirectional"]
     assert len(wrappers) == 1 and type(wrappers[0].forward_layer).__name__ == "GRU"
     assert [g.shape for g in got] == [(3, 5, 4), (3, 5, 4), (3, 4), (3, 4)]
+
+
+def _masking_case():
+    case = next(c for c in build_cases() if c.id == "gru-seq0-state0-random-b3t5-masking_holes")
+    return case.for_dtype("float32")
+
+
+def _gru(module, case, tensor=np.asarray):
+    """A GRU with the case's weights; ``tensor`` converts the arrays it is called on."""
+    gru = module.layers.GRU(4)
+    gru(tensor(case.x), initial_state=[tensor(case.initial_state[0])], mask=tensor(case.mask))
+    gru.set_weights(weight_list(case.layer, case.weights["layer"]))
+    return gru
+
+
+# Keras's torch backend converts a tensor the old way (backend/torch/core.py, convert_to_numpy).
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_keras_3_drops_a_masking_layers_mask_when_initial_state_is_passed(keras):
+    """FINDINGS: Keras 3's Layer.__call__ fills in mask= from the input only for a call with one
+    tensor argument; with initial_state the Masking layer's mask is dropped, and the answer is
+    the unmasked one exactly, while mask= passed explicitly gives the oracle's."""
+    numpy = keras.ops.convert_to_numpy
+    case = _masking_case()
+    want = expected_outputs(case)[0]
+    gru, state = _gru(keras, case), [case.initial_state[0]]
+    masked_x = keras.layers.Masking(mask_value=0.0)(case.x)
+    from_masking = numpy(gru(masked_x, initial_state=state))
+    np.testing.assert_allclose(numpy(gru(case.x, initial_state=state, mask=case.mask)), want,
+                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(from_masking, numpy(gru(case.x, initial_state=state)))
+    assert np.abs(from_masking - want).max() > 0.1
+    np.testing.assert_allclose(numpy(gru(masked_x)), numpy(gru(case.x, mask=case.mask)),
+                               atol=1e-6)  # without initial_state the mask does propagate
+
+
+def test_tf_keras_propagates_a_masking_layers_mask_beside_initial_state():
+    tf_keras = pytest.importorskip("tf_keras")
+    import tensorflow as tf
+
+    case = _masking_case()
+    gru = _gru(tf_keras, case, tf.constant)
+    masked_x = tf_keras.layers.Masking(mask_value=0.0)(tf.constant(case.x))
+    got = gru(masked_x, initial_state=[tf.constant(case.initial_state[0])])
+    np.testing.assert_allclose(np.asarray(got), expected_outputs(case)[0], atol=1e-5, rtol=1e-5)

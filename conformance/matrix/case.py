@@ -17,6 +17,11 @@ from conformance.matrix.spec import AnySpec, LayerSpec, top_layer
 from conformance.matrix.tolerance import Tolerance, tolerance_for
 
 DTYPES = ("float32", "float64")
+# Where a case's mask comes from in a Keras model: the layer's ``mask=`` argument, or a
+# ``Masking(mask_value=MASK_VALUE)`` layer ahead of it, which derives the same mask from x
+# (every feature of a masked step is exactly MASK_VALUE, and no real step is all MASK_VALUE).
+MASK_SOURCES = ("argument", "masking")
+MASK_VALUE = 0.0
 
 LayerWeights = dict[str, np.ndarray]
 
@@ -29,6 +34,9 @@ class Case:
     ``forward``/``backward``; ``layer_0``...; ``encoder``/``decoder``) to its
     Keras-layout weights: ``kernel``, ``recurrent_kernel`` and, with
     ``use_bias``, ``bias``.
+
+    ``mask_source`` says how a Keras model receives ``mask`` (``MASK_SOURCES``);
+    an adapter of another framework reads ``mask`` either way, as a port does.
     """
 
     id: str
@@ -43,6 +51,14 @@ class Case:
     dtypes: tuple[str, ...] = ("float32",)
     dtype: str = "float32"
     expected: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    mask_source: str = "argument"
+
+    def __post_init__(self) -> None:
+        if self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source={self.mask_source!r} is not allowed; expected one of {MASK_SOURCES}")
+        if self.mask_source == "masking" and not _masking_derives(self.x, self.mask):
+            raise ValueError(f"case {self.id!r}: a Masking layer would not derive its mask from x "
+                             f"(masked steps must be all {MASK_VALUE}, real steps not)")
 
     @property
     def cell(self) -> str:
@@ -98,6 +114,13 @@ class Case:
 
     def describe(self) -> str:
         return self.spec.describe()
+
+
+def _masking_derives(x, mask) -> bool:
+    """Whether ``Masking(mask_value=MASK_VALUE)`` on ``x`` gives exactly ``mask``."""
+    if mask is None or not isinstance(x, np.ndarray):
+        return False
+    return bool(np.array_equal(np.any(x != MASK_VALUE, axis=-1), mask))
 
 
 def test_id(case_id: str, adapter: str, device: str, dtype: str) -> str:

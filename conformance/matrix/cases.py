@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from conformance.matrix.case import Case
+from conformance.matrix.case import MASK_VALUE, Case
 from conformance.matrix.spec import (
     CELLS,
     MERGE_MODES,
@@ -82,10 +82,13 @@ def _layer_input_width(spec: AnySpec, name: str, features: int) -> int:
 def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
               option: str = "plain", mask: Callable[[int, int], np.ndarray] | None = None,
               initial_state: bool = False, features: int = FEATURES,
-              x: np.ndarray | None = None, dtypes: tuple[str, ...] = ("float32",)) -> Case:
+              x: np.ndarray | None = None, dtypes: tuple[str, ...] = ("float32",),
+              mask_source: str = "argument") -> Case:
     rng = rng_for(case_id)
     if x is None:
         x = uniform(rng, -1.0, 1.0, (batch, steps, features))
+    if mask_source == "masking":
+        x = masking_input(x, mask(batch, steps))
     weights = {name: make_weights(layer, _layer_input_width(spec, name, features), scheme, rng)
                for name, layer in _spec_layers(spec).items()}
     decoder_x = None
@@ -99,7 +102,20 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
                        for _ in range(copies * len(first.state_names)))
     return Case(id=case_id, spec=spec, x=as_float32_values(x), weights=weights,
                 mask=None if mask is None else mask(batch, steps), initial_state=states,
-                decoder_x=decoder_x, scheme=scheme, option=option, dtypes=dtypes)
+                decoder_x=decoder_x, scheme=scheme, option=option, dtypes=dtypes, mask_source=mask_source)
+
+
+def masking_input(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``x`` as a ``Masking(mask_value=MASK_VALUE)`` layer must see it to derive ``mask``: every
+    feature of a masked step is MASK_VALUE; and each row's first real step has its first feature
+    at MASK_VALUE too, because Masking masks a step only when *all* its features equal the value
+    (a port that masks on any one of them is caught there)."""
+    x = np.where(mask[:, :, None], x, MASK_VALUE)
+    for row, keep in enumerate(mask):
+        real = np.flatnonzero(keep)
+        if real.size:
+            x[row, real[0], 0] = MASK_VALUE
+    return x
 
 
 def _id(cell: str, seq: bool, state: bool, scheme: str, batch: int, steps: int, option: str = "") -> str:
@@ -268,8 +284,33 @@ def composite_cases() -> Iterator[Case]:
                                 "random", batch, steps, option, mask)
 
 
+# option name -> (mask maker, initial_state): masks a Masking layer derives from x.
+MASKING_OPTIONS: dict[str, tuple[Callable, bool]] = {
+    "masking_right": (right_padded_mask, False),
+    "masking_holes": (mask_with_holes, True),
+    "masking_empty_row": (mask_with_empty_row, True),
+}
+
+
+def masking_layer_cases() -> Iterator[Case]:
+    """Masks from their usual source: a ``Masking(mask_value=0.0)`` layer ahead of the layer (of
+    a stack, for the mask Keras propagates to its second layer), x zero at every masked step.
+    What exporters must translate; other frameworks read the same mask as ``case.mask``."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            spec = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state)
+            for option, (mask, initial_state) in MASKING_OPTIONS.items():
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option), spec, "random",
+                                batch, steps, option, mask, initial_state, mask_source="masking")
+            stacked = StackedSpec((LayerSpec(cell, 5, return_sequences=True), spec))
+            option = "stacked_masking_right"
+            yield make_case(_id(cell, seq, state, "random", batch, steps, option), stacked, "random",
+                            batch, steps, option, right_padded_mask, mask_source="masking")
+
+
 FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases, whole_range_cases,
-            same_size_cases)
+            same_size_cases, masking_layer_cases)
 
 
 def build_cases() -> list[Case]:

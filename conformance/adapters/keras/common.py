@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.adapters.contract import reduced_precision_allowed
-from conformance.matrix.case import Case
+from conformance.matrix.case import MASK_VALUE, Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.semantics import first_layer, masked_sublayers, right_padded_lengths
 
@@ -114,6 +114,14 @@ class Structure:
     # Keras unrolls only over a defined time dimension, so such a model is built per length.
     timesteps: int | None = None
     decoder_timesteps: int | None = None
+    # How the mask reaches the layers (``Case.mask_source``): an Input passed as mask=, or a
+    # Masking layer on x (no mask Input; Keras propagates the mask it derives).
+    mask_source: str = "argument"
+
+    @property
+    def mask_input(self) -> bool:
+        """Whether the model takes the mask as an input of its own."""
+        return self.has_mask and self.mask_source == "argument"
 
     @classmethod
     def of(cls, case: Case, device: str) -> Structure:
@@ -122,11 +130,11 @@ class Structure:
         timesteps = case.timesteps if unrolls else None
         decoder_timesteps = int(case.decoder_x.shape[1]) if unrolls and case.decoder_x is not None else None
         return cls(case.spec, case.features, decoder_features, case.dtype, case.mask is not None,
-                   case.initial_state is not None, device, timesteps, decoder_timesteps)
+                   case.initial_state is not None, device, timesteps, decoder_timesteps, case.mask_source)
 
     def key(self) -> tuple:
         return (self.spec, self.features, self.decoder_features, self.dtype, self.has_mask,
-                self.has_initial_state, self.device, self.timesteps, self.decoder_timesteps)
+                self.has_initial_state, self.device, self.timesteps, self.decoder_timesteps, self.mask_source)
 
 
 @dataclass
@@ -164,16 +172,20 @@ def make_layers(module: Any, structure: Structure, activation: ActivationArg) ->
     return (layers["layer"] if isinstance(spec, LayerSpec) else layers), layers
 
 
-def apply_layers(structure: Structure, top: Any, inputs: list[Any]) -> Any:
+def apply_layers(structure: Structure, top: Any, inputs: list[Any], masking: Any = None) -> Any:
     """Call the layers on ``inputs`` (``model_inputs`` order), symbolic or eager alike.
 
-    Stacked layers each get the mask explicitly (the first also the initial
-    state); the encoder's states become the decoder's ``initial_state``.
+    A mask Input is passed to every stacked layer explicitly (the first also gets
+    the initial state); a ``masking`` layer instead goes on x first, and Keras
+    propagates its mask through the stack. The encoder's states become the
+    decoder's ``initial_state``.
     """
     spec, rest = structure.spec, list(inputs)
     x = rest.pop(0)
+    if masking is not None:
+        x = masking(x)
     first_kwargs: dict[str, Any] = {}
-    if structure.has_mask:
+    if structure.mask_input:
         first_kwargs["mask"] = rest.pop(0)
     if structure.has_initial_state:
         first_kwargs["initial_state"] = [rest.pop(0) for _ in range(state_count(spec))]
@@ -196,7 +208,7 @@ def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
     layer unrolls (``Structure.timesteps``)."""
     dtype = structure.dtype
     inputs = [module.Input(shape=(structure.timesteps, structure.features), dtype=dtype, name="x")]
-    if structure.has_mask:
+    if structure.mask_input:
         inputs.append(module.Input(shape=(structure.timesteps,), dtype="bool", name="mask"))
     if structure.has_initial_state:
         units = first_layer(structure.spec).units
@@ -212,20 +224,30 @@ def build_model(module: Any, structure: Structure, activation: ActivationArg) ->
     """A functional ``Model`` from ``model_inputs`` to the Keras output list."""
     top, layers = make_layers(module, structure, activation)
     inputs = symbolic_inputs(module, structure)
-    model = module.Model(inputs=inputs, outputs=output_list(apply_layers(structure, top, inputs)))
+    outputs = apply_layers(structure, top, inputs, masking_layer(module, structure))
+    model = module.Model(inputs=inputs, outputs=output_list(outputs))
     return BuiltModel(apply=model, layers=layers, model=model)
 
 
 def build_eager(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
     """The same layers, called eagerly; they build their weights on the first call."""
     top, layers = make_layers(module, structure, activation)
-    return BuiltModel(apply=lambda inputs: apply_layers(structure, top, inputs), layers=layers)
+    masking = masking_layer(module, structure)
+    return BuiltModel(apply=lambda inputs: apply_layers(structure, top, inputs, masking), layers=layers)
+
+
+def masking_layer(module: Any, structure: Structure) -> Any:
+    """``Masking(mask_value=MASK_VALUE)`` where the case's mask comes from one, else None."""
+    if structure.mask_source != "masking":
+        return None
+    return module.layers.Masking(mask_value=MASK_VALUE, dtype=structure.dtype)
 
 
 def model_inputs(case: Case) -> list[np.ndarray]:
-    """The case's arrays in ``build_model``'s input order: x, mask, states, decoder_x."""
+    """The case's arrays in ``build_model``'s input order: x, mask (unless a Masking layer
+    derives it), states, decoder_x."""
     arrays = [case.x]
-    if case.mask is not None:
+    if case.mask is not None and case.mask_source == "argument":
         arrays.append(case.mask)
     if case.initial_state is not None:
         arrays.extend(case.initial_state)

@@ -178,7 +178,8 @@ def export_onnx(structure: Structure, weights: dict[str, list[np.ndarray]],
 def cache_path(structure: Structure, versions: dict[str, str]) -> Path | None:
     s = structure
     return cached_file("onnx-keras", [CACHE_FORMAT, versions, s.spec.to_dict(), s.features, s.decoder_features,
-                                      s.dtype, s.has_mask, s.has_initial_state, s.timesteps, s.decoder_timesteps],
+                                      s.dtype, s.has_mask, s.has_initial_state, s.timesteps, s.decoder_timesteps,
+                                      s.mask_source],
                        ".onnx")
 
 
@@ -200,7 +201,7 @@ class Exported:
 
 def input_feeds(structure: Structure, case: Case) -> dict[str, np.ndarray]:
     """The case's arrays by the names of ``build_model``'s Inputs (kept by the export)."""
-    names = ["x"] + (["mask"] if structure.has_mask else [])
+    names = ["x"] + (["mask"] if structure.mask_input else [])
     names += [f"state_{n}" for n in range(len(case.initial_state or ()))]
     names += ["decoder_x"] if case.decoder_x is not None else []
     return dict(zip(names, model_inputs(case)))
