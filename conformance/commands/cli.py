@@ -1,6 +1,6 @@
 """The ``conformance`` command (also ``python -m conformance``).
 
-Subcommands: run, report, compare, explain, adapters, fixtures build|verify,
+Subcommands: run, report, compare, explain, adapters, cases, fixtures build|verify,
 bench, findings, export onnx, repro. Bad input of any kind (unknown adapter,
 malformed results file, unwritable report dir or output path, bad -k
 expression, broken fixtures, an unknown test id) prints one line
@@ -83,6 +83,12 @@ def build_parser() -> Parser:
     explain.add_argument("--return-state", action="store_true")
 
     commands.add_parser("adapters", help="every adapter: available or not, versions, devices")
+
+    cases = commands.add_parser("cases", help="the matrix's cases with their coverage, from the fixtures manifest")
+    cases.add_argument("--match", metavar="PATTERN", default=None,
+                       help="only ids matching this shell-style pattern, e.g. '*saturating*'")
+    cases.add_argument("--json", action="store_true", help="JSON rows instead of a table")
+    cases.add_argument("--fixtures-dir", type=Path, default=None)
 
     fixtures = commands.add_parser("fixtures", help="build or verify the golden fixtures")
     fixtures.add_argument("action", choices=("build", "verify"))
@@ -302,6 +308,12 @@ def command_export(args: argparse.Namespace) -> int:
     return export_command(args)
 
 
+def command_cases(args: argparse.Namespace) -> int:
+    from conformance.commands.cases import cases_command
+
+    return cases_command(args)
+
+
 def command_sweep(args: argparse.Namespace) -> int:
     from conformance.commands.sweep import sweep_command
 
@@ -323,7 +335,7 @@ def command_repro(args: argparse.Namespace) -> int:
 COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters": command_adapters,
             "report": command_report, "compare": command_compare, "run": command_run,
             "bench": command_bench, "findings": command_findings, "export": command_export,
-            "repro": command_repro, "sweep": command_sweep, "history": command_history}
+            "repro": command_repro, "sweep": command_sweep, "history": command_history, "cases": command_cases}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
