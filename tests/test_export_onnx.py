@@ -88,7 +88,9 @@ def test_cases_onnx_cannot_express_are_listed_as_skipped_with_the_reason_and_not
     from conformance.onnx import not_expressible
 
     skipped = index_of(selection)["skipped"]
-    assert skipped and all("mask has masked steps before real ones" in e["reason"] for e in skipped)
+    reasons = {e["reason"] for e in skipped}
+    assert any("mask has masked steps before real ones" in reason for reason in reasons)
+    assert any("have no such attribute" in reason for reason in reasons)  # unroll, dropout
     assert not any((selection / e["weights"] / e["test"]).exists() for e in skipped)
     cases = {case.id: case for case in load_cases()}
     assert all(not_expressible(cases[e["case_id"]]) == e["reason"] for e in skipped)
