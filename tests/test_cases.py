@@ -142,7 +142,7 @@ def test_float64_covers_the_tutorial_and_the_per_gate_and_random_schemes():
                                     "bidi_mul", "bidi_none", "stacked", "encdec", "unroll",
                                     "unroll_go_backwards", "unroll_mask_holes", "dropout",
                                     "dropout_mask_right", "masking_right", "masking_holes",
-                                    "masking_empty_row", "stacked_masking_right"])
+                                    "masking_empty_row", "stacked_masking_right", "bidi_concat_masking_right"])
 def test_the_issue_s_options_are_all_present(option):
     assert any(c.option == option for c in CASES)
 
@@ -197,7 +197,8 @@ MASKING = [c for c in CASES if c.mask_source == "masking"]
 
 
 def test_the_masking_family_covers_every_cell_and_flag_for_each_of_its_masks():
-    for option in ("masking_right", "masking_holes", "masking_empty_row", "stacked_masking_right"):
+    for option in ("masking_right", "masking_holes", "masking_empty_row", "stacked_masking_right",
+                   "bidi_concat_masking_right"):
         cases = [c for c in MASKING if c.option == option]
         assert combos(cases) == {(cell, s, r) for cell in CELLS for s in (0, 1) for r in (0, 1)}, option
 

@@ -294,7 +294,8 @@ MASKING_OPTIONS: dict[str, tuple[Callable, bool]] = {
 
 def masking_layer_cases() -> Iterator[Case]:
     """Masks from their usual source: a ``Masking(mask_value=0.0)`` layer ahead of the layer (of
-    a stack, for the mask Keras propagates to its second layer), x zero at every masked step.
+    a stack, for the mask Keras propagates to its second layer; of a Bidirectional, whose two
+    directions both take it), x zero at every masked step.
     What exporters must translate; other frameworks read the same mask as ``case.mask``."""
     batch, steps = 3, 5
     for cell in CELLS:
@@ -303,10 +304,11 @@ def masking_layer_cases() -> Iterator[Case]:
             for option, (mask, initial_state) in MASKING_OPTIONS.items():
                 yield make_case(_id(cell, seq, state, "random", batch, steps, option), spec, "random",
                                 batch, steps, option, mask, initial_state, mask_source="masking")
-            stacked = StackedSpec((LayerSpec(cell, 5, return_sequences=True), spec))
-            option = "stacked_masking_right"
-            yield make_case(_id(cell, seq, state, "random", batch, steps, option), stacked, "random",
-                            batch, steps, option, right_padded_mask, mask_source="masking")
+            composites = {"stacked_masking_right": StackedSpec((LayerSpec(cell, 5, return_sequences=True), spec)),
+                          "bidi_concat_masking_right": BidirectionalSpec(spec, "concat")}
+            for option, composite in composites.items():
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option), composite, "random",
+                                batch, steps, option, right_padded_mask, mask_source="masking")
 
 
 FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases, whole_range_cases,
