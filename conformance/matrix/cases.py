@@ -85,10 +85,11 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
               x: np.ndarray | None = None, dtypes: tuple[str, ...] = ("float32",),
               mask_source: str = "argument") -> Case:
     rng = rng_for(case_id)
+    mask_array = None if mask is None else mask(batch, steps)
     if x is None:
         x = uniform(rng, -1.0, 1.0, (batch, steps, features))
     if mask_source == "masking":
-        x = masking_input(x, mask(batch, steps))
+        x = masking_input(x, mask_array)
     weights = {name: make_weights(layer, _layer_input_width(spec, name, features), scheme, rng)
                for name, layer in _spec_layers(spec).items()}
     decoder_x = None
@@ -101,7 +102,7 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
         states = tuple(as_float32_values(uniform(rng, -0.8, 0.8, (batch, first.units)))
                        for _ in range(copies * len(first.state_names)))
     return Case(id=case_id, spec=spec, x=as_float32_values(x), weights=weights,
-                mask=None if mask is None else mask(batch, steps), initial_state=states,
+                mask=mask_array, initial_state=states,
                 decoder_x=decoder_x, scheme=scheme, option=option, dtypes=dtypes, mask_source=mask_source)
 
 

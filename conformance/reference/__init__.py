@@ -137,15 +137,19 @@ def exact_expected_outputs(case) -> list[np.ndarray]:
 RANGE_STEP = 0.1  # the recorded range is rounded outward to this
 
 
+def _widen(ranges: dict[str, list[float]], key: str, low: float, high: float) -> None:
+    """``ranges[key]`` grown to hold [low, high]."""
+    bounds = ranges.setdefault(key, [low, high])
+    bounds[0], bounds[1] = min(bounds[0], low), max(bounds[1], high)
+
+
 def preactivation_ranges(case) -> dict[str, list[float]]:
     """The smallest and largest argument each use of an activation gets anywhere in the case
     (every sub-layer, step, row and unit), keyed "KIND:USE" (``activations.Observer``), in float64."""
     seen: dict[str, list[float]] = {}
 
     def observe(role: str, values: np.ndarray) -> None:
-        low, high = float(np.min(values)), float(np.max(values))
-        bounds = seen.setdefault(role, [low, high])
-        bounds[0], bounds[1] = min(bounds[0], low), max(bounds[1], high)
+        _widen(seen, role, float(np.min(values)), float(np.max(values)))
 
     spec, weights, x, initial_state, mask = _case_arguments(case)
     forward(spec, weights, x, initial_state, mask, observe=observe)
@@ -159,7 +163,6 @@ def preactivation_range(case) -> dict[str, list[float]]:
     no case of the matrix has."""
     by_kind: dict[str, list[float]] = {}
     for role, (low, high) in preactivation_ranges(case).items():
-        bounds = by_kind.setdefault(role.split(":")[0], [low, high])
-        bounds[0], bounds[1] = min(bounds[0], low), max(bounds[1], high)
+        _widen(by_kind, role.split(":")[0], low, high)
     return {kind: [float(np.floor(low / RANGE_STEP) / 10), float(np.ceil(high / RANGE_STEP) / 10)]
             for kind, (low, high) in sorted(by_kind.items())}
