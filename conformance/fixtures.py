@@ -60,7 +60,9 @@ MANIFEST_FIELDS = {"schema_version": int, "generator_version": str, "expected_va
 ENTRY_FIELDS = {"id": str, "file": str, "spec": dict, "describe": str, "scheme": str, "option": str,
                 "dtypes": list, "tolerance": dict, "output_names": list, "output_shapes": list,
                 "preactivation_range": dict}
-OPTIONAL_ENTRY_FIELDS = {"mask_source": str}  # written only where not the default (entry_metadata)
+OPTIONAL_ENTRY_FIELDS = {"mask_source": str, "reset_states": bool}  # only where not the default (entry_metadata)
+# Arrays a case holds only where it has them, by their names in the .npz (Case's fields).
+OPTIONAL_ARRAYS = ("mask", "decoder_x", "tokens", "embeddings", "earlier_x")
 MANIFEST_KEYS = tuple(MANIFEST_FIELDS)
 JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
                    float: "a number", bool: "a boolean", type(None): "null"}
@@ -84,10 +86,9 @@ def default_fixtures_dir() -> Path:
 
 def case_arrays(case: Case, expected: list[np.ndarray]) -> dict[str, np.ndarray]:
     arrays = {"x": case.x}
-    if case.mask is not None:
-        arrays["mask"] = case.mask
-    if case.decoder_x is not None:
-        arrays["decoder_x"] = case.decoder_x
+    for name in OPTIONAL_ARRAYS:
+        if getattr(case, name) is not None:
+            arrays[name] = getattr(case, name)
     for n, state in enumerate(case.initial_state or ()):
         arrays[f"initial_state.{n}"] = state
     for layer, weights in case.weights.items():
@@ -141,6 +142,7 @@ def entry_metadata(case: Case) -> dict[str, Any]:
         "preactivation_range": preactivation_range(case),
         # Only where it is not the layer's mask= argument, so that other entries read as before.
         **({"mask_source": case.mask_source} if case.mask_source != "argument" else {}),
+        **({"reset_states": True} if case.reset_states else {}),
     }
 
 
@@ -408,10 +410,11 @@ def case_from_arrays(entry: dict[str, Any], arrays: dict[str, np.ndarray], path:
         states = sorted((k for k in arrays if k.startswith("initial_state.")), key=lambda k: int(k[14:]))
         expected = tuple(arrays[f"expected.{n}"] for n in range(len(entry["output_names"])))
         return Case(id=entry["id"], spec=spec, x=arrays["x"], weights=weights,
-                    mask=arrays.get("mask"), decoder_x=arrays.get("decoder_x"),
                     initial_state=tuple(arrays[k] for k in states) or None,
                     scheme=entry["scheme"], option=entry["option"], dtypes=tuple(entry["dtypes"]),
-                    expected=expected, mask_source=entry.get("mask_source", "argument"))
+                    expected=expected, mask_source=entry.get("mask_source", "argument"),
+                    reset_states=entry.get("reset_states", False),
+                    **{name: arrays.get(name) for name in OPTIONAL_ARRAYS})
     except (KeyError, ValueError, TypeError) as exc:
         raise FixtureError(f"{path}: does not match its manifest entry ({type(exc).__name__}: {exc})") \
             from None

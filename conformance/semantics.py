@@ -247,6 +247,30 @@ def route(spec: AnySpec, run: LayerRunner, x: np.ndarray, initial_state=None,
     return runs
 
 
+# --- stateful layers: two calls as one -------------------------------------------------------
+
+
+def one_call_input(spec: AnySpec, earlier_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The input of one call equal to a stateful layer's call on ``earlier_x`` then on ``x``.
+
+    The second call starts from the state the first left, so the pair is one run over
+    both inputs in *processing* order: ``earlier_x`` then ``x`` going forward, and with
+    ``go_backwards`` (each call reads its input from the end) ``x`` then ``earlier_x``,
+    whose reversal processes ``earlier_x`` reversed, then ``x`` reversed.
+    """
+    layer = first_layer(spec)
+    parts = (x, earlier_x) if layer.go_backwards else (earlier_x, x)
+    return np.concatenate(parts, axis=1)
+
+
+def later_call_outputs(spec: AnySpec, outputs: list[np.ndarray], timesteps: int) -> list[np.ndarray]:
+    """``one_call_input``'s list cut down to the later call's: its sequence output is the last
+    ``timesteps`` processed steps; the last output and the final states are the run's."""
+    if not first_layer(spec).return_sequences:
+        return outputs
+    return [outputs[0][:, -timesteps:], *outputs[1:]]
+
+
 __all__ = ["LayerRun", "MERGES", "first_layer", "flip_valid_prefix", "input_widths", "keras_sublayers", "last_output",
            "masked_output_layers", "masked_sublayers", "merge", "output_layers", "output_list", "processing_order",
-           "right_padded_lengths", "route", "split_initial_state"]
+           "right_padded_lengths", "route", "split_initial_state", "one_call_input", "later_call_outputs"]

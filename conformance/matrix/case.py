@@ -2,7 +2,8 @@
 
 An adapter receives a ``Case`` bound to one dtype (``case.dtype``) and reads
 ``case.x``, ``case.mask``, ``case.initial_state``, ``case.decoder_x`` and
-``case.weights``, already cast to that dtype. ``case.expected`` (float64, from
+``case.weights``, already cast to that dtype (and, where they exist, ``case.tokens`` /
+``case.embeddings`` and ``case.earlier_x``: see ``Case``). ``case.expected`` (float64, from
 the oracle) is for the comparison, never for the adapter.
 """
 
@@ -17,10 +18,11 @@ from conformance.matrix.spec import AnySpec, LayerSpec, top_layer
 from conformance.matrix.tolerance import Tolerance, tolerance_for
 
 DTYPES = ("float32", "float64")
-# Where a case's mask comes from in a Keras model: the layer's ``mask=`` argument, or a
+# Where a case's mask comes from in a Keras model: the layer's ``mask=`` argument, a
 # ``Masking(mask_value=MASK_VALUE)`` layer ahead of it, which derives the same mask from x
-# (every feature of a masked step is exactly MASK_VALUE, and no real step is all MASK_VALUE).
-MASK_SOURCES = ("argument", "masking")
+# (every feature of a masked step is exactly MASK_VALUE, and no real step is all MASK_VALUE),
+# or an ``Embedding(mask_zero=True)`` whose tokens are 0 exactly at the masked steps.
+MASK_SOURCES = ("argument", "masking", "embedding")
 MASK_VALUE = 0.0
 
 LayerWeights = dict[str, np.ndarray]
@@ -37,6 +39,14 @@ class Case:
 
     ``mask_source`` says how a Keras model receives ``mask`` (``MASK_SOURCES``);
     an adapter of another framework reads ``mask`` either way, as a port does.
+    With ``"embedding"``, ``tokens`` (int, batch x timesteps, 0 where masked) and
+    ``embeddings`` (vocabulary x features) are what the Keras model reads, and ``x``
+    is ``embeddings[tokens]``, what an ``Embedding`` gives the layer.
+
+    ``earlier_x`` (with a ``stateful`` layer): the input of the call made before
+    this one on the same layer, whose final state the layer carries into this call;
+    ``reset_states``: ``reset_states()`` is called between the two calls, so this
+    call starts from zeros again. ``expected`` is this (the later) call's list.
     """
 
     id: str
@@ -52,6 +62,10 @@ class Case:
     dtype: str = "float32"
     expected: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
     mask_source: str = "argument"
+    tokens: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    earlier_x: np.ndarray | None = None
+    reset_states: bool = False
 
     def __post_init__(self) -> None:
         if self.mask_source not in MASK_SOURCES:
@@ -59,6 +73,16 @@ class Case:
         if self.mask_source == "masking" and not _masking_derives(self.x, self.mask):
             raise ValueError(f"case {self.id!r}: a Masking layer would not derive its mask from x "
                              f"(masked steps must be all {MASK_VALUE}, real steps not)")
+        if (self.mask_source == "embedding") != (self.tokens is not None and self.embeddings is not None):
+            raise ValueError(f"case {self.id!r}: tokens and embeddings go with mask_source='embedding', "
+                             "and only with it")
+        if self.mask_source == "embedding" and not _embedding_derives(self):
+            raise ValueError(f"case {self.id!r}: Embedding(mask_zero=True) would not give x and mask "
+                             "(x must be embeddings[tokens], mask tokens != 0)")
+        stateful = any(layer.stateful for layer in self.spec.sublayers().values())
+        if stateful != (self.earlier_x is not None) or (self.reset_states and not stateful):
+            raise ValueError(f"case {self.id!r}: earlier_x (and reset_states) go with a stateful layer, "
+                             "and a stateful layer with earlier_x")
 
     @property
     def cell(self) -> str:
@@ -95,6 +119,8 @@ class Case:
         steps = self.timesteps
         if self.decoder_x is not None:
             steps += int(self.decoder_x.shape[1])
+        if self.earlier_x is not None and not self.reset_states:
+            steps += int(self.earlier_x.shape[1])  # the state this call starts from went through them
         return tolerance_for(dtype or self.dtype, steps)
 
     def for_dtype(self, dtype: str) -> Case:
@@ -107,6 +133,8 @@ class Case:
             dtype=dtype,
             x=cast(self.x),
             decoder_x=cast(self.decoder_x),
+            embeddings=cast(self.embeddings),
+            earlier_x=cast(self.earlier_x),
             initial_state=None if self.initial_state is None
             else tuple(cast(s) for s in self.initial_state),
             weights={name: {k: cast(v) for k, v in w.items()} for name, w in self.weights.items()},
@@ -121,6 +149,17 @@ def _masking_derives(x, mask) -> bool:
     if mask is None or not isinstance(x, np.ndarray):
         return False
     return bool(np.array_equal(np.any(x != MASK_VALUE, axis=-1), mask))
+
+
+def _embedding_derives(case: Case) -> bool:
+    """Whether ``Embedding(mask_zero=True)`` on ``case.tokens`` gives exactly ``case.x`` and ``case.mask``."""
+    tokens, embeddings = case.tokens, case.embeddings
+    if not (isinstance(tokens, np.ndarray) and tokens.dtype.kind == "i" and tokens.ndim == 2
+            and isinstance(embeddings, np.ndarray) and embeddings.ndim == 2 and case.mask is not None):
+        return False
+    if tokens.min() < 0 or tokens.max() >= embeddings.shape[0]:
+        return False
+    return bool(np.array_equal(embeddings[tokens], case.x) and np.array_equal(tokens != 0, case.mask))
 
 
 def test_id(case_id: str, adapter: str, device: str, dtype: str) -> str:

@@ -83,13 +83,21 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
               option: str = "plain", mask: Callable[[int, int], np.ndarray] | None = None,
               initial_state: bool = False, features: int = FEATURES,
               x: np.ndarray | None = None, dtypes: tuple[str, ...] = ("float32",),
-              mask_source: str = "argument") -> Case:
+              mask_source: str = "argument", earlier_steps: int | None = None,
+              reset_states: bool = False) -> Case:
     rng = rng_for(case_id)
     mask_array = None if mask is None else mask(batch, steps)
     if x is None:
         x = uniform(rng, -1.0, 1.0, (batch, steps, features))
     if mask_source == "masking":
         x = masking_input(x, mask_array)
+    tokens = embeddings = None
+    if mask_source == "embedding":
+        tokens, embeddings = embedding_input(rng_for(case_id + "/tokens"), mask_array, features)
+        x = embeddings[tokens]
+    earlier_x = None
+    if earlier_steps is not None:
+        earlier_x = as_float32_values(uniform(rng_for(case_id + "/earlier"), -1.0, 1.0, (batch, earlier_steps, features)))
     weights = {name: make_weights(layer, _layer_input_width(spec, name, features), scheme, rng)
                for name, layer in _spec_layers(spec).items()}
     decoder_x = None
@@ -103,7 +111,8 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
                        for _ in range(copies * len(first.state_names)))
     return Case(id=case_id, spec=spec, x=as_float32_values(x), weights=weights,
                 mask=mask_array, initial_state=states,
-                decoder_x=decoder_x, scheme=scheme, option=option, dtypes=dtypes, mask_source=mask_source)
+                decoder_x=decoder_x, scheme=scheme, option=option, dtypes=dtypes, mask_source=mask_source,
+                tokens=tokens, embeddings=embeddings, earlier_x=earlier_x, reset_states=reset_states)
 
 
 def masking_input(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -117,6 +126,19 @@ def masking_input(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if real.size:
             x[row, real[0], 0] = MASK_VALUE
     return x
+
+
+VOCABULARY = 6  # token ids 0..5; 0 is the padding id Embedding(mask_zero=True) masks
+
+
+def embedding_input(rng: np.random.Generator, mask: np.ndarray, features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens and an embedding table for ``Embedding(VOCABULARY, features, mask_zero=True)`` to give
+    ``mask``: token 0 exactly at the masked steps, 1.. elsewhere. Row 0 of the table is no zero
+    vector, so a port that forgets the mask (or derives it from zero vectors, as ``Masking``
+    would) computes on it and is caught."""
+    embeddings = as_float32_values(uniform(rng, -1.0, 1.0, (VOCABULARY, features)))
+    tokens = rng.integers(1, VOCABULARY, size=mask.shape).astype(np.int32)
+    return np.where(mask, tokens, 0).astype(np.int32), embeddings
 
 
 def _id(cell: str, seq: bool, state: bool, scheme: str, batch: int, steps: int, option: str = "") -> str:
@@ -312,8 +334,51 @@ def masking_layer_cases() -> Iterator[Case]:
                                 batch, steps, option, right_padded_mask, mask_source="masking")
 
 
+# option name -> (spec maker from the plain layer, mask maker): masks an Embedding(mask_zero=True) gives.
+EMBEDDING_OPTIONS: dict[str, tuple[Callable[[LayerSpec], AnySpec], Callable]] = {
+    "embedding_right": (lambda layer: layer, right_padded_mask),
+    "embedding_holes": (lambda layer: layer, mask_with_holes),
+    "bidi_concat_embedding_right": (lambda layer: BidirectionalSpec(layer, "concat"), right_padded_mask),
+}
+
+
+def embedding_cases() -> Iterator[Case]:
+    """Masks from an ``Embedding(mask_zero=True)`` ahead of the layer (right-padded, with holes,
+    and ahead of a Bidirectional): the model reads int tokens, 0 at the masked steps. What
+    exporters must translate (a Gather and the mask it implies); other frameworks read
+    ``embeddings[tokens]`` as ``case.x`` and the mask as ``case.mask``."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            layer = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state)
+            for option, (spec_of, mask) in EMBEDDING_OPTIONS.items():
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option), spec_of(layer), "random",
+                                batch, steps, option, mask, mask_source="embedding")
+
+
+# option name -> (LayerSpec overrides, reset_states between the calls)
+STATEFUL_OPTIONS = {
+    "stateful": ({}, False),
+    "stateful_go_backwards": ({"go_backwards": True}, False),
+    "stateful_reset": ({}, True),
+}
+EARLIER_STEPS = 4  # the earlier call's length: not the later one's, so the two cannot be mixed up
+
+
+def stateful_cases() -> Iterator[Case]:
+    """``stateful=True``: a call on ``earlier_x`` (4 steps), then the case's call (5 steps) from the
+    state the first left; with ``reset_states()`` between them, from zeros again."""
+    batch, steps = 3, 5
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            for option, (overrides, reset) in STATEFUL_OPTIONS.items():
+                spec = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state, stateful=True, **overrides)
+                yield make_case(_id(cell, seq, state, "random", batch, steps, option), spec, "random", batch, steps,
+                                option, earlier_steps=EARLIER_STEPS, reset_states=reset)
+
+
 FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases, whole_range_cases,
-            same_size_cases, masking_layer_cases)
+            same_size_cases, masking_layer_cases, embedding_cases, stateful_cases)
 
 
 def build_cases() -> list[Case]:

@@ -25,6 +25,8 @@ STATE_NAMES = {"simple_rnn": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
 KERAS_CLASS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 # LayerSpec's inference-invariant arguments and their defaults (LayerSpec's doc).
 INFERENCE_INVARIANT = {"unroll": False, "dropout": 0.0, "recurrent_dropout": 0.0}
+# Arguments written by to_dict only when set (a spec without them reads as it did before they existed).
+OMITTED_AT_DEFAULT = {**INFERENCE_INVARIANT, "stateful": False}
 
 
 def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
@@ -45,6 +47,10 @@ class LayerSpec:
     instead of a loop, dropout masks that exist only in training), never the
     answer of an inference call, so the oracle ignores them and a case with
     them must give the plain layer's numbers.
+
+    ``stateful`` carries the final state of one call into the next (SPEC.md §3): a
+    case with it holds the earlier call's input (``Case.earlier_x``), and the answer
+    is the later call's list.
     """
 
     cell: str
@@ -60,6 +66,7 @@ class LayerSpec:
     unroll: bool = False
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    stateful: bool = False
 
     def __post_init__(self) -> None:
         _require(self.cell in CELLS, "cell", self.cell, f"one of {CELLS}")
@@ -71,7 +78,7 @@ class LayerSpec:
             value = getattr(self, field)
             _require(value in ACTIVATIONS, field, value, f"one of {ACTIVATIONS}")
         for field in ("return_sequences", "return_state", "go_backwards", "use_bias",
-                      "reset_after", "zero_output_for_mask", "unroll"):
+                      "reset_after", "zero_output_for_mask", "unroll", "stateful"):
             value = getattr(self, field)
             _require(isinstance(value, bool), field, value, "True or False")
         for field in ("dropout", "recurrent_dropout"):
@@ -119,10 +126,10 @@ class LayerSpec:
                 if getattr(self, name) != INFERENCE_INVARIANT[name]}
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, but the inference-invariant ones only when set: a spec without them
-        reads (and hashes in the fixtures manifest) as it did before they existed."""
+        """Every field, but the inference-invariant ones and ``stateful`` only when set: a spec
+        without them reads (and hashes in the fixtures manifest) as it did before they existed."""
         data = dataclasses.asdict(self)
-        for name, default in INFERENCE_INVARIANT.items():
+        for name, default in OMITTED_AT_DEFAULT.items():
             if data[name] == default:
                 del data[name]
         return {"kind": self.kind, **data}

@@ -120,18 +120,30 @@ __all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outpu
 
 def _case_arguments(case) -> tuple:
     x = case.x if case.decoder_x is None else (case.x, case.decoder_x)
+    if carries_state(case):
+        x = semantics.one_call_input(case.spec, case.earlier_x, case.x)
     weights = case.weights["layer"] if isinstance(case.spec, LayerSpec) else case.weights
     return case.spec, weights, x, case.initial_state, case.mask
 
 
+def carries_state(case) -> bool:
+    """Whether the case's call starts from the state an earlier call left (a stateful layer, no reset)."""
+    return case.earlier_x is not None and not case.reset_states
+
+
+def _case_outputs(case, outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs of the call on ``_case_arguments`` as the case's own call's list."""
+    return semantics.later_call_outputs(case.spec, outputs, case.timesteps) if carries_state(case) else outputs
+
+
 def expected_outputs(case) -> list[np.ndarray]:
     """The float64 oracle's answer for a ``conformance.matrix.case.Case`` (whatever case.dtype)."""
-    return forward(*_case_arguments(case))
+    return _case_outputs(case, forward(*_case_arguments(case)))
 
 
 def exact_expected_outputs(case) -> list[np.ndarray]:
     """The correctly rounded answer for a ``Case``: what the golden fixtures store."""
-    return exact_forward(*_case_arguments(case))
+    return _case_outputs(case, exact_forward(*_case_arguments(case)))
 
 
 RANGE_STEP = 0.1  # the recorded range is rounded outward to this

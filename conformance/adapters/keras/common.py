@@ -65,6 +65,7 @@ def layer_kwargs(layer: LayerSpec, activation: ActivationArg, dtype: str) -> dic
         "unroll": layer.unroll,
         "dropout": layer.dropout,
         "recurrent_dropout": layer.recurrent_dropout,
+        "stateful": layer.stateful,
         "dtype": dtype,
         # Every weight is replaced by set_weights; zeros skip the orthogonal
         # initializer's QR, which costs seconds per new shape on JAX.
@@ -114,36 +115,50 @@ class Structure:
     # Keras unrolls only over a defined time dimension, so such a model is built per length.
     timesteps: int | None = None
     decoder_timesteps: int | None = None
-    # How the mask reaches the layers (``Case.mask_source``): an Input passed as mask=, or a
-    # Masking layer on x (no mask Input; Keras propagates the mask it derives).
+    # How the mask reaches the layers (``Case.mask_source``): an Input passed as mask=, a
+    # Masking layer on x, or an Embedding(mask_zero=True) on int tokens (the model's first
+    # Input then; no mask Input in either: Keras propagates the mask the layer derives).
     mask_source: str = "argument"
+    vocabulary: int | None = None  # the Embedding's input_dim, with mask_source "embedding"
+    # The batch size where a layer is stateful: Keras keeps its state in variables of that batch.
+    batch: int | None = None
 
     @property
     def mask_input(self) -> bool:
         """Whether the model takes the mask as an input of its own."""
         return self.has_mask and self.mask_source == "argument"
 
+    @property
+    def stateful(self) -> bool:
+        return self.batch is not None
+
     @classmethod
     def of(cls, case: Case, device: str) -> Structure:
         decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
-        unrolls = any(layer.unroll for layer in case.spec.sublayers().values())
+        layers = case.spec.sublayers().values()
+        unrolls = any(layer.unroll for layer in layers)
         timesteps = case.timesteps if unrolls else None
         decoder_timesteps = int(case.decoder_x.shape[1]) if unrolls and case.decoder_x is not None else None
+        vocabulary = None if case.embeddings is None else int(case.embeddings.shape[0])
+        batch = case.batch if any(layer.stateful for layer in layers) else None
         return cls(case.spec, case.features, decoder_features, case.dtype, case.mask is not None,
-                   case.initial_state is not None, device, timesteps, decoder_timesteps, case.mask_source)
+                   case.initial_state is not None, device, timesteps, decoder_timesteps, case.mask_source,
+                   vocabulary, batch)
 
     def key(self) -> tuple:
         return (self.spec, self.features, self.decoder_features, self.dtype, self.has_mask,
-                self.has_initial_state, self.device, self.timesteps, self.decoder_timesteps, self.mask_source)
+                self.has_initial_state, self.device, self.timesteps, self.decoder_timesteps, self.mask_source,
+                self.vocabulary, self.batch)
 
 
 @dataclass
 class BuiltModel:
-    """A callable built once per structure, and the RNN layers holding its weights.
+    """A callable built once per structure, and the layers holding its weights.
 
     ``apply(inputs)`` maps ``model_inputs(case)`` (as tensors) to the raw Keras
     result; it is a functional ``Model`` (``model``) or, for eager use, a plain
-    function over the layers. ``layers`` maps sub-layer names to RNN layers.
+    function over the layers. ``layers`` maps sub-layer names to RNN layers, and
+    ``"embedding"`` to the Embedding where the mask comes from one (``keras_weights``).
     """
 
     apply: Callable[[list[Any]], Any]
@@ -172,18 +187,18 @@ def make_layers(module: Any, structure: Structure, activation: ActivationArg) ->
     return (layers["layer"] if isinstance(spec, LayerSpec) else layers), layers
 
 
-def apply_layers(structure: Structure, top: Any, inputs: list[Any], masking: Any = None) -> Any:
+def apply_layers(structure: Structure, top: Any, inputs: list[Any], source: Any = None) -> Any:
     """Call the layers on ``inputs`` (``model_inputs`` order), symbolic or eager alike.
 
     A mask Input is passed to every stacked layer explicitly (the first also gets
-    the initial state); a ``masking`` layer instead goes on x first, and Keras
-    propagates its mask through the stack. The encoder's states become the
-    decoder's ``initial_state``.
+    the initial state); a ``source`` layer (``mask_source_layer``) instead goes on
+    the first input first, and Keras propagates its mask through the stack. The
+    encoder's states become the decoder's ``initial_state``.
     """
     spec, rest = structure.spec, list(inputs)
     x = rest.pop(0)
-    if masking is not None:
-        x = masking(x)
+    if source is not None:
+        x = source(x)
     first_kwargs: dict[str, Any] = {}
     if structure.mask_input:
         first_kwargs["mask"] = rest.pop(0)
@@ -207,7 +222,13 @@ def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
     """``Input``s in ``model_inputs`` order; the batch axis left free, the time axis too unless a
     layer unrolls (``Structure.timesteps``)."""
     dtype = structure.dtype
-    inputs = [module.Input(shape=(structure.timesteps, structure.features), dtype=dtype, name="x")]
+    # batch_size: a stateful layer needs it fixed (its state variables have that batch).
+    if structure.mask_source == "embedding":
+        inputs = [module.Input(shape=(structure.timesteps,), batch_size=structure.batch, dtype="int32",
+                               name="tokens")]
+    else:
+        inputs = [module.Input(shape=(structure.timesteps, structure.features), batch_size=structure.batch,
+                               dtype=dtype, name="x")]
     if structure.mask_input:
         inputs.append(module.Input(shape=(structure.timesteps,), dtype="bool", name="mask"))
     if structure.has_initial_state:
@@ -223,8 +244,9 @@ def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
 def build_model(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
     """A functional ``Model`` from ``model_inputs`` to the Keras output list."""
     top, layers = make_layers(module, structure, activation)
+    source = mask_source_layer(module, structure, layers)
     inputs = symbolic_inputs(module, structure)
-    outputs = apply_layers(structure, top, inputs, masking_layer(module, structure))
+    outputs = apply_layers(structure, top, inputs, source)
     model = module.Model(inputs=inputs, outputs=output_list(outputs))
     return BuiltModel(apply=model, layers=layers, model=model)
 
@@ -232,21 +254,28 @@ def build_model(module: Any, structure: Structure, activation: ActivationArg) ->
 def build_eager(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
     """The same layers, called eagerly; they build their weights on the first call."""
     top, layers = make_layers(module, structure, activation)
-    masking = masking_layer(module, structure)
-    return BuiltModel(apply=lambda inputs: apply_layers(structure, top, inputs, masking), layers=layers)
+    source = mask_source_layer(module, structure, layers)
+    return BuiltModel(apply=lambda inputs: apply_layers(structure, top, inputs, source), layers=layers)
 
 
-def masking_layer(module: Any, structure: Structure) -> Any:
-    """``Masking(mask_value=MASK_VALUE)`` where the case's mask comes from one, else None."""
-    if structure.mask_source != "masking":
-        return None
-    return module.layers.Masking(mask_value=MASK_VALUE, dtype=structure.dtype)
+def mask_source_layer(module: Any, structure: Structure, layers: dict[str, Any]) -> Any:
+    """The layer the case's mask comes from, ahead of the recurrent ones, else None:
+    ``Masking(mask_value=MASK_VALUE)``, or ``Embedding(mask_zero=True)``, which joins ``layers``
+    (its table is a weight, swapped in per case like the others)."""
+    if structure.mask_source == "masking":
+        return module.layers.Masking(mask_value=MASK_VALUE, dtype=structure.dtype)
+    if structure.mask_source == "embedding":
+        layers["embedding"] = module.layers.Embedding(structure.vocabulary, structure.features, mask_zero=True,
+                                                      embeddings_initializer="zeros", dtype=structure.dtype,
+                                                      name="embedding")
+        return layers["embedding"]
+    return None
 
 
 def model_inputs(case: Case) -> list[np.ndarray]:
-    """The case's arrays in ``build_model``'s input order: x, mask (unless a Masking layer
-    derives it), states, decoder_x."""
-    arrays = [case.x]
+    """The case's arrays in ``build_model``'s input order: x (the tokens, where an Embedding
+    gives x), mask (unless a Masking or Embedding layer derives it), states, decoder_x."""
+    arrays = [case.tokens if case.mask_source == "embedding" else case.x]
     if case.mask is not None and case.mask_source == "argument":
         arrays.append(case.mask)
     if case.initial_state is not None:
@@ -256,10 +285,31 @@ def model_inputs(case: Case) -> list[np.ndarray]:
     return arrays
 
 
+def earlier_inputs(case: Case) -> list[np.ndarray]:
+    """A stateful case's earlier call, in ``model_inputs`` order (such cases take x alone)."""
+    return [case.earlier_x]
+
+
+def keras_weights(case: Case) -> dict[str, list[np.ndarray]]:
+    """The case's weights as each of ``BuiltModel.layers`` takes them in ``set_weights``:
+    Keras layout is the fixtures' layout, so no conversion."""
+    weights = {name: weight_list(layer, case.weights[name]) for name, layer in case.spec.sublayers().items()}
+    if case.embeddings is not None:
+        weights["embedding"] = [case.embeddings]
+    return weights
+
+
 def set_case_weights(built: BuiltModel, case: Case) -> None:
-    """Swap the case's weights in (Keras layout is the fixtures' layout: no conversion)."""
-    for name, layer in case.spec.sublayers().items():
-        built.layers[name].set_weights(weight_list(layer, case.weights[name]))
+    """Swap the case's weights in."""
+    for name, arrays in keras_weights(case).items():
+        built.layers[name].set_weights(arrays)
+
+
+def reset_states(built: BuiltModel) -> None:
+    """``reset_states()`` on every stateful layer (both Keras have it): its state back to zeros."""
+    for layer in built.layers.values():
+        if getattr(layer, "stateful", False):
+            layer.reset_states()
 
 
 def mask_reaching(spec: AnySpec, name: str, mask: np.ndarray | None) -> np.ndarray | None:
@@ -347,7 +397,10 @@ class KerasModels:
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         with self.call.scope(case.dtype, device):
-            forward = self.call.forward(self._prepared(case, device), model_inputs(case))
+            built = self._prepared(case, device)
+            if case.earlier_x is not None:
+                self._earlier_call(built, case)
+            forward = self.call.forward(built, model_inputs(case))
             outputs = [self.call.to_numpy(t) for t in output_list(forward())]
         self._info = summarize_kernels({name: self.call.kernel(layer, device, mask_reaching(case.spec, name, case.mask))
                                         for name, layer in case.spec.sublayers().items()})
@@ -377,6 +430,14 @@ class KerasModels:
         when an activation had no built-in and ran as a user-written callable, and
         ``precision``: the reduced-precision switch set, where one was."""
         return dict(self._info)
+
+    def _earlier_call(self, built: BuiltModel, case: Case) -> None:
+        """A stateful case's first call, from zeros (a cached model holds the last case's state),
+        and ``reset_states()`` after it where the case asks for it."""
+        reset_states(built)
+        output_list(self.call.forward(built, earlier_inputs(case))())
+        if case.reset_states:
+            reset_states(built)
 
     def _prepared(self, case: Case, device: str) -> BuiltModel:
         """The structure's model (built once, cached) holding ``case``'s weights; call inside ``scope``."""

@@ -59,13 +59,13 @@ from conformance.adapters.keras.common import (
     build_model,
     cudnn_args_ok,
     cudnn_mask_ok,
+    keras_weights,
     set_case_weights,
     tensorflow_call,
     tensorflow_gpu_name,
     tensorflow_precision_setting,
     tensorflow_sees_gpu,
     tensorflow_tf32_rule,
-    weight_list,
 )
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
@@ -269,23 +269,29 @@ class JaxBackend:
         variables would cost a device transfer per weight, for values the call never reads)."""
         if built.compiled is None:
             built.compiled = JaxCall.of(built)
-        built.compiled.weights = {name: weight_list(layer, case.weights[name])
-                                  for name, layer in case.spec.sublayers().items()}
+        built.compiled.weights = keras_weights(case)
 
     def call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments."""
+        """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments.
+        The float inputs travel packed with the weights; a bool mask and int tokens on their own."""
         import jax
         import jax.numpy as jnp
 
         held: JaxCall = built.compiled
-        mask_at = next((n for n, a in enumerate(inputs) if a.dtype == bool), None)
-        floats = [a for n, a in enumerate(inputs) if n != mask_at]
+        apart = tuple(n for n, a in enumerate(inputs) if a.dtype.kind != "f")
+        floats = [a for n, a in enumerate(inputs) if n not in apart]
         trainable = [held.weights[name][k] for name, k in held.order]
-        packed, layout = xla.pack([trainable, floats], inputs[0].dtype.name)
+        packed, layout = xla.pack([trainable, floats], trainable[0].dtype.name)
         # jnp.asarray, as keras.ops.convert_to_tensor does: on the device keras.device chose.
         packed = jnp.asarray(packed)
-        mask = None if mask_at is None else jnp.asarray(inputs[mask_at])
-        return lambda: jax.block_until_ready(held.jitted(packed, mask, held.non_trainable, layout, mask_at))
+        others = [jnp.asarray(inputs[n]) for n in apart]
+
+        def call() -> Any:
+            outputs, non_trainable = held.jitted(packed, others, held.state(), layout, apart)
+            held.keep(non_trainable)
+            return jax.block_until_ready(outputs)
+
+        return call
 
     def compilations(self) -> int | None:
         return xla.compilations()
@@ -377,13 +383,18 @@ class JaxCall:
     """One model's jitted ``stateless_call`` (``BuiltModel.compiled`` on JAX), and the weights
     ``set_weights`` holds for the next call.
 
-    ``order``: ``model.trainable_variables`` as (sub-layer, index in its ``weight_list``);
-    ``non_trainable``: the seed generators' states, which an inference call never changes.
+    ``order``: ``model.trainable_variables`` as (layer name, index in its ``keras_weights``
+    list); ``non_trainable``: the seed generators' states, which an inference call never
+    changes, and a stateful layer's state, which it does: with one, each call's new values
+    are assigned back to the variables, as ``predict`` does (the JAX trainer's
+    ``jax_state_sync``), so that ``reset_states()`` and the next call see them.
     """
 
     jitted: Callable[..., Any]
     order: list[tuple[str, int]]
     non_trainable: list[Any]
+    variables: list[Any]
+    stateful: bool
     weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @classmethod
@@ -393,15 +404,26 @@ class JaxCall:
         model = built.model
         position = {id(v): (name, k) for name, layer in built.layers.items() for k, v in enumerate(layer.weights)}
 
-        def call(packed, mask, non_trainable, layout: xla.Layout, mask_at: int | None):
+        def call(packed, others, non_trainable, layout: xla.Layout, apart: tuple[int, ...]):
             trainable, inputs = xla.unpack(packed, layout)
-            if mask_at is not None:
-                inputs.insert(mask_at, mask)
-            return model.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+            for n, array in zip(apart, others):
+                inputs.insert(n, array)
+            return model.stateless_call(trainable, non_trainable, inputs, training=False)
 
-        return cls(jax.jit(call, static_argnames=("layout", "mask_at")),
+        stateful = any(getattr(layer, "stateful", False) for layer in built.layers.values())
+        return cls(jax.jit(call, static_argnames=("layout", "apart")),
                    [position[id(v)] for v in model.trainable_variables],
-                   [v.value for v in model.non_trainable_variables])
+                   [v.value for v in model.non_trainable_variables], list(model.non_trainable_variables), stateful)
+
+    def state(self) -> list[Any]:
+        """The non-trainable values the next call starts from."""
+        return [v.value for v in self.variables] if self.stateful else self.non_trainable
+
+    def keep(self, non_trainable: list[Any]) -> None:
+        """A call's new non-trainable values into the variables, where a layer is stateful."""
+        if self.stateful:
+            for variable, value in zip(self.variables, non_trainable):
+                variable.assign(value)
 
 
 def keras_tensors(inputs: list[np.ndarray]) -> list[Any]:

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from conformance.adapters.caches import cached_file, read_or_make
-from conformance.adapters.contract import Adapter, missing_module_reason
-from conformance.adapters.keras.common import Structure, model_inputs, weight_list
+from conformance.adapters.contract import Adapter, missing_module_reason, stateful_reason
+from conformance.adapters.keras.common import Structure, keras_weights, model_inputs
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.matrix.case import Case
@@ -68,18 +68,14 @@ def probe_weights(case: Case) -> dict[str, list[np.ndarray]]:
     """Distinct random values in each weight's shape (Keras order), from a fixed seed."""
     rng = np.random.default_rng(20240229)
     probes = {}
-    for name, layer in case.spec.sublayers().items():
-        shapes = [w.shape for w in weight_list(layer, case.weights[name])]
+    for name, arrays in keras_weights(case).items():
+        shapes = [w.shape for w in arrays]
         probes[name] = [(rng.uniform(0.05, 0.45, size=s) * rng.choice([-1.0, 1.0], size=s)).astype(case.dtype)
                         for s in shapes]
     flat = np.concatenate([a.ravel() for arrays in probes.values() for a in arrays])
     if len(np.unique(flat)) != flat.size:
         raise LocateError("probe weights are not distinct")
     return probes
-
-
-def case_weights(case: Case) -> dict[str, list[np.ndarray]]:
-    return {name: weight_list(layer, case.weights[name]) for name, layer in case.spec.sublayers().items()}
 
 
 def flat_weights(weights: dict[str, list[np.ndarray]]) -> np.ndarray:
@@ -179,7 +175,7 @@ def cache_path(structure: Structure, versions: dict[str, str]) -> Path | None:
     s = structure
     return cached_file("onnx-keras", [CACHE_FORMAT, versions, s.spec.to_dict(), s.features, s.decoder_features,
                                       s.dtype, s.has_mask, s.has_initial_state, s.timesteps, s.decoder_timesteps,
-                                      s.mask_source],
+                                      s.mask_source] + ([s.vocabulary] if s.vocabulary else []),
                        ".onnx")
 
 
@@ -201,7 +197,7 @@ class Exported:
 
 def input_feeds(structure: Structure, case: Case) -> dict[str, np.ndarray]:
     """The case's arrays by the names of ``build_model``'s Inputs (kept by the export)."""
-    names = ["x"] + (["mask"] if structure.mask_input else [])
+    names = ["tokens" if structure.mask_source == "embedding" else "x"] + (["mask"] if structure.mask_input else [])
     names += [f"state_{n}" for n in range(len(case.initial_state or ()))]
     names += ["decoder_x"] if case.decoder_x is not None else []
     return dict(zip(names, model_inputs(case)))
@@ -245,6 +241,9 @@ class OnnxKerasAdapter(Adapter):
     def last_run_info(self) -> dict:
         return dict(self._info)
 
+    def supports(self, case: Case) -> str | None:
+        return stateful_reason(case, "an ONNX graph (what the export gives)")
+
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         reason = self.available()
         if reason:
@@ -254,7 +253,7 @@ class OnnxKerasAdapter(Adapter):
         exported = self._exported(structure, case)
         feeds = input_feeds(structure, case)
         if exported.model_bytes is None:
-            data, caught = export_onnx(structure, case_weights(case), case)
+            data, caught = export_onnx(structure, keras_weights(case), case)
             self._exported_in_run += 1
             session = onnx_runtime.make_session(data, device)
             exported.warnings = caught
@@ -262,7 +261,7 @@ class OnnxKerasAdapter(Adapter):
             session = exported.sessions.get(device)
             if session is None:
                 session = exported.sessions[device] = onnx_runtime.make_session(exported.model_bytes, device)
-            flat = flat_weights(case_weights(case))
+            flat = flat_weights(keras_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
         self._info = {"export": exported.how, "compilations": self._exported_in_run, "onnx_ops": exported.recurrent_ops,
                       **exported.stamp,
