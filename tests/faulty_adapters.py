@@ -33,6 +33,12 @@ def _permute_gates(weights: dict[str, np.ndarray], order: list[int]) -> dict[str
     return {name: permute(value) for name, value in weights.items()}
 
 
+def _with_mask(case: Case, mask: np.ndarray | None) -> Case:
+    """The case with ``mask`` passed as mask= (whatever its source was): what a port computes
+    once it has lost or changed the mask."""
+    return dataclasses.replace(case, mask=mask, mask_source="argument", tokens=None, embeddings=None)
+
+
 def _map_layers(case: Case, change) -> Case:
     """Apply ``change(layer_spec, weights) -> weights`` to every sub-layer's weights."""
     layers = case.spec.sublayers()
@@ -169,7 +175,7 @@ class FinalStateFromPaddedStep(FaultyAdapter):
     def corrupt_outputs(self, case, outputs):
         if case.mask is None or not case.layer.return_state or case.spec.kind != "layer":
             return outputs
-        unmasked = expected_outputs(dataclasses.replace(case, mask=None, mask_source="argument"))
+        unmasked = expected_outputs(_with_mask(case, None))
         n_states = len(case.layer.state_names)
         return outputs[:-n_states] + unmasked[-n_states:]
 
@@ -195,7 +201,8 @@ class Float16PassedOffAsFloat32(FaultyAdapter):
     def corrupt_case(self, case):
         half = (lambda a: None if a is None else np.asarray(a, np.float16).astype(np.float64))
         return dataclasses.replace(
-            case, x=half(case.x), decoder_x=half(case.decoder_x),
+            case, x=half(case.x), decoder_x=half(case.decoder_x), embeddings=half(case.embeddings),
+            earlier_x=half(case.earlier_x),
             initial_state=None if case.initial_state is None else tuple(half(s) for s in case.initial_state),
             weights={n: {k: half(v) for k, v in w.items()} for n, w in case.weights.items()})
 
@@ -289,7 +296,7 @@ class UnrolledPathDropsTheMask(FaultyAdapter):
         unrolls = any(layer.unroll for layer in case.spec.sublayers().values())
         if not unrolls or case.mask is None:
             return case
-        return dataclasses.replace(case, mask=None, mask_source="argument")
+        return _with_mask(case, None)
 
 
 class MaskingOnAnyFeature(FaultyAdapter):
@@ -303,7 +310,42 @@ class MaskingOnAnyFeature(FaultyAdapter):
     def corrupt_case(self, case):
         if case.mask_source != "masking":
             return case
-        return dataclasses.replace(case, mask=np.all(case.x != MASK_VALUE, axis=-1), mask_source="argument")
+        return _with_mask(case, np.all(case.x != MASK_VALUE, axis=-1))
+
+
+class MaskZeroLoweredAsMasking(FaultyAdapter):
+    """A converter that lowers ``Embedding(mask_zero=True)`` as a ``Masking(0.0)`` after the
+    lookup: the mask then comes from all-zero embedded vectors, and no token's row is one
+    (``cases.embedding_input``), so nothing is masked. Only Embedding-source cases notice."""
+
+    name, fault = "fault-mask-zero-as-masking", "Embedding(mask_zero=True) lowered as Masking(0.0) on the vectors"
+    caught_only_by = "embedding"
+
+    def corrupt_case(self, case):
+        if case.mask_source != "embedding":
+            return case
+        return _with_mask(case, np.any(case.x != MASK_VALUE, axis=-1))
+
+
+class StatefulStateNotCarried(FaultyAdapter):
+    """A port that runs a stateful layer as a stateless one: every call starts from zeros (what
+    keras-jax's predict does, FINDINGS)."""
+
+    name, fault = "fault-stateful-state-dropped", "stateful=True ignored: every call starts from zeros"
+    caught_only_by = "stateful"
+
+    def corrupt_case(self, case):
+        return case if case.earlier_x is None else dataclasses.replace(case, reset_states=True)
+
+
+class ResetStatesIgnored(FaultyAdapter):
+    """A port whose ``reset_states()`` leaves the carried state in place."""
+
+    name, fault = "fault-reset-states-ignored", "reset_states() keeps the carried state"
+    caught_only_by = "stateful_reset"
+
+    def corrupt_case(self, case):
+        return dataclasses.replace(case, reset_states=False) if case.reset_states else case
 
 
 def _shift_forget_bias(case: Case, shift) -> Case:
@@ -331,7 +373,8 @@ FAULTS = [LstmGatesInOnnxOrder, GruZAndRSwapped, GruResetBeforeWithResetAfterWei
           ForgetBiasTwice, GruRecurrentBiasDropped, LstmStatesAsCThenH, LstmCellStateMissing, ExtraOutput,
           GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32,
           HardSigmoidWithoutClamp, ActivationArgumentsClippedAtThree, InputLayoutGuessedFromShape,
-          DropoutAppliedAtInference, UnrolledPathDropsTheMask, MaskingOnAnyFeature]
+          DropoutAppliedAtInference, UnrolledPathDropsTheMask, MaskingOnAnyFeature, MaskZeroLoweredAsMasking,
+          StatefulStateNotCarried, ResetStatesIgnored]
 
 
 # --- adapters that break the process itself (for the supervisor tests) -----------------------

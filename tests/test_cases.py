@@ -11,7 +11,7 @@ import pytest
 from conformance.matrix.cases import build_cases
 from conformance.matrix.spec import CELLS, LayerSpec
 from conformance.matrix.weights import per_gate_weights
-from conformance.reference import preactivation_ranges
+from conformance.reference import expected_outputs, forward, preactivation_ranges
 
 CASES = build_cases()
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -178,7 +178,7 @@ def test_per_gate_constants_differ_between_gates_so_a_permutation_shows():
 def _arrays(case) -> list[np.ndarray]:
     """Every number a case feeds an adapter: inputs, states and weights."""
     weights = [value for layer in case.weights.values() for value in layer.values()]
-    optional = [case.decoder_x, *(case.initial_state or ())]
+    optional = [case.decoder_x, case.embeddings, case.earlier_x, *(case.initial_state or ())]
     return [case.x, *weights, *(a for a in optional if a is not None)]
 
 
@@ -218,5 +218,72 @@ def test_a_masking_case_whose_x_would_not_give_its_mask_is_refused():
     case = MASKING[0]
     with pytest.raises(ValueError, match="Masking layer would not derive its mask"):
         dataclasses.replace(case, x=case.x + 1.0)
-    with pytest.raises(ValueError, match="mask_source='embedding' is not allowed"):
+    with pytest.raises(ValueError, match="mask_source='token' is not allowed"):
+        dataclasses.replace(case, mask_source="token")
+    with pytest.raises(ValueError, match="tokens and embeddings go with mask_source='embedding'"):
         dataclasses.replace(case, mask_source="embedding")
+
+
+EMBEDDING = [c for c in CASES if c.mask_source == "embedding"]
+
+
+def test_the_embedding_family_covers_every_cell_and_flag_for_each_of_its_masks():
+    for option in ("embedding_right", "embedding_holes", "bidi_concat_embedding_right"):
+        cases = [c for c in EMBEDDING if c.option == option]
+        assert combos(cases) == {(cell, s, r) for cell in CELLS for s in (0, 1) for r in (0, 1)}, option
+
+
+@pytest.mark.parametrize("case", EMBEDDING, ids=lambda c: c.id)
+def test_an_embedding_with_mask_zero_gives_exactly_the_case_x_and_mask(case):
+    """Embedding(mask_zero=True) looks each token up and masks the steps whose token is 0; row 0
+    of the table is no zero vector, so a port that ignores the mask (or derives it from zero
+    vectors, as Masking would) computes on it."""
+    assert case.tokens.dtype == np.int32 and case.tokens.shape == case.mask.shape
+    np.testing.assert_array_equal(case.embeddings[case.tokens], case.x)
+    np.testing.assert_array_equal(case.tokens != 0, case.mask)
+    assert (case.embeddings[0] != 0).all() and not case.mask.all()
+
+
+def test_an_embedding_case_whose_tokens_would_not_give_its_x_or_mask_is_refused():
+    case = EMBEDDING[0]
+    with pytest.raises(ValueError, match="Embedding.mask_zero=True. would not give x and mask"):
+        dataclasses.replace(case, tokens=np.where(case.mask, 0, case.tokens).astype(np.int32))
+    with pytest.raises(ValueError, match="would not give x and mask"):
+        dataclasses.replace(case, x=case.x + 1.0)
+
+
+STATEFUL = [c for c in CASES if c.earlier_x is not None]
+
+
+def test_the_stateful_family_covers_every_cell_and_flag_carried_reversed_and_reset():
+    for option in ("stateful", "stateful_go_backwards", "stateful_reset"):
+        cases = [c for c in STATEFUL if c.option == option]
+        assert combos(cases) == {(cell, s, r) for cell in CELLS for s in (0, 1) for r in (0, 1)}, option
+        assert all(c.layer.stateful and c.reset_states == (option == "stateful_reset") for c in cases)
+        assert all(c.earlier_x.shape[1] != c.timesteps for c in cases)  # the two calls cannot be mixed up
+
+
+@pytest.mark.parametrize("case", STATEFUL, ids=lambda c: c.id)
+def test_a_stateful_answer_is_the_second_call_from_the_state_the_first_left(case):
+    """Derived with the oracle's plain call, twice: the first call's final states are the second
+    call's initial state (zeros after reset_states), which is what stateful=True means."""
+    plain = dataclasses.replace(case.layer, stateful=False)
+    first = forward(dataclasses.replace(plain, return_state=True), case.weights["layer"], case.earlier_x)
+    states = None if case.reset_states else first[1:]
+    second = forward(plain, case.weights["layer"], case.x, initial_state=states)
+    expected = expected_outputs(case)
+    assert len(second) == len(expected)
+    for got, want in zip(second, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    if not case.reset_states:  # and the state did matter
+        fresh = forward(plain, case.weights["layer"], case.x)
+        assert np.abs(fresh[-1] - expected[-1]).max() > 1e-3
+
+
+def test_stateful_cases_need_their_earlier_call_and_only_they_have_one():
+    case = STATEFUL[0]
+    with pytest.raises(ValueError, match="earlier_x .and reset_states. go with a stateful layer"):
+        dataclasses.replace(case, earlier_x=None)
+    plain = next(c for c in CASES if c.earlier_x is None)
+    with pytest.raises(ValueError, match="go with a stateful layer"):
+        dataclasses.replace(plain, reset_states=True)

@@ -9,7 +9,11 @@ layers with whichever Keras 3 backend this process has (tensorflow unless
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +321,22 @@ def test_tf_keras_propagates_a_masking_layers_mask_beside_initial_state():
     masked_x = tf_keras.layers.Masking(mask_value=0.0)(tf.constant(case.x))
     got = gru(masked_x, initial_state=[tf.constant(case.initial_state[0])])
     np.testing.assert_allclose(np.asarray(got), expected_outputs(case)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_keras_3_predict_carries_a_stateful_layers_state_on_every_backend_but_jax(backend):
+    """FINDINGS: Keras 3 keeps a stateful RNN's state in variables the model does not track
+    (rnn.py ``_create_state_variables`` under ``no_automatic_dependency_tracking``); JAX's
+    predict is a ``stateless_call`` that drops their update, so every predict starts from zeros.
+    Eager calls carry the state on every backend, predict on TensorFlow and torch too."""
+    pytest.importorskip(backend)
+    pytest.importorskip("keras")
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-m", "tests.stateful_probe"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["backend"] == backend and not seen["state_tracked"]
+    assert seen["eager"]["carried"] < 1e-5 < 1e-2 < seen["eager"]["from_zeros"]
+    carried, lost = ("from_zeros", "carried") if backend == "jax" else ("carried", "from_zeros")
+    assert seen["predict"][carried] < 1e-5 and seen["predict"][lost] > 1e-2
