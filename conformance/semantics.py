@@ -271,6 +271,19 @@ def later_call_outputs(spec: AnySpec, outputs: list[np.ndarray], timesteps: int)
     return [outputs[0][:, -timesteps:], *outputs[1:]]
 
 
+def stateful_reason(case, keeps_no_state: str) -> str | None:
+    """Why a framework without stateful layers cannot run ``case`` (``keeps_no_state`` names what
+    it has, e.g. "torch.nn.LSTM"), or None where no layer of the case is stateful. Passing the
+    final state back by hand would be the adapter computing the carry, and is what the
+    initial_state cases test already."""
+    stateful = [layer for layer in case.spec.sublayers().values() if layer.stateful]
+    if not stateful:
+        return None
+    return (f"{stateful[0].keras_class}(stateful=True): {keeps_no_state} keeps no state between calls (a port "
+            "passes the final state back as the next call's initial state, as the initial_state cases do)")
+
+
 __all__ = ["LayerRun", "MERGES", "first_layer", "flip_valid_prefix", "input_widths", "keras_sublayers", "last_output",
            "masked_output_layers", "masked_sublayers", "merge", "output_layers", "output_list", "processing_order",
-           "right_padded_lengths", "route", "split_initial_state", "one_call_input", "later_call_outputs"]
+           "right_padded_lengths", "route", "split_initial_state", "one_call_input", "later_call_outputs",
+           "stateful_reason"]

@@ -35,7 +35,7 @@ An adapter converts *conventions* (transposes, gate reorders, bias splits, a
 time flip, list assembly); it never computes values the framework didn't.
 A case whose layer is ``stateful`` (``case.earlier_x``: a call before this one
 on the same layer) asks for the framework's own stateful layer; a framework
-without one answers ``stateful_reason`` from ``supports``.
+without one answers ``semantics.stateful_reason`` from ``supports``.
 Framework imports belong inside methods, so listing adapters imports nothing.
 """
 
@@ -227,14 +227,3 @@ def missing_module_reason(*modules: str) -> str | None:
             return f"{module} does not import: {type(exc).__name__}: {exc}".splitlines()[0]
     return None
 
-
-def stateful_reason(case: Case, keeps_no_state: str) -> str | None:
-    """Why a framework without stateful layers cannot run ``case`` (``keeps_no_state`` names what
-    it has, e.g. "torch.nn.LSTM"), or None where no layer of the case is stateful. Passing the
-    final state back by hand would be the adapter computing the carry, and is what the
-    initial_state cases test already."""
-    stateful = [layer for layer in case.spec.sublayers().values() if layer.stateful]
-    if not stateful:
-        return None
-    return (f"{stateful[0].keras_class}(stateful=True): {keeps_no_state} keeps no state between calls (a port "
-            "passes the final state back as the next call's initial state, as the initial_state cases do)")

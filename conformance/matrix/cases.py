@@ -97,7 +97,8 @@ def make_case(case_id: str, spec: AnySpec, scheme: str, batch: int, steps: int,
         x = embeddings[tokens]
     earlier_x = None
     if earlier_steps is not None:
-        earlier_x = as_float32_values(uniform(rng_for(case_id + "/earlier"), -1.0, 1.0, (batch, earlier_steps, features)))
+        earlier = uniform(rng_for(case_id + "/earlier"), -1.0, 1.0, (batch, earlier_steps, features))
+        earlier_x = as_float32_values(earlier)
     weights = {name: make_weights(layer, _layer_input_width(spec, name, features), scheme, rng)
                for name, layer in _spec_layers(spec).items()}
     decoder_x = None

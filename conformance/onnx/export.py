@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.contract import stateful_reason
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.onnx.graph import Graph
@@ -51,7 +50,7 @@ class NotExpressible(ValueError):
 
 def not_expressible(case: Case) -> str | None:
     """Why ONNX's recurrent operators cannot express ``case``, or None: a property of ONNX, not of a runtime."""
-    reason = stateful_reason(case, "an ONNX graph")
+    reason = semantics.stateful_reason(case, "an ONNX graph")
     if reason:
         return reason
     for layer in case.spec.sublayers().values():

@@ -39,7 +39,7 @@ import numpy as np
 
 from conformance import semantics
 from conformance.adapters import xla
-from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed, stateful_reason
+from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.flax import mapping as mapping
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, LayerSpec
@@ -91,7 +91,7 @@ class FlaxAdapter(Adapter):
         return dict(self._info)
 
     def supports(self, case: Case) -> str | None:
-        reason = stateful_reason(case, "flax.nnx.RNN")
+        reason = semantics.stateful_reason(case, "flax.nnx.RNN")
         if reason:
             return reason
         for name, layer in case.spec.sublayers().items():

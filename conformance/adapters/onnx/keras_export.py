@@ -44,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from conformance import semantics
 from conformance.adapters.caches import cached_file, read_or_make
-from conformance.adapters.contract import Adapter, missing_module_reason, stateful_reason
+from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.keras.common import Structure, keras_weights, model_inputs
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.onnx import runtime as onnx_runtime
@@ -242,7 +243,7 @@ class OnnxKerasAdapter(Adapter):
         return dict(self._info)
 
     def supports(self, case: Case) -> str | None:
-        return stateful_reason(case, "an ONNX graph (what the export gives)")
+        return semantics.stateful_reason(case, "an ONNX graph (what the export gives)")
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         reason = self.available()

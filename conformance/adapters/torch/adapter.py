@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed, stateful_reason
+from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.torch.mapping import RNN_NONLINEARITY, torch_initial_states, torch_module_params
 from conformance.matrix.case import Case
 from conformance.matrix.spec import BidirectionalSpec, LayerSpec
@@ -113,7 +113,7 @@ def mask_reason(case: Case) -> str | None:
 
 
 def unsupported_reason(case: Case) -> str | None:
-    reason = stateful_reason(case, f"torch.nn.{TORCH_CLASS[case.cell]}")
+    reason = semantics.stateful_reason(case, f"torch.nn.{TORCH_CLASS[case.cell]}")
     if reason:
         return reason
     for layer in case.spec.sublayers().values():
