@@ -218,26 +218,25 @@ def apply_layers(structure: Structure, top: Any, inputs: list[Any], source: Any 
     raise TypeError(f"unknown spec type {type(spec).__name__}")
 
 
+def input_names(structure: Structure) -> list[str]:
+    """The names of ``symbolic_inputs``, in ``model_inputs`` order (an export keeps them)."""
+    names = ["tokens" if structure.mask_source == "embedding" else "x"] + (["mask"] if structure.mask_input else [])
+    names += [f"state_{n}" for n in range(state_count(structure.spec))] if structure.has_initial_state else []
+    return names + (["decoder_x"] if structure.decoder_features is not None else [])
+
+
 def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
-    """``Input``s in ``model_inputs`` order; the batch axis left free, the time axis too unless a
+    """``Input``s in ``model_inputs`` order, named by ``input_names``; the batch axis left free (fixed
+    where a layer is stateful: its state variables have that batch), the time axis too unless a
     layer unrolls (``Structure.timesteps``)."""
-    dtype = structure.dtype
-    # batch_size: a stateful layer needs it fixed (its state variables have that batch).
-    if structure.mask_source == "embedding":
-        inputs = [module.Input(shape=(structure.timesteps,), batch_size=structure.batch, dtype="int32",
-                               name="tokens")]
-    else:
-        inputs = [module.Input(shape=(structure.timesteps, structure.features), batch_size=structure.batch,
-                               dtype=dtype, name="x")]
-    if structure.mask_input:
-        inputs.append(module.Input(shape=(structure.timesteps,), dtype="bool", name="mask"))
-    if structure.has_initial_state:
-        units = first_layer(structure.spec).units
-        inputs += [module.Input(shape=(units,), dtype=dtype, name=f"state_{n}")
-                   for n in range(state_count(structure.spec))]
-    if structure.decoder_features is not None:
-        inputs.append(module.Input(shape=(structure.decoder_timesteps, structure.decoder_features), dtype=dtype,
-                                   name="decoder_x"))
+    dtype, steps, batch = structure.dtype, structure.timesteps, structure.batch
+    units = first_layer(structure.spec).units
+    shapes = {"tokens": ((steps,), "int32"), "x": ((steps, structure.features), dtype), "mask": ((steps,), "bool"),
+              "decoder_x": ((structure.decoder_timesteps, structure.decoder_features), dtype)}
+    inputs = []
+    for n, name in enumerate(input_names(structure)):
+        shape, kind = shapes.get(name, ((units,), dtype))  # the rest are states
+        inputs.append(module.Input(shape=shape, batch_size=batch if n == 0 else None, dtype=kind, name=name))
     return inputs
 
 

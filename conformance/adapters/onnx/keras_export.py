@@ -47,7 +47,7 @@ import numpy as np
 from conformance import semantics
 from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, missing_module_reason
-from conformance.adapters.keras.common import Structure, keras_weights, model_inputs
+from conformance.adapters.keras.common import Structure, input_names, keras_weights, model_inputs
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.matrix.case import Case
@@ -198,10 +198,7 @@ class Exported:
 
 def input_feeds(structure: Structure, case: Case) -> dict[str, np.ndarray]:
     """The case's arrays by the names of ``build_model``'s Inputs (kept by the export)."""
-    names = ["tokens" if structure.mask_source == "embedding" else "x"] + (["mask"] if structure.mask_input else [])
-    names += [f"state_{n}" for n in range(len(case.initial_state or ()))]
-    names += ["decoder_x"] if case.decoder_x is not None else []
-    return dict(zip(names, model_inputs(case)))
+    return dict(zip(input_names(structure), model_inputs(case)))
 
 
 class OnnxKerasAdapter(Adapter):
