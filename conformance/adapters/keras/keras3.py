@@ -384,10 +384,11 @@ class JaxCall:
     ``set_weights`` holds for the next call.
 
     ``order``: ``model.trainable_variables`` as (layer name, index in its ``keras_weights``
-    list); ``non_trainable``: the seed generators' states, which an inference call never
-    changes, and a stateful layer's state, which it does: with one, each call's new values
-    are assigned back to the variables, as ``predict`` does (the JAX trainer's
-    ``jax_state_sync``), so that ``reset_states()`` and the next call see them.
+    list); ``non_trainable``: the model's non-trainable values (the seed generators' states).
+    Where a layer is stateful, each call's new values are assigned back to the variables,
+    as ``predict`` does (the JAX trainer's ``jax_state_sync``), and the next call reads them
+    again: so this path carries exactly what ``predict`` carries. With Keras 3.15 that is not
+    the RNN's state, which the model does not track (FINDINGS 15).
     """
 
     jitted: Callable[..., Any]
