@@ -128,10 +128,6 @@ class Structure:
         """Whether the model takes the mask as an input of its own."""
         return self.has_mask and self.mask_source == "argument"
 
-    @property
-    def stateful(self) -> bool:
-        return self.batch is not None
-
     @classmethod
     def of(cls, case: Case, device: str) -> Structure:
         decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
