@@ -62,7 +62,7 @@ from conformance import __version__
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
 from conformance.adapters.contract import REDUCED_PRECISION_VARIABLE, LoadedAdapter, reduced_precision_allowed
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
-from conformance.matrix.case import Case
+from conformance.matrix.case import DTYPES, Case
 from conformance.onnx.graph import OPSET_VARIABLE as ONNX_OPSET_VARIABLE
 from conformance.results.lock import ReportDirLock
 from conformance.results.machine import machine_info, package_versions
@@ -107,7 +107,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="adapter to run (repeatable); default: every registered adapter")
     group.addoption("--device", default="all", choices=("cpu", "cuda", "all"),
                     help="device rows to produce; cuda rows without a GPU are reported as skipped")
-    group.addoption("--dtype", default="all", choices=("float32", "float64", "all"))
+    group.addoption("--dtype", default="all", choices=DTYPES + ("all",))
     group.addoption("--fixtures-dir", default=None, metavar="DIR", help="golden fixtures directory")
     group.addoption("--results-stream", default=None, metavar="FILE.jsonl",
                     help="append one JSON line per result here (default: REPORT_DIR/results.jsonl)")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from conformance.matrix.case import DTYPES
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,7 +30,7 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="run the conformance matrix and write reports")
     run.add_argument("--adapter", action="append", default=[], metavar="NAME|module:Class")
     run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
-    run.add_argument("--dtype", choices=("float32", "float64", "all"), default="all")
+    run.add_argument("--dtype", choices=DTYPES + ("all",), default="all")
     run.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
     run.add_argument("--report-dir", type=Path, default=Path("reports"))
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
@@ -115,7 +116,7 @@ def build_parser() -> Parser:
                         help="pytest -k expression on the case ids")
     export.add_argument("--weights", choices=("initializers", "inputs", "both"), default="both",
                         help="W, R, B as constant initializers, as graph inputs, or both (default)")
-    export.add_argument("--dtype", choices=("float32", "float64", "all"), default="all")
+    export.add_argument("--dtype", choices=DTYPES + ("all",), default="all")
     export.add_argument("--fixtures-dir", type=Path, default=None)
 
     repro = commands.add_parser("repro", help="a standalone reproducer for one ONNX adapter's result")
@@ -135,7 +136,7 @@ def build_parser() -> Parser:
                        help="where the environments are cached (default $CONFORMANCE_CACHE_DIR/sweep-venvs)")
     sweep.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
     sweep.add_argument("--device", choices=("cpu", "cuda", "all"), default=None)
-    sweep.add_argument("--dtype", choices=("float32", "float64", "all"), default=None)
+    sweep.add_argument("--dtype", choices=DTYPES + ("all",), default=None)
     sweep.add_argument("--shards", type=int, default=None, metavar="N")
     sweep.add_argument("--fixtures-dir", type=Path, default=None)
     sweep.add_argument("--onnx-opset", type=int, default=None, metavar="N",

@@ -17,7 +17,10 @@ import numpy as np
 from conformance.matrix.spec import AnySpec, LayerSpec, top_layer
 from conformance.matrix.tolerance import Tolerance, tolerance_for
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+# Rows judged by the reduced-precision rule (tolerance.py) and counted apart from the float32
+# verdict: cases with these dtypes have inputs and weights that every dtype holds exactly.
+REDUCED_PRECISION = ("float16", "bfloat16")
 # Where a case's mask comes from in a Keras model: the layer's ``mask=`` argument, a
 # ``Masking(mask_value=MASK_VALUE)`` layer ahead of it, which derives the same mask from x
 # (every feature of a masked step is exactly MASK_VALUE, and no real step is all MASK_VALUE),
@@ -127,7 +130,8 @@ class Case:
         """This case with every input and weight cast to ``dtype``."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not allowed; expected one of {DTYPES}")
-        cast = (lambda a: None if a is None else np.asarray(a, dtype=dtype))
+        numpy_type = numpy_dtype(dtype)
+        cast = (lambda a: None if a is None else np.asarray(a).astype(numpy_type))
         return dataclasses.replace(
             self,
             dtype=dtype,
@@ -142,6 +146,19 @@ class Case:
 
     def describe(self) -> str:
         return self.spec.describe()
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a dtype name; ``bfloat16`` is ``ml_dtypes.bfloat16`` (numpy has none)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def is_reduced_precision(dtype: str) -> bool:
+    return dtype in REDUCED_PRECISION
 
 
 def _masking_derives(x, mask) -> bool:

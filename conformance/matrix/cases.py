@@ -27,7 +27,7 @@ from conformance.matrix.spec import (
     StackedSpec,
     flag_label,
 )
-from conformance.matrix.weights import as_float32_values, make_weights, uniform
+from conformance.matrix.weights import as_float32_values, as_reduced_values, make_weights, uniform
 
 FLAGS = ((False, False), (True, False), (False, True), (True, True))
 UNITS = 4
@@ -378,8 +378,43 @@ def stateful_cases() -> Iterator[Case]:
                                 option, earlier_steps=EARLIER_STEPS, reset_states=reset)
 
 
+REDUCED_PRECISION_SHAPES = (("random", 3, 5), ("random", 4, LONG_STEPS), ("saturating", 3, 5))
+REDUCED_PRECISION_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def on_reduced_grid(case: Case) -> Case:
+    """``case`` with every input, state and weight rounded to the bfloat16 grid (weights.py
+    ``as_reduced_values``): values each dtype holds exactly."""
+    rounded = (lambda a: None if a is None else as_reduced_values(a))
+    return dataclasses.replace(
+        case, x=rounded(case.x), decoder_x=rounded(case.decoder_x), embeddings=rounded(case.embeddings),
+        earlier_x=rounded(case.earlier_x),
+        initial_state=None if case.initial_state is None else tuple(rounded(s) for s in case.initial_state),
+        weights={name: {k: rounded(v) for k, v in w.items()} for name, w in case.weights.items()})
+
+
+def reduced_precision_cases() -> Iterator[Case]:
+    """Rows in float16 and bfloat16 beside float32, for every cell x flags: the random scheme over
+    5 and 48 steps (how error grows along the sequence) and the saturating one, on inputs and
+    weights that each dtype holds exactly, judged against the float64 truth by the
+    reduced-precision rule (tolerance.py)."""
+    for cell in CELLS:
+        for seq, state in FLAGS:
+            spec = LayerSpec(cell, UNITS, return_sequences=seq, return_state=state)
+            for scheme, batch, steps in REDUCED_PRECISION_SHAPES:
+                case_id = _id(cell, seq, state, scheme, batch, steps, "reduced_precision")
+                x = None
+                if scheme == "saturating":
+                    x = uniform(rng_for(case_id + "/x"), -SATURATING_INPUT, SATURATING_INPUT,
+                                (batch, steps, FEATURES))
+                case = make_case(case_id, spec, scheme, batch, steps, "reduced_precision", x=x,
+                                 dtypes=REDUCED_PRECISION_DTYPES)
+                yield on_reduced_grid(case)
+
+
 FAMILIES = (tutorial_cases, core_cases, option_cases, bidirectional_cases, composite_cases, whole_range_cases,
-            same_size_cases, masking_layer_cases, embedding_cases, stateful_cases)
+            same_size_cases, masking_layer_cases, embedding_cases, stateful_cases,
+            reduced_precision_cases)
 
 
 def build_cases() -> list[Case]:

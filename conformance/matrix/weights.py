@@ -45,6 +45,28 @@ def as_float32_values(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float32).astype(np.float64)
 
 
+SMALLEST_REDUCED = 2.0 ** -14  # float16's smallest normal number; anything smaller becomes 0
+
+
+def as_reduced_values(array: np.ndarray) -> np.ndarray:
+    """Round to bfloat16 (to nearest, ties to even), keep float64 storage: values that float16,
+    bfloat16, float32 and float64 all hold exactly, so that the reduced-precision rows of a case
+    start from the same inputs and weights as its float32 row, and the float64 oracle's answer is
+    the truth for each. (bfloat16's 8 significant bits fit in float16's 11; magnitudes stay far
+    below float16's largest, 65504; those under its smallest normal number are flushed to 0.)
+
+    The rounding is done on float32's bits, not with ``ml_dtypes``, so that the fixtures need
+    nothing but numpy.
+    """
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    values = rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+    values = np.where(np.abs(values) < SMALLEST_REDUCED, 0.0, values)
+    if not np.array_equal(values.astype(np.float16).astype(np.float64), values):
+        raise ValueError("a value on the bfloat16 grid is not exact in float16 (outside its range)")
+    return values
+
+
 def uniform(rng: np.random.Generator, low: float, high: float, size: tuple[int, ...]) -> np.ndarray:
     """``rng.uniform(low, high, size)``'s values, computed so that no CPU can round them otherwise.
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from conformance.jsonsafe import json_safe
-from conformance.matrix.case import Case
+from conformance.matrix.case import DTYPES, Case, numpy_dtype
 
 MAX_MAP_STEPS = 64
 MAX_MAP_UNITS = 32
@@ -78,9 +78,12 @@ def list_message(case: Case, actual_length: int | None, actual_kind: str) -> str
     return f"{case.describe()} returns {len(names)} tensors {_names(names)}; got {got}"
 
 
+INT_OF_WIDTH = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
 def ordered_int(values: np.ndarray) -> np.ndarray:
     """Map floats to integers whose difference counts representable values between them."""
-    int_type = np.int32 if values.dtype == np.float32 else np.int64
+    int_type = INT_OF_WIDTH[values.dtype.itemsize]
     bits = values.view(int_type).astype(np.int64)
     sign_mask = np.int64(np.iinfo(int_type).min)
     return np.where(bits < 0, sign_mask - bits, bits)
@@ -88,9 +91,9 @@ def ordered_int(values: np.ndarray) -> np.ndarray:
 
 def ulp_distance(actual: np.ndarray, expected: np.ndarray, dtype: str) -> np.ndarray:
     """Units in the last place of ``dtype`` between actual and expected rounded to dtype."""
-    work = np.float32 if dtype == "float32" else np.float64
-    got = np.ascontiguousarray(actual, dtype=work)
-    want = np.ascontiguousarray(expected, dtype=work)
+    work = numpy_dtype(dtype)
+    got = np.ascontiguousarray(np.asarray(actual).astype(work))
+    want = np.ascontiguousarray(np.asarray(expected).astype(work))
     return np.abs(ordered_int(got) - ordered_int(want)).astype(np.float64)
 
 
@@ -149,7 +152,7 @@ def compare_tensor(name: str, actual: Any, expected: np.ndarray, dtype: str,
     if got.shape != expected.shape:
         result.problem = f"{name}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
         return result
-    if got.dtype != np.dtype(dtype):
+    if got.dtype != numpy_dtype(dtype):
         result.problem = f"{name}: dtype {got.dtype}, expected {dtype}"
     values = got.astype(np.float64)
     abs_error = np.abs(values - expected)
@@ -161,7 +164,7 @@ def compare_tensor(name: str, actual: Any, expected: np.ndarray, dtype: str,
         result.worst_index = [int(i) for i in worst]
         result.max_abs = float(abs_error.max())
         result.max_rel = relative_error(abs_error, expected)
-        if got.dtype in (np.float32, np.float64):
+        if str(got.dtype) in DTYPES:  # in the dtype the framework gave
             result.max_ulp = float(ulp_distance(got, expected, str(got.dtype)).max())
         result.error_map = error_map(abs_error) if abs_error.ndim >= 2 else None
     not_finite = non_finite_problem(name, values)
