@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from conformance.matrix.case import MASK_VALUE, Case
+from conformance.matrix.case import MASK_VALUE, Case, is_reduced_precision, numpy_dtype
 from conformance.matrix.spec import LayerSpec
 from conformance.reference import activations, expected_outputs
 from tests.oracle_adapters import OracleAdapter
@@ -61,7 +61,10 @@ class FaultyAdapter(OracleAdapter):
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         outputs = expected_outputs(self.corrupt_case(case))
         outputs = self.corrupt_outputs(case, list(outputs))
-        return [np.asarray(out, dtype=case.dtype) for out in outputs]
+        return [np.asarray(out).astype(self.output_dtype(case)) for out in outputs]
+
+    def output_dtype(self, case: Case) -> np.dtype:
+        return numpy_dtype(case.dtype)
 
 
 class LstmGatesInOnnxOrder(FaultyAdapter):
@@ -208,6 +211,17 @@ class Float16PassedOffAsFloat32(FaultyAdapter):
 
     def corrupt_outputs(self, case, outputs):
         return [np.asarray(o, np.float16).astype(np.float64) for o in outputs]
+
+
+class ReducedPrecisionIgnored(FaultyAdapter):
+    """A float16 or bfloat16 request computed and answered in float32: a dtype policy that never
+    reached the layer. Right numbers, wrong dtype; only the reduced-precision rows can tell."""
+
+    name, fault = "fault-reduced-precision-ignored", "float16/bfloat16 requested, float32 computed and returned"
+    caught_only_by = "reduced_precision"
+
+    def output_dtype(self, case: Case) -> np.dtype:
+        return np.dtype(np.float32) if is_reduced_precision(case.dtype) else numpy_dtype(case.dtype)
 
 
 @contextlib.contextmanager
@@ -374,7 +388,7 @@ FAULTS = [LstmGatesInOnnxOrder, GruZAndRSwapped, GruResetBeforeWithResetAfterWei
           GoBackwardsFlippedBack, FinalStateFromPaddedStep, OtherHardSigmoid, Float16PassedOffAsFloat32,
           HardSigmoidWithoutClamp, ActivationArgumentsClippedAtThree, InputLayoutGuessedFromShape,
           DropoutAppliedAtInference, UnrolledPathDropsTheMask, MaskingOnAnyFeature, MaskZeroLoweredAsMasking,
-          StatefulStateNotCarried, ResetStatesIgnored]
+          StatefulStateNotCarried, ResetStatesIgnored, ReducedPrecisionIgnored]
 
 
 # --- adapters that break the process itself (for the supervisor tests) -----------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.adapters.contract import Adapter
-from conformance.matrix.case import Case
+from conformance.matrix.case import Case, numpy_dtype
 from conformance.reference import expected_outputs
 
 
@@ -22,7 +22,7 @@ class OracleAdapter(Adapter):
         return {"oracle": "float64 numpy"}
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
-        return [np.asarray(out, dtype=case.dtype) for out in expected_outputs(case)]
+        return [np.asarray(out).astype(numpy_dtype(case.dtype)) for out in expected_outputs(case)]
 
 
 class Tf32ProbeAdapter(OracleAdapter):

@@ -43,7 +43,7 @@ from conformance.commands.supervisor import (
 )
 from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
-from conformance.matrix.case import Case
+from conformance.matrix.case import REDUCED_PRECISION, Case, is_reduced_precision
 from conformance.plugin import device_rows, keyword_filter, matrix_params
 from conformance.results.lock import ReportDirBusy, ReportDirLock
 from conformance.results.machine import machine_info
@@ -188,23 +188,39 @@ SUMMARY_COLUMNS = {"pass": "pass", "fail": "fail", "error": "error", "known": "k
 
 
 def summary_table(document: dict) -> str:
-    """Outcome counts per adapter and in all; fail and error are the unexpected ones."""
-    by_adapter: dict[str, list[Record]] = {}
-    for record in records_of(document):
-        by_adapter.setdefault(record.adapter, []).append(record)
-    rows = [(adapter, outcome_counts(records)) for adapter, records in sorted(by_adapter.items())]
-    rows.append(("all", document["counts"]))
-    header = f"{'adapter':<20}" + "".join(f" {SUMMARY_COLUMNS[name]:>6}" for name in OUTCOMES)
-    lines = [header, "-" * len(header)]
-    lines += [f"{name:<20}" + "".join(f" {counts[o]:>6}" for o in OUTCOMES) for name, counts in rows]
-    totals = rows[-1][1]
+    """Outcome counts per adapter and in all; fail and error are the unexpected ones.
+
+    The float16 and bfloat16 rows (``REDUCED_PRECISION``) get a table of their own
+    under the float32/float64 one: they are judged by another rule (tolerance.py)
+    and counted apart from the float32 verdict. The unexpected ones of both count
+    in the exit status."""
+    records = records_of(document)
+    full = [record for record in records if not is_reduced_precision(record.dtype)]
+    reduced = [record for record in records if is_reduced_precision(record.dtype)]
+    lines = outcome_table(full)
+    if reduced:
+        lines += ["", f"{' and '.join(REDUCED_PRECISION)} rows (the reduced-precision rule, counted apart):"]
+        lines += outcome_table(reduced)
+    totals = document["counts"]
     lines.append(f"{unexpected_count(totals)} unexpected (fail, error), {totals['known']} known differences "
                  f"(fails and errors the known-differences lists explain)")
     if document.get("planned") is not None and document["produced"] != document["planned"]:
         lines.append(f"{document['produced']} of {document['planned']} planned results produced; "
                      f"the other {document['planned'] - document['produced']} are errors saying why")
-    label = reduced_precision_label(records_of(document))
+    label = reduced_precision_label(records)
     return "\n".join(lines + ([f"labelled mode: {label}"] if label else []))
+
+
+def outcome_table(records: list[Record]) -> list[str]:
+    """The lines of one outcome table: a row per adapter, then ``all``."""
+    by_adapter: dict[str, list[Record]] = {}
+    for record in records:
+        by_adapter.setdefault(record.adapter, []).append(record)
+    rows = [(adapter, outcome_counts(of_adapter)) for adapter, of_adapter in sorted(by_adapter.items())]
+    rows.append(("all", outcome_counts(records)))
+    header = f"{'adapter':<20}" + "".join(f" {SUMMARY_COLUMNS[name]:>6}" for name in OUTCOMES)
+    return [header, "-" * len(header)] + [
+        f"{name:<20}" + "".join(f" {counts[o]:>6}" for o in OUTCOMES) for name, counts in rows]
 
 
 UNEXPECTED_SHOWN = 10

@@ -157,6 +157,11 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+def is_floating(dtype: np.dtype) -> bool:
+    """Whether a numpy dtype holds floats: numpy's own, or ``ml_dtypes.bfloat16`` (whose kind is 'V')."""
+    return np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16"
+
+
 def is_reduced_precision(dtype: str) -> bool:
     return dtype in REDUCED_PRECISION
 

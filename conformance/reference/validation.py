@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.matrix.case import is_floating
 from conformance.matrix.spec import LayerSpec
 
 # Kept here rather than imported from conformance.matrix.weights: the oracle must not
@@ -21,7 +22,7 @@ def expected_weight_shapes(layer: LayerSpec, features: int) -> dict[str, tuple[i
 
 def as_float64(name: str, value, ndim: int) -> np.ndarray:
     array = np.asarray(value)
-    if array.dtype.kind != "f":
+    if not is_floating(array.dtype):
         raise ValueError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
     if array.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {array.shape}")

@@ -30,6 +30,7 @@ from typing import Any
 
 import jinja2
 
+from conformance.matrix.case import is_reduced_precision
 from conformance.matrix.spec import CELLS
 from conformance.results.messages import short_message
 from conformance.results.records import (
@@ -50,7 +51,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsupported": "u", "skipped": "s"}
 CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
 DEVICE_ORDER = ("cpu", "cuda")
-DTYPE_ORDER = ("float32", "float64")
+DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 MACHINE_ORDER = ("runner_name", "runner_os", "runner_arch", "os", "platform", "python", "cpu", "gpu", "gpus",
                  "hostname", "node")
 MAX_STDERR_CHARS = 8000
@@ -271,6 +272,10 @@ class ReportView:
     machines: list[MachineView]  # several machines only; empty for one machine's run
     cells: list[str]
     known_unmatched: list[str]  # known-differences entries that matched no result
+    # The float16/bfloat16 rows, counted apart from the float32 verdict: totals and one row per
+    # adapter that has any (None and [] when the run has none).
+    reduced_totals: dict[str, int] | None = None
+    reduced_adapter_rows: list[dict[str, Any]] = field(default_factory=list)
     outcomes: tuple[str, ...] = OUTCOMES
     codes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_CODES))
 
@@ -484,11 +489,15 @@ def build_view(document: dict[str, Any]) -> ReportView:
     panels = [build_panel(r, panel_ids[r.test_id], bool(machines)) for r in records if r.test_id in panel_ids]
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
+    full = [r for r in records if not is_reduced_precision(r.dtype)]
+    reduced = [r for r in records if is_reduced_precision(r.dtype)]
+    reduced_rows = [row for row in adapter_rows(document, reduced, columns) if sum(row["counts"].values())]
     return ReportView(document, run_summary(document), columns, spans, groups, panels,
-                      outcome_counts(records),
-                      adapter_rows(document, records, columns),
+                      outcome_counts(full),
+                      adapter_rows(document, full, columns),
                       machine_rows(document.get("machine") or {}), machines, cells,
-                      [str(p) for p in document.get("known_unmatched") or []])
+                      [str(p) for p in document.get("known_unmatched") or []],
+                      outcome_counts(reduced) if reduced else None, reduced_rows)
 
 
 # --- the regression report ------------------------------------------------------------------
