@@ -8,7 +8,7 @@ import sys
 from conformance.adapters import load_adapter
 from conformance.adapters.contract import AdapterProtocol
 from conformance.commands.cli import main
-from tests.commandline import one_line_error
+from tests.commandline import CONSOLE_SCRIPT, one_line_error
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -82,3 +82,12 @@ def test_explain_prints_the_output_list(capsys):
 def test_python_dash_m_works_like_the_console_script():
     result = run_cli("--help")
     assert result.returncode == 0 and "fixtures" in result.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``conformance cases | head -1``: the pipe closes under a long output; the command stops quietly."""
+    with subprocess.Popen([str(CONSOLE_SCRIPT), "cases"], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.read(200)
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 141 and "Traceback" not in stderr, stderr

@@ -354,6 +354,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("conformance: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return reader_went_away()
+
+
+def reader_went_away() -> int:
+    """stdout's reader closed it (``conformance cases | head``): stop quietly, as other Unix tools
+    do, instead of a traceback; stdout goes to /dev/null so that Python's flush at exit cannot
+    raise again. Exit 141, the shell's code for a SIGPIPE death."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

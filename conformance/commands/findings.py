@@ -19,6 +19,7 @@ from typing import Any
 from conformance.adapters import BUILTIN_ADAPTERS
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import write_text_atomic
+from conformance.matrix.case import REDUCED_PRECISION, is_reduced_precision
 from conformance.results.messages import short_message
 from conformance.results.records import Record, records_of, reduced_precision_label
 
@@ -72,18 +73,29 @@ def provenance(document: dict[str, Any]) -> str:
 
 
 def counts_section(document: dict[str, Any]) -> str:
-    """One row per adapter and device that ran; fail and error are the unexpected ones."""
-    lines = [provenance(document), "",
-             "| adapter | device | versions | results | " + " | ".join(COUNTED) + " |",
+    """One row per adapter and device that ran; fail and error are the unexpected ones. The float16
+    and bfloat16 rows get a table of their own: they are counted apart from the float32 verdict."""
+    records = records_of(document)
+    full = [record for record in records if not is_reduced_precision(record.dtype)]
+    reduced = [record for record in records if is_reduced_precision(record.dtype)]
+    lines = [provenance(document), "", *counts_table(document, full)]
+    if reduced:
+        lines += ["", f"The {' and '.join(REDUCED_PRECISION)} rows, counted apart (the reduced-precision rule):", "",
+                  *counts_table(document, reduced)]
+    skipped = skipped_lines(records)
+    return "\n".join(lines + ([""] + skipped if skipped else []))
+
+
+def counts_table(document: dict[str, Any], records: list[Record]) -> list[str]:
+    lines = ["| adapter | device | versions | results | " + " | ".join(COUNTED) + " |",
              "|---" * (4 + len(COUNTED)) + "|"]
-    for (adapter, device), counts in outcome_counts_by_column(records_of(document)).items():
+    for (adapter, device), counts in outcome_counts_by_column(records).items():
         if counts["skipped"] == sum(counts.values()):
             continue
         figures = " | ".join(str(counts[name]) for name in COUNTED)
         lines.append(f"| {cell(adapter)} | {cell(device)} | {cell(versions_of(document, adapter))} | "
                      f"{sum(counts.values())} | {figures} |")
-    skipped = skipped_lines(records_of(document))
-    return "\n".join(lines + ([""] + skipped if skipped else []))
+    return lines
 
 
 def skipped_lines(records: list[Record]) -> list[str]:
