@@ -103,3 +103,17 @@ def test_the_command_rewrites_a_findings_file_from_a_results_file(tmp_path: Path
     assert replace_sections(findings.read_text(), render_sections(planned_document()), "") == findings.read_text()
     assert main(["findings", str(results)]) == 0
     assert render_sections(planned_document())["known"] in capsys.readouterr().out
+
+
+def test_the_float16_and_bfloat16_rows_are_counted_in_a_table_of_their_own():
+    case = next(c for c in build_cases() if "bfloat16" in c.dtypes)
+    records = [make_record(case=case.for_dtype(dtype), adapter="torch", device="cpu", dtype=dtype, status=status,
+                           message="") for dtype, status in (("float32", "pass"), ("float16", "pass"),
+                                                             ("bfloat16", "fail"))]
+    document = results_document(records, complete=True, created="2026-12-01T00:00:00+00:00", fixtures_sha256="",
+                                machine={}, adapters={})
+    full, reduced = render_sections(document)["counts"].split("counted apart")
+    counts = dict(zip(("results", *COUNTED), table_rows(full)[0][3:]))
+    assert counts == {"results": "1", "pass": "1", "known": "0", "fail": "0", "error": "0", "unsupported": "0"}
+    counts = dict(zip(("results", *COUNTED), table_rows(reduced)[0][3:]))
+    assert counts == {"results": "2", "pass": "1", "known": "0", "fail": "1", "error": "0", "unsupported": "0"}
