@@ -23,6 +23,10 @@ A case's parameters and float inputs go to the device as one buffer
 (``xla.pack``), which the jitted forward slices back apart: one
 ``jax.device_put`` per case instead of one per array.
 
+float16 and bfloat16 cells are built with ``dtype=param_dtype=`` that dtype (parameters,
+carry and computation; the jitted forward's dots and outputs are in it) and run
+without x64.
+
 float64 runs inside ``jax.enable_x64(True)``, a thread-local scope rather than
 the process-global ``jax_enable_x64`` flag, which would also change what every
 other JAX user in the process (e.g. Keras on JAX) computes.
@@ -41,7 +45,7 @@ from conformance import semantics
 from conformance.adapters import xla
 from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.flax import mapping as mapping
-from conformance.matrix.case import Case
+from conformance.matrix.case import Case, is_reduced_precision
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, LayerSpec
 
 
@@ -113,6 +117,8 @@ class FlaxAdapter(Adapter):
                       "compilations": xla.compilations() - compilations}
         if device == "cuda":  # "highest" changes nothing on a CPU; on a GPU it rules out TF32
             self._info["precision"] = f"default_matmul_precision={matmul_precision()}"
+        if is_reduced_precision(case.dtype):  # what the cells were built with (``_make_rnn``)
+            self._info.update(dtype=case.dtype, param_dtype=case.dtype)
         lengths = None if case.mask is None else semantics.right_padded_lengths(case.mask)
         # nnx.RNN's outputs at padded steps are not Keras's: the last output is picked by length.
         return semantics.output_list(case.spec, _keras_runs(case.spec, results, lengths), lengths)
@@ -247,8 +253,12 @@ def _make_rnn(layer: LayerSpec, width: int, dtype: str):
     cell_class = getattr(nnx, mapping.CELL_CLASSES[layer.cell])
     # SimpleCell's dtype defaults to float32 (LSTMCell/GRUCell: None, inferred): with
     # float64 params its scan carry changes dtype and jax.lax.scan raises, so pass it.
+    # The recurrent kernel's default initializer (SimpleCell, GRUCell: orthogonal) takes a QR,
+    # which jaxlib's LAPACK has for float32/float64 only ("Unsupported dtype float16"); the
+    # initial values never reach a computation (every Param is replaced by the case's
+    # weights, ``_params``), so the cells start from zeros in every dtype.
     cell = cell_class(width, layer.units, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype),
-                      rngs=nnx.Rngs(0), **activations)
+                      recurrent_kernel_init=nnx.initializers.zeros, rngs=nnx.Rngs(0), **activations)
     # Keras's unroll=True is the scan fully unrolled (jax.lax.scan's unroll=True).
     return nnx.RNN(cell, return_carry=True, unroll=True if layer.unroll else 1)
 

@@ -25,6 +25,14 @@ How the call runs is the adapter's choice, by what was measured here: with
 path only pays where the framework compiles anyway (JAX's ``lax.scan`` costs
 the same compile eagerly or under ``jax.jit``); TensorFlow and torch run
 eagerly (a ``tf.function`` trace costs ~0.5 s against ~0.07 s for an eager call).
+
+Reduced precision: a float16 or bfloat16 row runs as a Keras user runs one, under the
+mixed policy (``DTYPE_POLICIES``: ``mixed_float16`` / ``mixed_bfloat16``, given to every
+layer as its ``dtype``): the variables are float32 and hold the case's values exactly
+(``set_case_weights`` casts them up, losslessly), every layer computes in the reduced
+dtype, and the model's Inputs are in it. A layer's plain ``dtype="float16"`` (variables
+in float16 too) gives the same bits on every Keras here
+(tests/test_keras_reduced_precision.py). ``run_info["dtype_policy"]`` names the policy.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.adapters.contract import reduced_precision_allowed
-from conformance.matrix.case import MASK_VALUE, Case
+from conformance.matrix.case import MASK_VALUE, Case, is_reduced_precision
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
 from conformance.semantics import first_layer, masked_sublayers, right_padded_lengths
 
@@ -46,6 +54,17 @@ ActivationArg = Callable[[str], Any]
 
 # The order of a Keras RNN layer's get_weights()/set_weights() list.
 WEIGHT_ORDER = ("kernel", "recurrent_kernel", "bias")
+
+# The dtype policy the layers of a reduced-precision row get (``KerasModels.policies``): Keras's
+# mixed precision, float32 variables and compute in the row's dtype, as users run it. Other
+# dtypes are their own policy (variables and compute in that dtype).
+DTYPE_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+MIXED_VARIABLE_DTYPE = "float32"
+
+
+def variable_dtype(policy: str) -> str:
+    """The dtype of the variables a layer of ``policy`` holds: float32 under a mixed policy."""
+    return MIXED_VARIABLE_DTYPE if policy.startswith("mixed_") else policy
 
 
 def layer_kwargs(layer: LayerSpec, activation: ActivationArg, dtype: str) -> dict[str, Any]:
@@ -122,6 +141,12 @@ class Structure:
     vocabulary: int | None = None  # the Embedding's input_dim, with mask_source "embedding"
     # The batch size where a layer is stateful: Keras keeps its state in variables of that batch.
     batch: int | None = None
+    # The layers' ``dtype=`` argument: a dtype policy name (``DTYPE_POLICIES``); None: ``dtype``.
+    policy: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            self.policy = self.dtype
 
     @property
     def mask_input(self) -> bool:
@@ -129,7 +154,8 @@ class Structure:
         return self.has_mask and self.mask_source == "argument"
 
     @classmethod
-    def of(cls, case: Case, device: str) -> Structure:
+    def of(cls, case: Case, device: str, policy: str | None = None) -> Structure:
+        """``case``'s structure; its layers get ``policy`` as their dtype (None: ``case.dtype``)."""
         decoder_features = None if case.decoder_x is None else int(case.decoder_x.shape[2])
         layers = case.spec.sublayers().values()
         unrolls = any(layer.unroll for layer in layers)
@@ -139,12 +165,12 @@ class Structure:
         batch = case.batch if any(layer.stateful for layer in layers) else None
         return cls(case.spec, case.features, decoder_features, case.dtype, case.mask is not None,
                    case.initial_state is not None, device, timesteps, decoder_timesteps, case.mask_source,
-                   vocabulary, batch)
+                   vocabulary, batch, policy)
 
     def key(self) -> tuple:
         return (self.spec, self.features, self.decoder_features, self.dtype, self.has_mask,
                 self.has_initial_state, self.device, self.timesteps, self.decoder_timesteps, self.mask_source,
-                self.vocabulary, self.batch)
+                self.vocabulary, self.batch, self.policy)
 
 
 @dataclass
@@ -155,12 +181,15 @@ class BuiltModel:
     result; it is a functional ``Model`` (``model``) or, for eager use, a plain
     function over the layers. ``layers`` maps sub-layer names to RNN layers, and
     ``"embedding"`` to the Embedding where the mask comes from one (``keras_weights``).
+    ``variable_dtype``: the dtype of the layers' variables, where it is not the case's
+    (float32 under a mixed policy: ``KerasModels._prepared`` sets it).
     """
 
     apply: Callable[[list[Any]], Any]
     layers: dict[str, Any]
     model: Any = None
     compiled: Any = None
+    variable_dtype: str | None = None
 
 
 def state_count(spec: AnySpec) -> int:
@@ -172,7 +201,7 @@ def state_count(spec: AnySpec) -> int:
 def make_layers(module: Any, structure: Structure, activation: ActivationArg) -> tuple[Any, dict[str, Any]]:
     """The top object to call (an RNN layer, a ``Bidirectional``, or the dict itself) and
     the RNN layers by sub-layer name."""
-    spec, dtype = structure.spec, structure.dtype
+    spec, dtype = structure.spec, structure.policy
     if isinstance(spec, BidirectionalSpec):
         # dtype on the wrapper too: Bidirectional.call casts both halves to its own compute dtype.
         inner = make_layer(module, spec.layer, activation, dtype, "layer")
@@ -258,10 +287,10 @@ def mask_source_layer(module: Any, structure: Structure, layers: dict[str, Any])
     ``Masking(mask_value=MASK_VALUE)``, or ``Embedding(mask_zero=True)``, which joins ``layers``
     (its table is a weight, swapped in per case like the others)."""
     if structure.mask_source == "masking":
-        return module.layers.Masking(mask_value=MASK_VALUE, dtype=structure.dtype)
+        return module.layers.Masking(mask_value=MASK_VALUE, dtype=structure.policy)
     if structure.mask_source == "embedding":
         layers["embedding"] = module.layers.Embedding(structure.vocabulary, structure.features, mask_zero=True,
-                                                      embeddings_initializer="zeros", dtype=structure.dtype,
+                                                      embeddings_initializer="zeros", dtype=structure.policy,
                                                       name="embedding")
         return layers["embedding"]
     return None
@@ -285,18 +314,31 @@ def earlier_inputs(case: Case) -> list[np.ndarray]:
     return [case.earlier_x]
 
 
-def keras_weights(case: Case) -> dict[str, list[np.ndarray]]:
+def keras_weights(case: Case, dtype: str | None = None) -> dict[str, list[np.ndarray]]:
     """The case's weights as each of ``BuiltModel.layers`` takes them in ``set_weights``:
-    Keras layout is the fixtures' layout, so no conversion."""
+    Keras layout is the fixtures' layout, so no conversion. ``dtype``: the variables' dtype
+    (``variable_dtype``) where it is not ``case.dtype``, e.g. float32 under a mixed policy, into
+    which the case's values go exactly (float16 and bfloat16 values are float32 values)."""
     weights = {name: weight_list(layer, case.weights[name]) for name, layer in case.spec.sublayers().items()}
     if case.embeddings is not None:
         weights["embedding"] = [case.embeddings]
+    if dtype is not None and dtype != case.dtype:
+        weights = {name: [widened(a, dtype) for a in arrays] for name, arrays in weights.items()}
     return weights
 
 
+def widened(array: np.ndarray, dtype: str) -> np.ndarray:
+    """``array`` in the wider ``dtype``; ValueError where a value would change (no rounding here)."""
+    wide = array.astype(dtype)
+    if wide.dtype.itemsize < array.dtype.itemsize or not np.array_equal(wide.astype(array.dtype), array,
+                                                                          equal_nan=True):
+        raise ValueError(f"{array.dtype} weights do not go into {dtype} variables exactly")
+    return wide
+
+
 def set_case_weights(built: BuiltModel, case: Case) -> None:
-    """Swap the case's weights in."""
-    for name, arrays in keras_weights(case).items():
+    """Swap the case's weights in, in the variables' dtype (``BuiltModel.variable_dtype``)."""
+    for name, arrays in keras_weights(case, built.variable_dtype).items():
         built.layers[name].set_weights(arrays)
 
 
@@ -383,12 +425,20 @@ class KerasModels:
     A functional model with a single output returns the bare tensor, so results
     always go through ``output_list``. Outputs are never cast: a dtype other than
     ``case.dtype`` is the framework's, and is reported.
+
+    ``policies``: row dtype -> the layers' dtype policy, where it is not the dtype itself
+    (``DTYPE_POLICIES``; a test swaps in ``{}`` to run the reduced rows under a plain dtype).
     """
 
     def __init__(self, call: KerasCall) -> None:
         self.call = call
         self.built: dict[tuple, BuiltModel] = {}
         self._info: dict[str, Any] = {}
+        self.policies: Mapping[str, str] = dict(DTYPE_POLICIES)
+
+    def policy(self, dtype: str) -> str:
+        """The dtype policy the layers of a ``dtype`` row get."""
+        return self.policies.get(dtype, dtype)
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         with self.call.scope(case.dtype, device):
@@ -406,6 +456,9 @@ class KerasModels:
         precision = self.call.precision_setting(device)
         if precision:
             self._info["precision"] = precision
+        if is_reduced_precision(case.dtype):
+            policy = self.policy(case.dtype)
+            self._info.update(dtype_policy=policy, variable_dtype=variable_dtype(policy))
         return outputs
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
@@ -422,8 +475,10 @@ class KerasModels:
 
     def last_run_info(self) -> dict:
         """``kernel``/``kernels`` (see ``summarize_kernels``), ``custom_activations``
-        when an activation had no built-in and ran as a user-written callable, and
-        ``precision``: the reduced-precision switch set, where one was."""
+        when an activation had no built-in and ran as a user-written callable,
+        ``precision``: the reduced-precision switch set, where one was, and on a float16
+        or bfloat16 row ``dtype_policy`` (the layers' policy, e.g. ``mixed_bfloat16``) and
+        ``variable_dtype`` (their variables', float32 under a mixed policy)."""
         return dict(self._info)
 
     def _earlier_call(self, built: BuiltModel, case: Case) -> None:
@@ -436,10 +491,12 @@ class KerasModels:
 
     def _prepared(self, case: Case, device: str) -> BuiltModel:
         """The structure's model (built once, cached) holding ``case``'s weights; call inside ``scope``."""
-        structure = Structure.of(case, device)
+        structure = Structure.of(case, device, self.policy(case.dtype))
         built = self.built.get(structure.key())
         if built is None:
             built = self.built[structure.key()] = self.call.build(structure, model_inputs(case))
+            held = variable_dtype(structure.policy)
+            built.variable_dtype = None if held == case.dtype else held
         self.call.set_weights(built, case)
         return built
 

@@ -27,6 +27,14 @@ maps float64 to float32 on every backend but TensorFlow
 ``ops.matmul`` and JAX's ``ops.tanh`` go through. Those cases fail (or, for
 JAX's SimpleRNN, error in ``lax.scan``) as the findings they are.
 
+Float16 and bfloat16 rows run under Keras's mixed policies (``keras.common``): float32
+variables, compute in the row's dtype, on every backend; JAX needs no switch for them. On
+torch's CPU, Keras 3.15 itself still computes a float16 ``ops.matmul`` in float32 and rounds the
+product to float16 (backend/torch/numpy.py ``matmul``: "torch.matmul doesn't support float16 with
+cpu"), which the generic loop (SimpleRNN, masked layers) goes through; the backend's own
+``_fallback_lstm/_gru`` call ``torch.matmul`` in float16. Torch's ``numpy()`` refuses bfloat16:
+such outputs come back as ``ml_dtypes.bfloat16`` arrays through float32 (``torch_to_numpy``).
+
 Calls: TensorFlow and torch run the functional model eagerly (torch under
 ``no_grad``), the case's weights swapped in with ``set_weights``; JAX runs
 ``model.stateless_call`` under ``jax.jit`` with the weights as arguments, the
@@ -269,18 +277,20 @@ class JaxBackend:
         variables would cost a device transfer per weight, for values the call never reads)."""
         if built.compiled is None:
             built.compiled = JaxCall.of(built)
-        built.compiled.weights = keras_weights(case)
+        built.compiled.weights = keras_weights(case, built.variable_dtype)
 
     def call(self, built: BuiltModel, inputs: list[np.ndarray]) -> Callable[[], Any]:
         """``model.stateless_call`` under ``jax.jit``: what ``predict`` compiles, weights as arguments.
-        The float inputs travel packed with the weights; a bool mask and int tokens on their own."""
+        The inputs in the weights' dtype travel packed with them; the rest on their own, each
+        in its own dtype: a bool mask, int tokens, and float16/bfloat16 inputs beside the float32
+        variables of a mixed policy (packed with them they would reach the model as float32)."""
         import jax
         import jax.numpy as jnp
 
         held: JaxCall = built.compiled
-        apart = tuple(n for n, a in enumerate(inputs) if a.dtype.kind != "f")
-        floats = [a for n, a in enumerate(inputs) if n not in apart]
         trainable = [held.weights[name][k] for name, k in held.order]
+        apart = tuple(n for n, a in enumerate(inputs) if a.dtype != trainable[0].dtype)
+        floats = [a for n, a in enumerate(inputs) if n not in apart]
         packed, layout = xla.pack([trainable, floats], trainable[0].dtype.name)
         # jnp.asarray, as keras.ops.convert_to_tensor does: on the device keras.device chose.
         packed = jnp.asarray(packed)
@@ -364,7 +374,7 @@ class TorchBackend:
     def to_numpy(self, tensor: Any) -> np.ndarray:
         # keras.ops.convert_to_numpy goes through np.array(tensor), which numpy 2
         # warns about for torch's __array__ (no copy keyword): take torch's own route.
-        return tensor.detach().cpu().numpy()
+        return torch_to_numpy(tensor)
 
     def compilations(self) -> int | None:
         return None
@@ -432,6 +442,19 @@ def keras_tensors(inputs: list[np.ndarray]) -> list[Any]:
     from keras import ops
 
     return [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs]
+
+
+def torch_to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor on the host, in its own dtype: a bfloat16 one (which torch's ``numpy()``
+    refuses) as an ``ml_dtypes.bfloat16`` array, through float32, which holds it exactly."""
+    import torch
+
+    host = tensor.detach().cpu()
+    if host.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return host.float().numpy().astype(ml_dtypes.bfloat16)
+    return host.numpy()
 
 
 @functools.cache

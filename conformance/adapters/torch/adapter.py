@@ -12,6 +12,10 @@ a mask, which is how packed sequences run a backward pass); right-padded masks
 as ``pack_padded_sequence`` lengths; torch's ``output, h_n`` as one
 ``semantics.LayerRun`` per Keras sub-layer.
 
+float16 and bfloat16 modules are ``module.to(dtype)``, on the CPU as on the GPU;
+numpy has no bfloat16, so those arrays cross into and out of torch through
+float32, which holds every bfloat16 value (``to_tensor``, ``host_array``).
+
 The adapter is ``supports``, the weight mapping and the framework call
 (``prepare`` and ``host_array``, a ``ModuleCall``); the Keras structure on
 modules (``keras_outputs``) and the recording for ``bare_forward``
@@ -31,7 +35,7 @@ import numpy as np
 from conformance import semantics
 from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.torch.mapping import RNN_NONLINEARITY, torch_initial_states, torch_module_params
-from conformance.matrix.case import Case
+from conformance.matrix.case import Case, is_reduced_precision
 from conformance.matrix.spec import BidirectionalSpec, LayerSpec
 
 TORCH_CLASS = {"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -283,11 +287,13 @@ class TorchAdapter(Adapter):
         device = torch.device(key.device)
         with torch.no_grad():
             for name, parameter in module.named_parameters():
-                parameter.copy_(torch.from_numpy(params[name]))
-        hx = None if states is None else [torch.from_numpy(s).to(device) for s in states]
+                parameter.copy_(to_tensor(params[name]))
+        hx = None if states is None else [to_tensor(s).to(device) for s in states]
         lengths_t = None if lengths is None else torch.from_numpy(lengths)
-        x_t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        x_t = to_tensor(x).to(device)
         self._info = {"kernel": self._kernel(key), **precision_info(key.device)}
+        if is_reduced_precision(key.dtype):  # what the module holds and computes in, read back
+            self._info["module_dtype"] = str(next(module.parameters()).dtype).removeprefix("torch.")
 
         def forward() -> tuple:
             with torch.no_grad():
@@ -299,7 +305,7 @@ class TorchAdapter(Adapter):
         return forward
 
     def host_array(self, raw) -> np.ndarray:
-        return raw.cpu().numpy()
+        return host_array(raw)
 
     def _module(self, key: ModuleKey, fresh: bool):
         module_key = replace(key, packed=False)  # one torch module serves packed and plain calls
@@ -313,15 +319,19 @@ class TorchAdapter(Adapter):
     def _kernel(key: ModuleKey) -> str:
         """The implementation torch dispatches to (aten/src/ATen/native/RNN.cpp).
 
-        Observed with torch.profiler on torch 2.13 CPU: float32 LSTM without
-        packing runs ``aten::mkldnn_rnn_layer`` (oneDNN); float64, packed input,
-        GRU and RNN run the native ATen cell loop.
+        Observed with torch.profiler on torch 2.13 CPU: LSTM without packing
+        runs ``aten::mkldnn_rnn_layer`` (oneDNN) in float32, and in bfloat16 /
+        float16 where oneDNN has that type on this CPU (``use_mkldnn`` asks
+        ``mkldnn_bf16_device_check`` / ``mkldnn_fp16_device_check``, exposed as
+        ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` / ``_fp16_``: on an AMD
+        EPYC with avx512_bf16, bfloat16 yes, float16 no); float64, packed
+        input, GRU and RNN run the native ATen cell loop.
         """
         import torch
 
         if key.device == "cuda":
             return "cudnn" if torch.backends.cudnn.enabled and torch.backends.cudnn.is_available() else "native"
-        if (key.cell == "lstm" and key.dtype == "float32" and not key.packed
+        if (key.cell == "lstm" and not key.packed and mkldnn_has(key.dtype)
                 and torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available()):
             return "mkldnn"
         return "native"
@@ -343,6 +353,40 @@ def build_module(key: ModuleKey):
         torch.backends.cuda.matmul.allow_tf32 = reduced_precision_allowed()
         torch.backends.cudnn.allow_tf32 = reduced_precision_allowed()
     return module.to(device=key.device, dtype=getattr(torch, key.dtype)).eval()
+
+
+def mkldnn_has(dtype: str) -> bool:
+    """Whether oneDNN's RNN takes ``dtype`` on this CPU (RNN.cpp ``use_mkldnn``; float64 never)."""
+    import torch
+
+    if dtype == "float32":
+        return True
+    check = {"bfloat16": "_is_mkldnn_bf16_supported", "float16": "_is_mkldnn_fp16_supported"}.get(dtype)
+    return check is not None and bool(getattr(torch.ops.mkldnn, check)())
+
+
+def to_tensor(array: np.ndarray):
+    """A numpy array as a CPU tensor of its dtype. ``torch.from_numpy`` takes no ``ml_dtypes``
+    bfloat16: that goes through float32, which holds every bfloat16 value exactly."""
+    import torch
+
+    array = np.ascontiguousarray(array)
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.astype(np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def host_array(tensor) -> np.ndarray:
+    """A tensor as a numpy array of its dtype, never cast: numpy has no bfloat16, so a
+    bfloat16 tensor becomes an ``ml_dtypes.bfloat16`` array (through float32, exactly)."""
+    import torch
+
+    tensor = tensor.cpu()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.float().numpy().astype(ml_dtypes.bfloat16)
+    return tensor.numpy()
 
 
 def precision_info(device: str) -> dict[str, str]:
