@@ -93,7 +93,7 @@ def test_cases_onnx_cannot_express_are_listed_as_skipped_with_the_reason_and_not
     assert any("have no such attribute" in reason for reason in reasons)  # unroll, dropout
     assert not any((selection / e["weights"] / e["test"]).exists() for e in skipped)
     cases = {case.id: case for case in load_cases()}
-    assert all(not_expressible(cases[e["case_id"]]) == e["reason"] for e in skipped)
+    assert all(not_expressible(cases[e["case_id"]].for_dtype(e["dtype"])) == e["reason"] for e in skipped)
 
 
 def test_data_files_are_named_and_ordered_as_the_graph_inputs_and_outputs(selection):
@@ -214,6 +214,9 @@ def evaluator_blind_spot(model, feeds: dict[str, np.ndarray]) -> str | None:
     return None
 
 
+# The evaluator computes a float16 model in numpy float16, where its sigmoid's exp(-x) overflows
+# to inf for large -x (the sigmoid is then 0, as it should be): a warning, not a wrong value.
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 @pytest.mark.parametrize("weights", ["initializers", "inputs"])
 def test_every_exported_case_matches_onnx_reference_evaluator_except_its_blind_spots(whole_matrix, weights):
     import onnx
@@ -279,7 +282,7 @@ def test_an_earlier_export_is_replaced_whole(tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--weights", "constants"], "invalid choice: 'constants'"),
-    (["--dtype", "float16"], "invalid choice: 'float16'"),
+    (["--dtype", "float8"], "invalid choice: 'float8'"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["-k", "lstm and ("], "bad -k expression"),
     (["-k", "lstm(x=1)"], "do not support call parameters"),

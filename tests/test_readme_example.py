@@ -60,11 +60,11 @@ def test_the_readme_onnx_runtime_walkthrough_certifies_onnxruntime_on_the_whole_
     first, document = run_vendor_example(tmp_path)
     assert first.returncode == 1, first.stderr
     unexpected = {r["test_id"] for r in document["results"] if r["status"] in ("fail", "error")}
-    assert len(unexpected) == 120 and document["planned"] == document["produced"] == 816
+    assert len(unexpected) == 120 and document["planned"] == document["produced"] == 924
     (tmp_path / "my-differences.txt").write_text(readme_block("example-onnx-differences", "text"))
     second, document = run_vendor_example(tmp_path, "--known-failures", "my-differences.txt")
     assert second.returncode == 0, second.stdout + second.stderr
     statuses = [r["status"] for r in document["results"]]
-    assert (statuses.count("pass"), statuses.count("unsupported")) == (516, 180)
+    assert (statuses.count("pass"), statuses.count("unsupported")) == (588, 216)
     assert {r["test_id"] for r in document["results"] if r.get("known")} == unexpected
     assert all("onnxruntime" in r["known"] for r in document["results"] if r.get("known"))

@@ -37,7 +37,7 @@ import numpy as np
 from conformance import semantics
 from conformance.matrix.case import Case
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, EncoderDecoderSpec, LayerSpec, StackedSpec
-from conformance.onnx.graph import Graph
+from conformance.onnx.graph import ELEMENT_TYPES, Graph, model_versions
 from conformance.onnx.mapping import ONNX_OP, activation_attributes, onnx_weights
 
 WEIGHT_PLACEMENTS = ("initializers", "inputs")
@@ -61,7 +61,44 @@ def not_expressible(case: Case) -> str | None:
     if case.mask is not None and semantics.right_padded_lengths(case.mask) is None:
         return ("mask has masked steps before real ones; ONNX's sequence_lens expresses right-padded "
                 "masks only")
+    for op in sorted({ONNX_OP[layer.cell] for layer in case.spec.sublayers().values()}):
+        reason = refused_element_type(op, case.dtype, model_versions()[0])
+        if reason:
+            return reason
     return None
+
+
+@functools.cache
+def refused_element_type(op: str, dtype: str, opset: int) -> str | None:
+    """Why ``op``'s schema at ``opset`` takes no ``dtype`` tensors, or None; read from onnx's own
+    operator schemas (the type constraint of X, W, R, B, Y), not written down here.
+
+    At opset 14 RNN, GRU and LSTM take float16, float and double; bfloat16 arrives with their
+    opset-22 versions, which ``--onnx-opset 22`` stamps (the reason names the first such opset).
+    """
+    import onnx
+
+    tensor_type = f"tensor({ELEMENT_TYPES[dtype].lower()})"  # the schema's spelling: tensor(float16)
+    allowed = _allowed_types(op, opset)
+    if tensor_type in allowed:
+        return None
+    schema = onnx.defs.get_schema(op, opset)
+    later = next((v for v in range(opset + 1, onnx.defs.onnx_opset_version() + 1)
+                  if tensor_type in _allowed_types(op, v)), None)
+    arrives = (f"; {op}-{later} takes it (--onnx-opset {later})" if later
+               else f"; no {op} version up to opset {onnx.defs.onnx_opset_version()} takes it")
+    return (f"ONNX {op}-{schema.since_version} (the {op} of opset {opset}, onnx {onnx.__version__}'s schema) "
+            f"constrains its float tensors to {', '.join(sorted(allowed))}: a {dtype} model has no "
+            f"ONNX form there{arrives}")
+
+
+def _allowed_types(op: str, opset: int) -> set[str]:
+    """The types the schema's float constraint (the one X, W, R, B and Y share) allows."""
+    import onnx
+
+    schema = onnx.defs.get_schema(op, opset)
+    constraint = next(c.type_str for c in schema.inputs if c.name == "X")
+    return set(next(c for c in schema.type_constraints if c.type_param_str == constraint).allowed_type_strs)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from conformance.matrix.case import numpy_dtype
+
 OPSET = 14
 IR_VERSION = 7
+# The ONNX element type of each case dtype (TensorProto's names); whether an operator takes
+# it at a given opset is the operator schema's business (``export.unsupported_element_type``).
+ELEMENT_TYPES = {"float32": "FLOAT", "float64": "DOUBLE", "float16": "FLOAT16", "bfloat16": "BFLOAT16"}
 OPSET_VARIABLE = "CONFORMANCE_ONNX_OPSET"
 INT64_MIN = -(2**63)
 
@@ -57,7 +62,7 @@ class Graph:
         from onnx import TensorProto, helper, numpy_helper
 
         self.helper, self.numpy_helper = helper, numpy_helper
-        self.elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
+        self.elem = getattr(TensorProto, ELEMENT_TYPES[dtype])
         self.int32 = TensorProto.INT32
         self.int64 = TensorProto.INT64
         self.dtype = dtype
@@ -79,7 +84,7 @@ class Graph:
         return name
 
     def constant(self, value, dtype: str = "int64") -> str:
-        return self.initializer(f"const_{len(self.initializers)}", np.asarray(value, dtype=dtype))
+        return self.initializer(f"const_{len(self.initializers)}", np.asarray(value, dtype=numpy_dtype(dtype)))
 
     def zero(self) -> str:
         """A scalar zero of the graph's float type."""
@@ -124,7 +129,9 @@ class Graph:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                                   producer_name="rnn-conformance")
         model.ir_version = ir_version
-        onnx.checker.check_model(model)
+        # full_check adds strict type and shape inference: a node given an element type its
+        # schema does not take (float16 or bfloat16 where the opset lacks it) is refused here.
+        onnx.checker.check_model(model, full_check=True)
         return model
 
 

@@ -22,7 +22,8 @@ initializers), and returns the runtime's outputs as the Keras list. A
 ``load`` that raises is the runtime refusing the model: the result is an
 error carrying the runtime's message, and later cases of the same structure
 fail fast with it. ``precision(device)`` reports what reduced-precision
-default the adapter switched off, recorded with every result.
+default the adapter switched off, and ``compiled_info(compiled)`` what the compiled model
+itself says it computes in; both are recorded with every result.
 
 ``repro_runner`` (optional) is what ``conformance repro`` pastes into the
 standalone reproducer it writes for one of the adapter's results: Python
@@ -75,6 +76,11 @@ class OnnxConsumerAdapter(Adapter):
         """What the adapter set about the runtime's reduced-precision defaults on ``device`` (recorded)."""
         return {}
 
+    def compiled_info(self, compiled: Any) -> dict:
+        """Facts read back from ``compiled`` itself (e.g. the precision it really computes in), recorded
+        with every run that uses it; ``{}`` by default."""
+        return {}
+
     def __init__(self) -> None:
         self._compiled: dict[tuple, tuple[Any, BaseException | None]] = {}
         self._info: dict = {}
@@ -111,6 +117,7 @@ class OnnxConsumerAdapter(Adapter):
         compiled, refusal = entry
         if refusal is not None:
             raise refusal.with_traceback(None)
+        self._info.update(self.compiled_info(compiled))
         return compiled
 
     def _compile(self, model: bytes, device: str) -> tuple[Any, BaseException | None]:

@@ -50,7 +50,7 @@ from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.keras.common import Structure, input_names, keras_weights, model_inputs
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.onnx import runtime as onnx_runtime
-from conformance.matrix.case import Case
+from conformance.matrix.case import Case, is_reduced_precision, numpy_dtype
 
 BACKEND = "tensorflow"
 RECURRENT_OPS = ("RNN", "GRU", "LSTM", "Loop", "Scan")
@@ -66,14 +66,37 @@ class LocateError(RuntimeError):
 
 
 def probe_weights(case: Case) -> dict[str, list[np.ndarray]]:
-    """Distinct random values in each weight's shape (Keras order), from a fixed seed."""
+    """Distinct random values in each weight's shape (Keras order), from a fixed seed.
+
+    float16 and bfloat16: drawn without replacement from the magnitudes in [0.05, 0.45] that
+    ``case.dtype`` holds, with random signs; independent draws would collide there (bfloat16
+    has a few hundred such values), and a repeated value could not be located.
+    """
     rng = np.random.default_rng(20240229)
-    probes = {}
-    for name, arrays in keras_weights(case).items():
-        shapes = [w.shape for w in arrays]
-        probes[name] = [(rng.uniform(0.05, 0.45, size=s) * rng.choice([-1.0, 1.0], size=s)).astype(case.dtype)
-                        for s in shapes]
-    flat = np.concatenate([a.ravel() for arrays in probes.values() for a in arrays])
+    if not is_reduced_precision(case.dtype):  # float32 / float64: independent draws, as exported and cached
+        probes = {}
+        for name, arrays in keras_weights(case).items():
+            shapes = [w.shape for w in arrays]
+            probes[name] = [(rng.uniform(0.05, 0.45, size=s) * rng.choice([-1.0, 1.0], size=s)).astype(case.dtype)
+                            for s in shapes]
+        flat = np.concatenate([a.ravel() for arrays in probes.values() for a in arrays])
+        if len(np.unique(flat)) != flat.size:
+            raise LocateError("probe weights are not distinct")
+        return probes
+    dtype = numpy_dtype(case.dtype)
+    grid = np.unique(np.linspace(0.05, 0.45, 1 << 16).astype(dtype))
+    shapes = {name: [w.shape for w in arrays] for name, arrays in keras_weights(case).items()}
+    total = sum(int(np.prod(s)) for arrays in shapes.values() for s in arrays)
+    if total > grid.size:
+        raise LocateError(f"{total} weights, and {case.dtype} holds only {grid.size} probe magnitudes")
+    flat = rng.permutation(grid)[:total] * rng.choice(np.array([-1.0, 1.0], dtype=dtype), size=total)
+    probes, start = {}, 0
+    for name, arrays in shapes.items():
+        probes[name] = []
+        for shape in arrays:
+            size = int(np.prod(shape))
+            probes[name].append(flat[start:start + size].reshape(shape).astype(dtype))
+            start += size
     if len(np.unique(flat)) != flat.size:
         raise LocateError("probe weights are not distinct")
     return probes
@@ -113,6 +136,11 @@ def _subgraph_tensors(graph) -> list:
     return found
 
 
+def is_float(values: np.ndarray) -> bool:
+    """A float array, bfloat16 included (ml_dtypes' bfloat16 is numpy kind "V")."""
+    return values.dtype.kind == "f" or values.dtype == numpy_dtype("bfloat16")
+
+
 def locate_weights(model, probe: np.ndarray) -> list[WeightSlot]:
     """Every main-graph initializer made of probe values (and zeros), as slots; else LocateError."""
     from onnx import numpy_helper
@@ -121,7 +149,7 @@ def locate_weights(model, probe: np.ndarray) -> list[WeightSlot]:
     slots, seen = [], np.zeros(probe.size, dtype=bool)
     for tensor in model.graph.initializer:
         values = numpy_helper.to_array(tensor)
-        if values.dtype.kind != "f":
+        if not is_float(values):
             continue
         index = np.asarray([lookup.get(float(v), -1) for v in values.ravel()], dtype=np.int64)
         if not (index >= 0).any():
@@ -132,7 +160,7 @@ def locate_weights(model, probe: np.ndarray) -> list[WeightSlot]:
         slots.append(WeightSlot(tensor.name, index.reshape(values.shape), values.copy()))
     for tensor in _subgraph_tensors(model.graph):
         values = numpy_helper.to_array(tensor)
-        if values.dtype.kind == "f" and any(float(v) in lookup for v in values.ravel()):
+        if is_float(values) and any(float(v) in lookup for v in values.ravel()):
             raise LocateError(f"weights inside a subgraph or Constant node ({tensor.name})")
     if not seen.all():
         raise LocateError(f"{int((~seen).sum())} Keras weight values appear nowhere verbatim")
@@ -192,13 +220,21 @@ class Exported:
     how: str
     recurrent_ops: list[str]
     stamp: dict[str, int] = field(default_factory=dict)  # onnx_runtime.model_stamp: the opset tf2onnx chose
-    sessions: dict[str, object] = field(default_factory=dict)
+    sessions: dict[str, tuple[object, list[str] | None]] = field(default_factory=dict)  # open_session's
     warnings: list[str] = field(default_factory=list)
 
 
 def input_feeds(structure: Structure, case: Case) -> dict[str, np.ndarray]:
     """The case's arrays by the names of ``build_model``'s Inputs (kept by the export)."""
     return dict(zip(input_names(structure), model_inputs(case)))
+
+
+def open_session(model: bytes, device: str, dtype: str) -> tuple[object, list[str] | None]:
+    """A session, and for float16 / bfloat16 the nodes onnxruntime computes in float32
+    (``onnx_runtime.make_observed_session``); None for other dtypes."""
+    if is_reduced_precision(dtype):
+        return onnx_runtime.make_observed_session(model, device)
+    return onnx_runtime.make_session(model, device), None
 
 
 class OnnxKerasAdapter(Adapter):
@@ -253,17 +289,19 @@ class OnnxKerasAdapter(Adapter):
         if exported.model_bytes is None:
             data, caught = export_onnx(structure, keras_weights(case), case)
             self._exported_in_run += 1
-            session = onnx_runtime.make_session(data, device)
+            session, widened = open_session(data, device, case.dtype)
             exported.warnings = caught
         else:
-            session = exported.sessions.get(device)
-            if session is None:
-                session = exported.sessions[device] = onnx_runtime.make_session(exported.model_bytes, device)
+            if device not in exported.sessions:
+                exported.sessions[device] = open_session(exported.model_bytes, device, case.dtype)
+            session, widened = exported.sessions[device]
             flat = flat_weights(keras_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
         self._info = {"export": exported.how, "compilations": self._exported_in_run, "onnx_ops": exported.recurrent_ops,
                       **exported.stamp,
                       "provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device)}
+        if widened is not None:
+            self._info["computed_in_float32"] = widened or "none (every node ran in the model's type)"
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
         return [np.asarray(a) for a in session.run(None, feeds)]

@@ -13,13 +13,43 @@ the Keras list.
 (batch-major X, Y and states), the natural image of Keras's tensors;
 onnxruntime 1.32 refuses it ("Batchwise recurrent operations (layout == 1)
 are not supported"), which that adapter reports as errors, not unsupported.
+
+float16: the export is a float16 model (float16 inputs, weights and outputs). onnxruntime's
+CPU provider has no float16 kernel for RNN, GRU or LSTM (1.32), so its graph optimizer
+(InsertCastTransformer) wraps each in Cast nodes: the recurrence computes in float32 on the
+float16 values and its outputs are rounded to float16, which the session returns. That is
+the runtime's own answer for a float16 model, so the row runs it; ``last_run_info()``
+records the nodes that computed in float32 (``computed_in_float32``), read from the
+optimized model the session wrote. bfloat16 has no ONNX form at opset 14
+(``conformance.onnx.not_expressible``); with ``--onnx-opset 22`` the model exists and
+onnxruntime 1.32 refuses it ("Could not find an implementation for LSTM(22)"), an error.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from conformance.adapters.contract import missing_module_reason
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
+
+REDUCED_ELEMENT_TYPES = (10, 16)  # TensorProto.FLOAT16, BFLOAT16
+
+
+@dataclass
+class Session:
+    """An InferenceSession and what its optimizer did to a reduced-precision model (``{}`` otherwise)."""
+
+    session: object
+    facts: dict = field(default_factory=dict)
+
+
+def float_element_type(model: bytes) -> int:
+    """The element type of the model's input ``x`` (every float tensor of an export has it)."""
+    import onnx
+
+    parsed = onnx.load_from_string(model)
+    return next(v for v in parsed.graph.input if v.name == "x").type.tensor_type.elem_type
 
 
 class OnnxNativeAdapter(OnnxConsumerAdapter):
@@ -55,11 +85,17 @@ def run_model(model_path, feeds, device):
     def device_name(self, device: str) -> str:
         return onnx_runtime.device_name(device)
 
-    def load(self, model: bytes, device: str):
-        return onnx_runtime.make_session(model, device)
+    def load(self, model: bytes, device: str) -> Session:
+        if float_element_type(model) not in REDUCED_ELEMENT_TYPES:
+            return Session(onnx_runtime.make_session(model, device))
+        session, widened = onnx_runtime.make_observed_session(model, device)
+        return Session(session, {"computed_in_float32": widened or "none (every node ran in the model's type)"})
 
-    def infer(self, session, feeds):
-        return session.run(None, feeds)
+    def infer(self, compiled: Session, feeds):
+        return compiled.session.run(None, feeds)
+
+    def compiled_info(self, compiled: Session) -> dict:
+        return dict(compiled.facts)
 
     def precision(self, device: str) -> dict:
         return {"provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device)}

@@ -13,7 +13,20 @@ Precision: on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin defaults
 bfloat16 (all but one of the float32 results fail that way). For the float32
 verdict the adapter sets the hint to f32 and records it; in the labelled
 reduced-precision mode (``conformance run --reduced-precision-defaults``) it leaves the runtime's
-default and records that default.
+default and records that default. Every record also holds what the compiled model reports
+(``inference_precision_hint``, read back from it) and the precision its recurrent kernels run
+in (``recurrent_kernel_precision``, from the runtime model's ``runtimePrecision``).
+
+float16 and bfloat16 rows: the hint asked for is the row's own (f16, bf16), and ``supports``
+compiles the case's model to read back what the plugin made of it. A row runs only where the
+compiled model computes its recurrence in the row's dtype; elsewhere it is unsupported with
+what was observed. On a CPU without float16 arithmetic (this one: AMD EPYC, capabilities BF16
+and FP32) the plugin compiles an f16 hint as bf16 and runs RNNSeq in bf16, coarser than the
+float16 the row asks for, so the float16 rows are unsupported there. bfloat16 rows: the
+exported bfloat16 model has no ONNX form at opset 14 (``not_expressible``); OpenVINO's own
+bfloat16 is its precision hint on a float32 model, whose outputs are float32 (LSTM's cell
+state stays float32 inside the kernel), which is the labelled mode's float32 row, not a
+bfloat16 one. With ``--onnx-opset 22`` the bfloat16 model exists and the same rule applies.
 
 Speed: with initializers every case is its own model, so every case pays a
 read and a compile (a few ms for these small graphs); one inference thread
@@ -31,6 +44,7 @@ import numpy as np
 from conformance.adapters.contract import missing_module_reason, reduced_precision_allowed
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 from conformance.matrix.case import Case
+from conformance.onnx import export
 from conformance.onnx.mapping import ONNX_ACTIVATION, onnx_activations
 
 OPENVINO_DEVICES = {"cpu": "CPU"}
@@ -58,12 +72,35 @@ def default_precision_hint(device: str) -> str:
     return _core().get_property(OPENVINO_DEVICES[device], PRECISION_HINT).to_string()
 
 
-def compile_config() -> dict[str, object]:
-    """The compile properties: f32 precision for the verdict unless the labelled mode keeps the default."""
+# A model's float element type -> the hint that computes in it; every other model gets f32.
+HINTS = {"f16": "f16", "bf16": "bf16"}
+DTYPE_HINTS = {"float16": "f16", "bfloat16": "bf16"}
+RECURRENT_KERNELS = ("RNNSeq", "RNNCell", "TensorIterator")
+
+
+def compile_config(hint: str = "f32") -> dict[str, object]:
+    """The compile properties: ``hint`` (f32 for the float32 verdict, the row's own for float16 and
+    bfloat16 models) unless the labelled mode keeps the default."""
     config: dict[str, object] = {"INFERENCE_NUM_THREADS": THREADS}
     if not reduced_precision_allowed():
-        config[PRECISION_HINT] = "f32"
+        config[PRECISION_HINT] = hint
     return config
+
+
+def model_hint(model) -> str:
+    """The hint for an ``openvino.Model``: its input ``x``'s own float type where that is f16 or bf16."""
+    return HINTS.get(model.input("x").get_element_type().to_string(), "f32")
+
+
+def kernel_precisions(compiled) -> dict[str, str]:
+    """Recurrent kernel -> the precision(s) the CPU plugin runs it in, from the runtime model."""
+    found: dict[str, set[str]] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str)
+        if kind in RECURRENT_KERNELS:
+            found.setdefault(kind, set()).add(info["runtimePrecision"].astype(str))
+    return {kind: ",".join(sorted(precisions)) for kind, precisions in sorted(found.items())}
 
 
 def refused_activations(case: Case) -> str | None:
@@ -84,14 +121,17 @@ class OpenvinoAdapter(OnnxConsumerAdapter):
     weights = "initializers"
     layout = 0
     declared_devices = ("cpu",)
-    # load's settings, standalone: the f32 hint of the float32 verdict, one inference thread.
+    # load's settings, standalone: the f32 hint of the float32 verdict (a float16 or bfloat16
+    # model's own type for those rows), one inference thread.
     repro_runner = '''
 def run_model(model_path, feeds, device):
     import openvino
 
     core = openvino.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    compiled = core.compile_model(core.read_model(model_path), {"cpu": "CPU"}[device], config)
+    model = core.read_model(model_path)
+    hint = {"f16": "f16", "bf16": "bf16"}.get(model.input("x").get_element_type().to_string(), "f32")
+    config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": 1}
+    compiled = core.compile_model(model, {"cpu": "CPU"}[device], config)
     results = compiled.create_infer_request().infer(feeds)
     return [results[output] for output in compiled.outputs]
 '''
@@ -100,7 +140,35 @@ def run_model(model_path, feeds, device):
         return missing_module_reason("openvino")
 
     def supports(self, case: Case) -> str | None:
-        return super().supports(case) or refused_activations(case)
+        reason = super().supports(case) or refused_activations(case)
+        if reason or case.dtype not in DTYPE_HINTS or reduced_precision_allowed():
+            return reason
+        return self.precision_refusal(case, "cpu")
+
+    def precision_refusal(self, case: Case, device: str) -> str | None:
+        """Why the compiled model of a float16 / bfloat16 row would not compute in that dtype, or None:
+        read back from the model compiled with the row's own hint (a refusal to compile is left to
+        ``run``, which reports it as an error)."""
+        try:
+            compiled = self._compiled_model(export(case, self.weights, self.layout), device)
+        except Exception:  # noqa: BLE001 - the runtime's refusal is run's result, not a precision fact
+            return None
+        want = DTYPE_HINTS[case.dtype]
+        got = compiled.get_property(PRECISION_HINT).to_string()
+        kernels = kernel_precisions(compiled)
+        # A TensorIterator's own runtimePrecision says nothing of its body (it reads f32 under a bf16 hint
+        # whose body computes in bf16, measured): the fused kernels' label and the hint read back decide.
+        if got == want and all(p == want for kind, p in kernels.items() if kind != "TensorIterator"):
+            return None
+        import openvino
+
+        capabilities = ", ".join(_core().get_property(OPENVINO_DEVICES[device], "OPTIMIZATION_CAPABILITIES"))
+        ran = ", ".join(f"{kind} {p}" for kind, p in kernels.items() if kind != "TensorIterator") or (
+            "a TensorIterator loop, whose body's precision it does not list" if kernels else "no recurrent kernel")
+        return (f"OpenVINO {openvino.__version__.split('-')[0]} {OPENVINO_DEVICES[device]} plugin here "
+                f"({self.device_name(device)}, OPTIMIZATION_CAPABILITIES {capabilities}): the {case.dtype} model "
+                f"compiled with {PRECISION_HINT}={want} reads back {PRECISION_HINT}={got} (runtime model: {ran}), "
+                f"so it would compute in {got}, not {case.dtype}")
 
     def devices(self) -> list[str]:
         return ["cpu"]
@@ -115,18 +183,21 @@ def run_model(model_path, feeds, device):
 
     def load(self, model: bytes, device: str):
         core = _core()
-        return core.compile_model(core.read_model(model=model), OPENVINO_DEVICES[device], compile_config())
+        read = core.read_model(model=model)
+        return core.compile_model(read, OPENVINO_DEVICES[device], compile_config(model_hint(read)))
 
     def infer(self, compiled, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         results = compiled.create_infer_request().infer(feeds)
         return [results[output] for output in compiled.outputs]
 
     def precision(self, device: str) -> dict:
-        """The hint the compiled models run under, and the machine's default beside it."""
-        default = default_precision_hint(device)
-        config = compile_config()
-        return {"inference_precision_hint": str(config.get(PRECISION_HINT, default)),
-                "default_inference_precision_hint": default}
+        """The machine's default hint (what the labelled mode leaves in place)."""
+        return {"default_inference_precision_hint": default_precision_hint(device)}
+
+    def compiled_info(self, compiled) -> dict:
+        """The hint the compiled model runs under, read back from it, and its recurrent kernels' precision."""
+        return {"inference_precision_hint": compiled.get_property(PRECISION_HINT).to_string(),
+                "recurrent_kernel_precision": kernel_precisions(compiled)}
 
 
 class OpenvinoInputsAdapter(OpenvinoAdapter):

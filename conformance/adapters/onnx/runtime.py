@@ -70,6 +70,42 @@ def model_stamp(model) -> dict[str, int]:
 
 def make_session(model_bytes: bytes, device: str):
     """An InferenceSession on ``device``'s provider, or ``ProviderUnavailable`` (never the CPU instead)."""
+    return _open_session(model_bytes, device, None)
+
+
+# The prefix of the Cast nodes onnxruntime's InsertCastTransformer (insert_cast_transformer.cc) puts
+# around a node the provider has no float16 kernel for: the node then computes in float32.
+INSERTED_CAST = "InsertedPrecisionFreeCast_"
+
+
+def make_observed_session(model_bytes: bytes, device: str) -> tuple[object, list[str]]:
+    """``make_session``'s session, and the nodes onnxruntime computes in float32 although the model
+    gives them float16: the nodes its optimizer fed through an inserted Cast to float, by op
+    type (``"LSTM"``, ``"MatMul x49"``), read from the optimized model the session itself wrote
+    (``SessionOptions.optimized_model_filepath``)."""
+    import collections
+    import os
+    import tempfile
+
+    import onnx
+
+    handle, path = tempfile.mkstemp(suffix=".onnx")
+    os.close(handle)
+    try:
+        session = _open_session(model_bytes, device, path)
+        optimized = onnx.load(path, load_external_data=False)
+    finally:
+        os.unlink(path)
+    widened = {output for node in optimized.graph.node
+               if node.op_type == "Cast" and node.name.startswith(INSERTED_CAST)
+               and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute)
+               for output in node.output}
+    counts = collections.Counter(node.op_type for node in optimized.graph.node
+                                 if node.op_type != "Cast" and widened & set(node.input))
+    return session, [op if n == 1 else f"{op} x{n}" for op, n in sorted(counts.items())]
+
+
+def _open_session(model_bytes: bytes, device: str, optimized_model_path: str | None):
     import onnxruntime
 
     if device not in PROVIDERS:
@@ -79,7 +115,10 @@ def make_session(model_bytes: bytes, device: str):
     if provider not in built_in:
         raise ProviderUnavailable(f"device={device!r} needs {provider}, which this onnxruntime build lacks "
                                   f"(it has {', '.join(built_in)}); refusing to run the row on another provider")
-    session = onnxruntime.InferenceSession(model_bytes, _session_options(), providers=[provider],
+    options = _session_options()
+    if optimized_model_path:
+        options.optimized_model_filepath = optimized_model_path
+    session = onnxruntime.InferenceSession(model_bytes, options, providers=[provider],
                                            provider_options=[precision_settings(device)], enable_fallback=0)
     if session.get_providers()[0] != provider:
         raise ProviderUnavailable(f"device={device!r}: onnxruntime opened the session on "

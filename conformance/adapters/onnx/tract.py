@@ -30,7 +30,7 @@ from conformance.adapters.contract import missing_module_reason
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 from conformance.matrix.case import Case
 
-FACT_TYPES = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64"}
+FACT_TYPES = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64"}
 NUMBERED_CAUSE = re.compile(r"^\s+\d+: ")
 
 
@@ -104,7 +104,7 @@ def run_model(model_path, feeds, device):
 
     model = tract.onnx().load(model_path)
     names = [model.input_name(k) for k in range(model.input_count())]
-    types = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64"}
+    types = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64"}
     for k, name in enumerate(names):
         array = feeds[name]
         model.set_input_fact(k, ",".join([*map(str, array.shape), types[str(array.dtype)]]))
