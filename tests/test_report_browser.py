@@ -96,9 +96,9 @@ def test_status_filter_hides_rows_and_cells(page, document) -> None:
 def test_adapter_filter_hides_other_columns(page) -> None:
     page.select_option("#adapter-filter", "flax")
     headers = page.locator("#matrix thead tr.cols th:visible")
-    assert headers.count() == 2  # flax on cpu, float32 and float64
+    assert headers.count() == 4  # flax on cpu: float32, float64, float16, bfloat16
     first_row = page.locator("#matrix tbody tr:not(.grp)").first
-    assert first_row.locator("td:visible").count() == 2
+    assert first_row.locator("td:visible").count() == 4
 
 
 def test_cell_filter_and_search_narrow_the_rows(page, document) -> None:
