@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import unittest
 from pathlib import Path
@@ -248,6 +249,10 @@ def test_every_exported_case_matches_onnx_reference_evaluator_except_its_blind_s
     assert not wrong, wrong[:5]
     assert blind and not [name for name, (_, matches) in blind.items() if matches], \
         "a case named as the evaluator's blind spot matched: the exclusion is wider than the finding"
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    stated = re.search(r"ReferenceEvaluator`: (\d+) of the (\d+) models per placement match", readme)
+    assert stated and (int(stated[1]), int(stated[2])) == (len(entries) - len(blind), len(entries)), \
+        "README's ReferenceEvaluator figures are not this matrix's"
     print(f"{len(entries) - len(blind)} {weights} cases match the evaluator; {len(blind)} excluded: "
           f"{sorted({reason.split(' (')[0] for reason, _ in blind.values()})}")
 
