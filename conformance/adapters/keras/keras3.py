@@ -33,7 +33,8 @@ torch's CPU, Keras 3.15 itself still computes a float16 ``ops.matmul`` in float3
 product to float16 (backend/torch/numpy.py ``matmul``: "torch.matmul doesn't support float16 with
 cpu"), which the generic loop (SimpleRNN, masked layers) goes through; the backend's own
 ``_fallback_lstm/_gru`` call ``torch.matmul`` in float16. Torch's ``numpy()`` refuses bfloat16:
-such outputs come back as ``ml_dtypes.bfloat16`` arrays through float32 (``torch_to_numpy``).
+such outputs come back as ``ml_dtypes.bfloat16`` arrays through float32 (the torch adapter's
+``host_array``, one home for that crossing).
 
 Calls: TensorFlow and torch run the functional model eagerly (torch under
 ``no_grad``), the case's weights swapped in with ``set_weights``; JAX runs
@@ -374,7 +375,9 @@ class TorchBackend:
     def to_numpy(self, tensor: Any) -> np.ndarray:
         # keras.ops.convert_to_numpy goes through np.array(tensor), which numpy 2
         # warns about for torch's __array__ (no copy keyword): take torch's own route.
-        return torch_to_numpy(tensor)
+        from conformance.adapters.torch.adapter import host_array
+
+        return host_array(tensor)
 
     def compilations(self) -> int | None:
         return None
@@ -442,19 +445,6 @@ def keras_tensors(inputs: list[np.ndarray]) -> list[Any]:
     from keras import ops
 
     return [ops.convert_to_tensor(a, dtype=a.dtype.name) for a in inputs]
-
-
-def torch_to_numpy(tensor: Any) -> np.ndarray:
-    """A torch tensor on the host, in its own dtype: a bfloat16 one (which torch's ``numpy()``
-    refuses) as an ``ml_dtypes.bfloat16`` array, through float32, which holds it exactly."""
-    import torch
-
-    host = tensor.detach().cpu()
-    if host.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return host.float().numpy().astype(ml_dtypes.bfloat16)
-    return host.numpy()
 
 
 @functools.cache

@@ -50,7 +50,7 @@ from conformance.adapters.contract import Adapter, missing_module_reason
 from conformance.adapters.keras.common import Structure, input_names, keras_weights, model_inputs
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.onnx import runtime as onnx_runtime
-from conformance.matrix.case import Case, is_reduced_precision, numpy_dtype
+from conformance.matrix.case import Case, is_floating, is_reduced_precision, numpy_dtype
 
 BACKEND = "tensorflow"
 RECURRENT_OPS = ("RNN", "GRU", "LSTM", "Loop", "Scan")
@@ -136,11 +136,6 @@ def _subgraph_tensors(graph) -> list:
     return found
 
 
-def is_float(values: np.ndarray) -> bool:
-    """A float array, bfloat16 included (ml_dtypes' bfloat16 is numpy kind "V")."""
-    return values.dtype.kind == "f" or values.dtype == numpy_dtype("bfloat16")
-
-
 def locate_weights(model, probe: np.ndarray) -> list[WeightSlot]:
     """Every main-graph initializer made of probe values (and zeros), as slots; else LocateError."""
     from onnx import numpy_helper
@@ -149,7 +144,7 @@ def locate_weights(model, probe: np.ndarray) -> list[WeightSlot]:
     slots, seen = [], np.zeros(probe.size, dtype=bool)
     for tensor in model.graph.initializer:
         values = numpy_helper.to_array(tensor)
-        if not is_float(values):
+        if not is_floating(values.dtype):
             continue
         index = np.asarray([lookup.get(float(v), -1) for v in values.ravel()], dtype=np.int64)
         if not (index >= 0).any():
@@ -160,7 +155,7 @@ def locate_weights(model, probe: np.ndarray) -> list[WeightSlot]:
         slots.append(WeightSlot(tensor.name, index.reshape(values.shape), values.copy()))
     for tensor in _subgraph_tensors(model.graph):
         values = numpy_helper.to_array(tensor)
-        if is_float(values) and any(float(v) in lookup for v in values.ravel()):
+        if is_floating(values.dtype) and any(float(v) in lookup for v in values.ravel()):
             raise LocateError(f"weights inside a subgraph or Constant node ({tensor.name})")
     if not seen.all():
         raise LocateError(f"{int((~seen).sum())} Keras weight values appear nowhere verbatim")

@@ -381,7 +381,7 @@ def host_array(tensor) -> np.ndarray:
     bfloat16 tensor becomes an ``ml_dtypes.bfloat16`` array (through float32, exactly)."""
     import torch
 
-    tensor = tensor.cpu()
+    tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         import ml_dtypes
 
