@@ -17,7 +17,8 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
 ``--device cpu|cuda|all``        device rows to produce (default all), for each adapter
                                  only the devices it declares (``declared_devices``); a
                                  declared device the machine lacks is recorded as skipped
-``--dtype float32|float64|all``  dtype rows to produce (default all)
+``--dtype DTYPE|all``            dtype rows to produce (default all): float32, float64,
+                                 float16, bfloat16
 ``--fixtures-dir DIR``           the golden fixtures (default ``$CONFORMANCE_FIXTURES``,
                                  else the checkout's ``fixtures/``)
 ``--report-dir DIR``             where the stream and results.json go (default

@@ -49,6 +49,13 @@ def test_a_passing_result_gives_a_script_that_exits_0(tmp_path):
     assert "within tolerance" in ran.stdout
 
 
+def test_a_float16_row_reproduces_in_float16(tmp_path):
+    done = repro("lstm-seq1-state1-random-b3t5-reduced_precision[onnx-native-cpu-float16]", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = run_script(tmp_path)
+    assert ran.returncode == 0 and "(float16)" in ran.stdout and "within tolerance" in ran.stdout, ran.stdout
+
+
 def test_the_script_header_describes_the_case_and_the_runtime(tmp_path):
     import onnxruntime
 

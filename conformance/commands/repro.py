@@ -27,10 +27,10 @@ import numpy as np
 
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import check_outputs_in, write_bytes_atomic, write_text_atomic
-from conformance.matrix.case import Case
+from conformance.matrix.case import DTYPES, Case
 
 FILES = ("model.onnx", "inputs.npz", "expected.npz", "repro.py")
-TEST_ID = re.compile(r"(?P<case>[^\[\]]+)\[(?P<adapter>.+)-(?P<device>cpu|cuda)-(?P<dtype>float32|float64)\]")
+TEST_ID = re.compile(r"(?P<case>[^\[\]]+)\[(?P<adapter>.+)-(?P<device>cpu|cuda)-(?P<dtype>" + "|".join(DTYPES) + r")\]")
 
 MISSING_RUNNER = '''
 def run_model(model_path, feeds, device):
