@@ -215,21 +215,13 @@ class Exported:
     how: str
     recurrent_ops: list[str]
     stamp: dict[str, int] = field(default_factory=dict)  # onnx_runtime.model_stamp: the opset tf2onnx chose
-    sessions: dict[str, tuple[object, list[str] | None]] = field(default_factory=dict)  # open_session's
+    sessions: dict[str, tuple[object, dict]] = field(default_factory=dict)  # onnx_runtime.open_session's
     warnings: list[str] = field(default_factory=list)
 
 
 def input_feeds(structure: Structure, case: Case) -> dict[str, np.ndarray]:
     """The case's arrays by the names of ``build_model``'s Inputs (kept by the export)."""
     return dict(zip(input_names(structure), model_inputs(case)))
-
-
-def open_session(model: bytes, device: str, dtype: str) -> tuple[object, list[str] | None]:
-    """A session, and for float16 / bfloat16 the nodes onnxruntime computes in float32
-    (``onnx_runtime.make_observed_session``); None for other dtypes."""
-    if is_reduced_precision(dtype):
-        return onnx_runtime.make_observed_session(model, device)
-    return onnx_runtime.make_session(model, device), None
 
 
 class OnnxKerasAdapter(Adapter):
@@ -284,19 +276,18 @@ class OnnxKerasAdapter(Adapter):
         if exported.model_bytes is None:
             data, caught = export_onnx(structure, keras_weights(case), case)
             self._exported_in_run += 1
-            session, widened = open_session(data, device, case.dtype)
+            session, facts = onnx_runtime.open_session(data, device, is_reduced_precision(case.dtype))
             exported.warnings = caught
         else:
             if device not in exported.sessions:
-                exported.sessions[device] = open_session(exported.model_bytes, device, case.dtype)
-            session, widened = exported.sessions[device]
+                exported.sessions[device] = onnx_runtime.open_session(exported.model_bytes, device,
+                                                                      is_reduced_precision(case.dtype))
+            session, facts = exported.sessions[device]
             flat = flat_weights(keras_weights(case))
             feeds.update({slot.name: slot.value(flat) for slot in exported.slots})
         self._info = {"export": exported.how, "compilations": self._exported_in_run, "onnx_ops": exported.recurrent_ops,
                       **exported.stamp,
-                      "provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device)}
-        if widened is not None:
-            self._info["computed_in_float32"] = widened or "none (every node ran in the model's type)"
+                      "provider": onnx_runtime.PROVIDERS[device], **onnx_runtime.precision_settings(device), **facts}
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
         return [np.asarray(a) for a in session.run(None, feeds)]

@@ -86,10 +86,7 @@ def run_model(model_path, feeds, device):
         return onnx_runtime.device_name(device)
 
     def load(self, model: bytes, device: str) -> Session:
-        if float_element_type(model) not in REDUCED_ELEMENT_TYPES:
-            return Session(onnx_runtime.make_session(model, device))
-        session, widened = onnx_runtime.make_observed_session(model, device)
-        return Session(session, {"computed_in_float32": widened or "none (every node ran in the model's type)"})
+        return Session(*onnx_runtime.open_session(model, device, float_element_type(model) in REDUCED_ELEMENT_TYPES))
 
     def infer(self, compiled: Session, feeds):
         return compiled.session.run(None, feeds)

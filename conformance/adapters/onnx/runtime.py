@@ -105,6 +105,15 @@ def make_observed_session(model_bytes: bytes, device: str) -> tuple[object, list
     return session, [op if n == 1 else f"{op} x{n}" for op, n in sorted(counts.items())]
 
 
+def open_session(model_bytes: bytes, device: str, reduced_precision: bool) -> tuple[object, dict]:
+    """``make_session``'s session and the facts to record with its results: for a float16 or bfloat16
+    model, ``computed_in_float32`` (``make_observed_session``'s nodes); ``{}`` for any other."""
+    if not reduced_precision:
+        return make_session(model_bytes, device), {}
+    session, widened = make_observed_session(model_bytes, device)
+    return session, {"computed_in_float32": widened or "none (every node ran in the model's type)"}
+
+
 def _open_session(model_bytes: bytes, device: str, optimized_model_path: str | None):
     import onnxruntime
 

@@ -152,11 +152,9 @@ class OnnxTorchAdapter(Adapter):
         model, info = self._export(key, max(steps, 2))  # size 1 would be specialised by torch.export
         if static_steps(model) not in (None, steps):
             model, info = self._export(key, steps)
-        if is_reduced_precision(key.dtype):  # which nodes onnxruntime widens to float32 (no float16 kernel)
-            session, widened = onnx_runtime.make_observed_session(model.SerializeToString(), key.device)
-            info = dict(info, computed_in_float32=widened or "none (every node ran in the model's type)")
-        else:
-            session = onnx_runtime.make_session(model.SerializeToString(), key.device)
+        session, facts = onnx_runtime.open_session(model.SerializeToString(), key.device,
+                                                   is_reduced_precision(key.dtype))
+        info = dict(info, **facts)
         # ONNX Runtime lists initializers declared as inputs apart from the other inputs.
         wanted = {i.name for i in session.get_inputs() + session.get_overridable_initializers()}
         entry = (session, info, wanted)
