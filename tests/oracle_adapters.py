@@ -81,3 +81,10 @@ class CachingOracleAdapter(OracleAdapter):
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         self.uncached_runs += not self.export_cache
         return super().run(case, device)
+
+
+class CompilingOracleAdapter(OracleAdapter):
+    """The oracle declaring a per-structure cost: ``conformance run`` runs it on the covering plan."""
+
+    name = "compiling-oracle"
+    compiles_per_structure = True

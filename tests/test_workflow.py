@@ -120,6 +120,7 @@ def test_each_matrix_job_runs_its_tox_env_and_passes_the_runner_identity_through
     pytest.importorskip("tox")
     words = shlex.split(filled(run_line("matrix", "tox"), {"matrix.env": "torch"}))
     assert words[:3] == ["tox", "-e", "torch"]
+    assert words[-2:] == ["--", "--full"]  # CI runs the full plan, not the covering plan
     overrides = [word for n, word in enumerate(words) if n and words[n - 1] == "-x"]
     done = subprocess.run([sys.executable, "-m", "tox", "config", "-e", "torch", "-k", "pass_env",
                            *[arg for override in overrides for arg in ("-x", override)]],
@@ -149,7 +150,7 @@ def test_the_gpu_job_is_opt_in_runs_on_configurable_labels_and_runs_the_cuda_row
     fallback = re.search(r"\|\| '(\[.*\])'\) \}\}$", gpu["runs-on"])  # neither input nor variable set
     assert fallback and json.loads(fallback.group(1)) == ["self-hosted", "gpu"]
     words = shlex.split(run_line("gpu", ".venv-gpu/bin/conformance"))
-    assert words[words.index("--device") + 1] == "cuda"
+    assert words[words.index("--device") + 1] == "cuda" and "--full" in words
 
 
 def test_the_merge_job_downloads_every_uploaded_result_and_runs_after_every_job():

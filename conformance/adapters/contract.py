@@ -26,6 +26,11 @@ suite only calls the members). Optional members, used when present:
   process, where no framework is imported. A device it never declares gets
   no row at all; a declared device the machine lacks (not in ``devices()``)
   gets ``skipped`` rows that say so.
+- ``compiles_per_structure: bool``: the adapter converts, exports or compiles
+  a model for every structure it meets (seconds a case, where an eager call
+  takes milliseconds). A static attribute (default False): ``conformance run``
+  then runs it on the covering plan (``conformance.matrix.covering``) unless
+  ``--full`` asks for every case.
 
 ``load_adapter`` (``conformance.adapters``) checks the five required members
 and fills in the optional ones once, as a ``LoadedAdapter``: everything past
@@ -105,6 +110,7 @@ class Adapter:
 
     name: str = "unnamed"
     declared_devices: tuple[str, ...] = DEFAULT_DECLARED_DEVICES
+    compiles_per_structure: bool = False
 
     def available(self) -> str | None:
         return None
@@ -148,6 +154,7 @@ class LoadedAdapter:
     last_run_info: Callable[[], dict]
     bare_forward: BareForward | None
     declared_devices: tuple[str, ...] = DEFAULT_DECLARED_DEVICES
+    compiles_per_structure: bool = False
 
     @classmethod
     def of(cls, adapter: AdapterProtocol) -> LoadedAdapter:
@@ -156,7 +163,7 @@ class LoadedAdapter:
         return cls(adapter, adapter.name, adapter.available, adapter.devices, adapter.supports, adapter.run,
                    getattr(adapter, "versions", _no_versions), getattr(adapter, "device_name", _same_device),
                    getattr(adapter, "last_run_info", _no_run_info), getattr(adapter, "bare_forward", None),
-                   declared_devices_of(adapter))
+                   declared_devices_of(adapter), getattr(adapter, "compiles_per_structure", False) is True)
 
     @property
     def export_cache(self) -> bool | None:

@@ -32,6 +32,10 @@ def build_parser() -> Parser:
     run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     run.add_argument("--dtype", choices=DTYPES + ("all",), default="all")
     run.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
+    run.add_argument("--full", action="store_true",
+                     help="every case on every adapter: without it (and without -k), the adapters that "
+                          "compile per structure run the covering plan (every factor value and pair of "
+                          "values; the run says which pairs it left out)")
     run.add_argument("--report-dir", type=Path, default=Path("reports"))
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
     run.add_argument("--shards", type=int, default=1, metavar="N",

@@ -44,7 +44,8 @@ from conformance.commands.supervisor import (
 from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
 from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
 from conformance.matrix.case import REDUCED_PRECISION, Case, is_reduced_precision
-from conformance.plugin import device_rows, keyword_filter, matrix_params
+from conformance.matrix.covering import CoveringPlan, covering_plan
+from conformance.plugin import ConformanceParam, device_rows, keyword_filter, matrix_params
 from conformance.results.lock import ReportDirBusy, ReportDirLock
 from conformance.results.machine import machine_info
 from conformance.results.messages import short_message
@@ -60,7 +61,7 @@ from conformance.results.records import (
     unexpected_count,
     write_json_atomic,
 )
-from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
+from conformance.verdict.known_differences import Audit, KnownFailures, known_failure_files, load_known_failures
 
 PROGRESS_EVERY = 5.0
 
@@ -136,11 +137,37 @@ class Progress:
 
 def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> list[str]:
     """The test ids one adapter is asked for: the matrix rows of --device (the devices it declares)
-    and --dtype that -k selects."""
+    and --dtype that -k selects; for an adapter that compiles per structure, in a run that names
+    no -k and no --full, only those of the covering plan (``on_covering_plan``)."""
     selects = keyword_filter(options["keyword"])
     params = matrix_params(cases, device_rows(options["device"], [adapter]), options["dtype"])
     known, versions = options["known"], options["known"].installed_versions()
-    return [p.test_id for p in params if selects(p, known.reason_for(p.test_id, versions) is not None)]
+    params = [p for p in params if selects(p, known.reason_for(p.test_id, versions) is not None)]
+    if covers(adapter, options):
+        params = on_covering_plan(params, options["covering"], known, versions)
+    return [p.test_id for p in params]
+
+
+def covers(adapter: LoadedAdapter, options: dict) -> bool:
+    """Whether the covering plan narrows this adapter's part of the run."""
+    return options["covering"] is not None and adapter.compiles_per_structure
+
+
+def on_covering_plan(params: list[ConformanceParam], plan: CoveringPlan, known: KnownFailures,
+                     versions: dict[str, str]) -> list[ConformanceParam]:
+    """The params of the covering plan, and for every known-differences entry the first param it
+    matches: each documented difference of the adapter still shows in the default run."""
+    shown: set[str] = set()
+    for entry in known.entries:
+        if entry.applies(versions):
+            shown.update(next(([p.test_id] for p in params if entry.matches(p.test_id)), []))
+    return [p for p in params if plan.holds(p.case.id, p.dtype) or p.test_id in shown]
+
+
+def covering_for(args: argparse.Namespace, cases: list[Case]) -> CoveringPlan | None:
+    """The covering plan of a default run; None with --full or -k (a selection asked for by name
+    is run whole)."""
+    return None if args.full or args.keyword else covering_plan(cases)
 
 
 def adapter_summaries(groups: list[GroupRun]) -> dict:
@@ -175,12 +202,37 @@ def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun
                                 planned=sum(group.total for group in groups), suite_version=__version__,
                                 selection=run_selection(keyword=options["keyword"], device=options["device"],
                                                         dtype=options["dtype"],
-                                                        adapters=[a.name for a in options["adapters"].values()]))
+                                                        adapters=[a.name for a in options["adapters"].values()],
+                                                        covering=covering_record(options)))
     check_outputs(report_dir)  # still writable: nothing is replaced unless everything can be
     write_json_atomic(report_dir / "results.json", document)
     write_junit(report_dir / "junit.xml", records_of(document))
     render_report(document, report_dir)
     return document
+
+
+def covered_adapters(options: dict) -> list[str]:
+    """The adapters whose part of this run the covering plan narrowed."""
+    return sorted(a.name for a in options["adapters"].values() if covers(a, options))
+
+
+def covering_record(options: dict) -> dict | None:
+    """``selection.covering`` of the results document: the plan, the adapters it narrowed and the
+    case × dtype pairs it left to the full plan (why: ``covering.WHY_LEFT_OUT``); None for a run
+    that no covering plan narrowed."""
+    adapters = covered_adapters(options)
+    return dict(options["covering"].summary(), adapters=adapters) if adapters else None
+
+
+def plan_line(document: dict) -> str | None:
+    """The summary's plain word that the run was the default (covering) plan, not the full one."""
+    covering = (document.get("selection") or {}).get("covering")
+    if not covering:
+        return None
+    return (f"plan: the covering plan (not the full matrix) for {', '.join(covering['adapters'])}: "
+            f"{covering['pairs']} of {covering['of']} case x dtype pairs (every factor value and pair of "
+            f"values), plus one result per documented known difference; the other "
+            f"{len(covering['left_to_full'])} are left to the full plan: conformance run --full")
 
 
 SUMMARY_COLUMNS = {"pass": "pass", "fail": "fail", "error": "error", "known": "known",
@@ -210,7 +262,8 @@ def summary_table(document: dict) -> str:
         lines.append(f"{document['produced']} of {document['planned']} planned results produced; "
                      f"the other {document['planned'] - document['produced']} are errors saying why")
     label = reduced_precision_label(records)
-    return "\n".join(lines + ([f"labelled mode: {label}"] if label else []))
+    plan = plan_line(document)
+    return "\n".join(lines + ([f"labelled mode: {label}"] if label else []) + ([plan] if plan else []))
 
 
 def outcome_table(records: list[Record]) -> list[str]:
@@ -304,6 +357,7 @@ def run_command(args: argparse.Namespace) -> int:
     fixtures_dir = args.fixtures_dir or default_fixtures_dir()
     case_list = load_cases(fixtures_dir)
     cases = {case.id: case for case in case_list}
+    options["covering"] = covering_for(args, case_list)
     try:
         plans = {requested: adapter_plan(adapter, case_list, options)
                  for requested, adapter in options["adapters"].items()}
@@ -320,8 +374,9 @@ def run_command(args: argparse.Namespace) -> int:
         complete = not interrupted and not any(group.ended for group in groups)
         records = [record for group in groups for record in group_records(group)]
         versions = {name: entry.get("versions") for name, entry in adapter_summaries(groups).items()}
+        narrowed = bool(args.keyword) or bool(covered_adapters(options))
         audit = audit_known(options["known"], records, {c.id: c.dtypes for c in case_list},
-                            selected=bool(args.keyword), versions=versions) if complete else None
+                            selected=narrowed, versions=versions) if complete else None
         document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit,
                                  options)
     print(summary_table(document))

@@ -556,6 +556,8 @@ def selection_text(selection: dict[str, Any] | None) -> str:
         return "–"
     parts = ([f"-k {selection['keyword']!r}"] if selection.get("keyword") else ["all cases"]) + \
         (["--plan"] if selection.get("plan") else []) + \
+        ([f"the covering plan for {', '.join(selection['covering']['adapters'])}"] if selection.get("covering")
+         else []) + \
         [f"--device {selection.get('device')}", f"--dtype {selection.get('dtype')}",
          ", ".join(selection.get("adapters") or ()) or "no adapter"]
     return " · ".join(parts)

@@ -292,14 +292,18 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
 
 
 def run_selection(*, keyword: str | None, device: str, dtype: str, adapters: Iterable[str],
-              plan: bool = False) -> dict[str, Any]:
+              plan: bool = False, covering: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a run was asked to run: its ``-k`` (None: none), ``--device``, ``--dtype`` and adapters.
 
     ``plan`` marks a process that ran a plan handed to it (``--plan``): a part of
-    a run, narrowed as a ``-k`` narrows.
+    a run, narrowed as a ``-k`` narrows. ``covering`` (``conformance run``'s
+    ``covering_record``) says that the default covering plan narrowed some
+    adapters' part, which ones, and which case × dtype pairs it left to the full plan.
     """
     chosen = {"keyword": keyword or None, "device": device, "dtype": dtype,
               "adapters": sorted(dict.fromkeys(adapters))}
+    if covering:
+        chosen["covering"] = covering
     return dict(chosen, plan=True) if plan else chosen
 
 
@@ -308,10 +312,21 @@ def merged_selection(documents: list[dict[str, Any]]) -> dict[str, Any] | None:
     parts = [d.get("selection") for d in documents]
     if not parts or any(part is None for part in parts):
         return None
-    rest = [{k: v for k, v in part.items() if k != "adapters"} for part in parts]
+    rest = [{k: v for k, v in part.items() if k not in ("adapters", "covering")} for part in parts]
     if any(other != rest[0] for other in rest[1:]):
         return None
-    return dict(parts[0], adapters=sorted({name for part in parts for name in part.get("adapters") or ()}))
+    merged = dict(parts[0], adapters=sorted({name for part in parts for name in part.get("adapters") or ()}))
+    coverings = [part["covering"] for part in parts if part.get("covering")]
+    merged.pop("covering", None)
+    if coverings:
+        if any(_without_adapters(c) != _without_adapters(coverings[0]) for c in coverings[1:]):
+            return None  # different fixtures, different plans: no one selection describes them
+        merged["covering"] = dict(coverings[0], adapters=sorted({a for c in coverings for a in c["adapters"]}))
+    return merged
+
+
+def _without_adapters(covering: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in covering.items() if k != "adapters"}
 
 
 def _on_machine(record: Record, machine: str) -> Record:

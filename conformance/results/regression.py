@@ -351,9 +351,11 @@ def _adapter_note(baseline: dict[str, Any], current: dict[str, Any]) -> list[str
 
 
 def _cases_text(selection: dict[str, Any]) -> str:
-    """'-k 'gru'', '--plan' or 'all': which cases a run selected."""
+    """'-k 'gru'', '--plan', 'the covering plan' or 'all': which cases a run selected."""
     parts = ([f"-k {selection['keyword']!r}"] if selection.get("keyword") else []) + \
-        (["--plan"] if selection.get("plan") else [])
+        (["--plan"] if selection.get("plan") else []) + \
+        ([f"the covering plan ({', '.join(selection['covering']['adapters'])})"] if selection.get("covering")
+         else [])
     return " ".join(parts) or "all"
 
 

@@ -68,6 +68,7 @@ class _Compiled:
 class FlaxAdapter(Adapter):
     name = "flax"
     declared_devices = ("cpu", "cuda")
+    compiles_per_structure = True  # an XLA compilation per structure and shape
 
     def __init__(self) -> None:
         self._compiled: dict[tuple, _Compiled] = {}

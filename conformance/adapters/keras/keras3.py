@@ -548,6 +548,7 @@ class KerasTensorflowAdapter(Keras3Adapter):
 
 class KerasJaxAdapter(Keras3Adapter):
     name = "keras-jax"
+    compiles_per_structure = True  # an XLA compilation per structure and shape
 
     def __init__(self) -> None:
         super().__init__(JaxBackend())

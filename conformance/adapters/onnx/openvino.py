@@ -118,6 +118,7 @@ class OpenvinoAdapter(OnnxConsumerAdapter):
 
     name = "openvino"
     runtime = "OpenVINO"
+    compiles_per_structure = True  # a CPU-plugin compilation per model
     weights = "initializers"
     layout = 0
     declared_devices = ("cpu",)

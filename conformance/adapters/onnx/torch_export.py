@@ -68,6 +68,7 @@ class OnnxTorchAdapter(Adapter):
 
     name = "onnx-torch"
     declared_devices = ("cpu", "cuda")
+    compiles_per_structure = True  # a dynamo export per structure (2-30 s each)
     export_cache = True  # False: export and open a session on every call (see _session)
 
     def __init__(self) -> None:
