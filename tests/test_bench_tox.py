@@ -86,3 +86,16 @@ def test_bench_tox_takes_no_adapter_selection(tmp_path):
     assert done.returncode == 2
     assert one_line_error(done) == ("conformance: error: bench --tox times the whole tox matrix: "
                                     "it takes no --adapter or --quick")
+
+
+def test_bench_full_goes_with_tox(tmp_path):
+    done = subprocess.run([str(CONSOLE_SCRIPT), "bench", "--full"], cwd=tmp_path, capture_output=True, text=True)
+    assert one_line_error(done) == ("conformance: error: bench --full goes with --tox (each adapter's bench "
+                                    "runs its whole matrix already)")
+
+
+def test_bench_tox_full_times_the_full_plan():
+    from conformance.commands.bench_tox import tox_command
+
+    assert tox_command(Path("w"), Path("r.json"), full=True)[-2:] == ["--", "--full"]
+    assert "--full" not in tox_command(Path("w"), Path("r.json"))

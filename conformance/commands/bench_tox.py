@@ -1,6 +1,7 @@
 """``conformance bench --tox``: the README's main command timed whole, cold and then warm.
 
-Runs ``tox run-parallel -m matrix`` from the current directory's ``tox.ini``
+Runs ``tox run-parallel -m matrix`` (with ``--full``: ``-- --full``, the full
+plan, else the default covering plan) from the current directory's ``tox.ini``
 twice into one scratch tox work dir beside the output file:
 
 - **cold**: a new tox work dir, an empty pip cache (``PIP_CACHE_DIR``) and an
@@ -46,9 +47,9 @@ def check_tox_project(root: Path) -> None:
         raise UsageError(f"bench --tox runs tox.ini's '{LABEL}' label: no tox.ini in {root}")
 
 
-def tox_command(work_dir: Path, result_json: Path) -> list[str]:
+def tox_command(work_dir: Path, result_json: Path, full: bool = False) -> list[str]:
     return [sys.executable, "-m", "tox", "run-parallel", "-m", LABEL, "--parallel-no-spinner",
-            "--workdir", str(work_dir), "--result-json", str(result_json)]
+            "--workdir", str(work_dir), "--result-json", str(result_json), *(["--", "--full"] if full else [])]
 
 
 def env_figures(tox_result: dict) -> dict[str, dict]:
@@ -67,12 +68,12 @@ def env_figures(tox_result: dict) -> dict[str, dict]:
     return figures
 
 
-def timed_matrix(root: Path, scratch: Path, name: str, environment: dict[str, str]) -> dict:
+def timed_matrix(root: Path, scratch: Path, name: str, environment: dict[str, str], full: bool = False) -> dict:
     """One ``tox run-parallel -m matrix``: its wall time, its environments, its adapters."""
     result_json = scratch / f"tox-{name}.json"
     print(f"bench: tox run-parallel -m {LABEL} ({name}) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    done = subprocess.run(tox_command(scratch / "tox-work", result_json), cwd=root, env=environment,
+    done = subprocess.run(tox_command(scratch / "tox-work", result_json, full), cwd=root, env=environment,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     try:
@@ -89,7 +90,7 @@ def timed_matrix(root: Path, scratch: Path, name: str, environment: dict[str, st
             "envs": envs, "adapters": adapters}
 
 
-def bench_tox_command(output: Path) -> int:
+def bench_tox_command(output: Path, full: bool = False) -> int:
     root = Path.cwd()
     check_tox_project(root)
     scratch = output.parent / "bench-tox"
@@ -97,10 +98,11 @@ def bench_tox_command(output: Path) -> int:
     scratch.mkdir(parents=True)
     environment = dict(os.environ, PIP_CACHE_DIR=str(scratch / "pip-cache"),
                        CONFORMANCE_CACHE_DIR=str(scratch / "export-cache"))
-    runs = {name: timed_matrix(root, scratch, name, environment) for name in ("cold", "warm")}
+    runs = {name: timed_matrix(root, scratch, name, environment, full) for name in ("cold", "warm")}
+    command = f"tox run-parallel -m {LABEL}" + (" -- --full" if full else "")
     document = {"machine": machine_info(), "versions": package_versions(), "cpu_count": os.cpu_count(),
-                "command": f"tox run-parallel -m {LABEL}", "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                **runs}
+                "command": command, "plan": "full" if full else "default",
+                "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **runs}
     write_json_atomic(output, document)
     print(summary(document))
     print(f"benchmark: {output}")

@@ -106,6 +106,8 @@ def build_parser() -> Parser:
     bench.add_argument("--quick", action="store_true", help="a small sample of cases (smoke run)")
     bench.add_argument("--tox", action="store_true",
                        help="time tox.ini's whole matrix (tox run-parallel -m matrix) here, cold then warm")
+    bench.add_argument("--full", action="store_true",
+                       help="with --tox: time the full plan (tox run-parallel -m matrix -- --full)")
 
     findings = commands.add_parser("findings", help="FINDINGS.md's measured tables from results files")
     findings.add_argument("results", nargs="+", type=Path,
@@ -296,9 +298,11 @@ def command_bench(args: argparse.Namespace) -> int:
 
     if args.tox and (args.adapter or args.quick):
         raise UsageError("bench --tox times the whole tox matrix: it takes no --adapter or --quick")
+    if args.full and not args.tox:
+        raise UsageError("bench --full goes with --tox (each adapter's bench runs its whole matrix already)")
     args.output = args.output or Path("reports/benchmark-tox.json" if args.tox else "reports/benchmark.json")
     check_options(args)
-    return bench_tox_command(args.output) if args.tox else bench_command(args)
+    return bench_tox_command(args.output, args.full) if args.tox else bench_command(args)
 
 
 def command_findings(args: argparse.Namespace) -> int:
