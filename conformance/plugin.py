@@ -39,6 +39,9 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
                                  crash; used by ``conformance run``'s supervisor)
 ``--plan FILE.json``             run exactly these test ids (a JSON list; written by
                                  ``conformance run``, which decides the plan and ``-k``)
+``--fixtures-checked SHA256``    the manifest the calling ``conformance run`` loaded with
+                                 every check: the files are checked against its hashes,
+                                 the oracle does not replay them again (``load_cases``)
 ==============================  =========================================================
 """
 
@@ -133,6 +136,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave out tests already in the results stream (resuming after a crash)")
     group.addoption("--plan", default=None, metavar="FILE.json",
                     help="run exactly the test ids listed in this JSON file (conformance run's plan)")
+    group.addoption("--fixtures-checked", default=None, metavar="SHA256",
+                    help="the SHA-256 of a fixtures manifest the calling run has loaded with every check "
+                         "(conformance run hands it on): if it is this manifest's, the files are checked "
+                         "against their hashes but the oracle does not replay them again")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -340,7 +347,7 @@ def started_session(config: pytest.Config) -> ConformanceSession:
     """Everything that can be refused is checked before the report dir is touched: the
     known-differences lists, the fixtures, every adapter; then the dir is claimed."""
     session = ConformanceSession(config)
-    session.cases = load_cases(session.fixtures_dir)
+    session.cases = load_cases(session.fixtures_dir, vouched_manifest=config.option.fixtures_checked)
     for name in session.adapter_names():
         session.adapter(name)
     session.start_stream()

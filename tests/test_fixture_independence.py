@@ -1,10 +1,13 @@
 """The golden fixtures are the same bytes whoever builds them, whatever the kernels.
 
-Each variant rebuilds the whole fixture set in a fresh process with numpy's and
-OpenBLAS's kernel choice forced another way (SIMD dispatch switched off level by
-level, another OpenBLAS core type, one thread or two) and must give the
-checked-in bytes. The float64 oracle ``forward`` is run under the same variants
-as the control: its last bits do change with the kernels (that is why the
+The default variant rebuilds the whole fixture set with ``conformance fixtures
+build`` and must give the checked-in bytes. Each other variant forces numpy's
+and OpenBLAS's kernel choice another way (SIMD dispatch switched off level by
+level, another OpenBLAS core type, one thread or two) in a fresh process and
+rebuilds the case files of the covering plan (``conformance.matrix.covering``:
+every factor value and pair of values of the matrix, a tenth of its cases),
+which must hash as the manifest says. The float64 oracle ``forward`` is run on
+the same cases under the same variants as the control: its last bits do change with the kernels (that is why the
 fixtures store correctly rounded values), and how many distinct answers it gave
 is written to ``reports/fixture-independence.json`` as evidence that the
 variants really ran different kernels on this machine. It is recorded, not
@@ -28,16 +31,26 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 REPO_FIXTURES = REPO / "fixtures"
 EVIDENCE = REPO / "reports" / "fixture-independence.json"
+MANIFEST_FILES = json.loads((REPO_FIXTURES / "manifest.json").read_text())["files"]
 
-FORWARD_DIGEST = """
-import hashlib
+# Prints the covering plan's case files' hashes (as the manifest lists them), then the float64
+# oracle's digest over the same cases: the control that shows the kernels really changed.
+COVERING_REBUILD = """
+import hashlib, json
+from conformance.fixtures import CASES_DIR, case_arrays, npz_bytes
 from conformance.matrix.cases import build_cases
-from conformance.reference import expected_outputs
-digest = hashlib.sha256()
-for case in build_cases():
-    for output in expected_outputs(case):
-        digest.update(output.tobytes())
-print(digest.hexdigest())
+from conformance.matrix.covering import covering_plan
+from conformance.reference import exact_expected_outputs, expected_outputs
+cases = build_cases()
+chosen = {case_id for case_id, _ in covering_plan(cases).pairs}
+files, digest = {}, hashlib.sha256()
+for case in cases:
+    if case.id in chosen:
+        data = npz_bytes(case_arrays(case, exact_expected_outputs(case)))
+        files[f"{CASES_DIR}/{case.id}.npz"] = hashlib.sha256(data).hexdigest()
+        for output in expected_outputs(case):
+            digest.update(output.tobytes())
+print(json.dumps({"files": files, "control": digest.hexdigest()}))
 """
 
 
@@ -89,12 +102,14 @@ def _environment(overrides: dict[str, str]) -> dict[str, str]:
 
 
 def _rebuild(name: str, overrides: dict[str, str], target: Path) -> tuple[str, dict[str, str], str]:
+    """The default variant: the whole set through the command; the others: the covering plan's files."""
     environment = _environment(overrides)
-    subprocess.run([sys.executable, "-m", "conformance", "fixtures", "build", "--fixtures-dir", str(target)],
-                   env=environment, check=True, capture_output=True, text=True)
-    control = subprocess.run([sys.executable, "-c", FORWARD_DIGEST], env=environment, check=True,
-                             capture_output=True, text=True).stdout.strip()
-    return name, snapshot(target), control
+    if not overrides:
+        subprocess.run([sys.executable, "-m", "conformance", "fixtures", "build", "--fixtures-dir", str(target)],
+                       env=environment, check=True, capture_output=True, text=True)
+    rebuilt = json.loads(subprocess.run([sys.executable, "-c", COVERING_REBUILD], env=environment, check=True,
+                                        capture_output=True, text=True).stdout)
+    return name, snapshot(target) if not overrides else rebuilt["files"], rebuilt["control"]
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +134,9 @@ def rebuilds(tmp_path_factory) -> dict[str, tuple[dict[str, str], str]]:
 def test_a_rebuild_under_other_kernels_is_byte_identical_to_the_checked_in_fixtures(rebuilds, variant):
     files, _ = rebuilds[variant]
     expected = snapshot(REPO_FIXTURES)
+    if variant != "default":  # the covering plan's case files, against the manifest's hashes
+        expected = {name: digest for name, digest in MANIFEST_FILES.items() if name in files}
+        assert len(files) * 10 > len(MANIFEST_FILES), "the covering plan's cases went missing"
     differing = sorted(name for name in expected.keys() | files.keys() if expected.get(name) != files.get(name))
     assert not differing, f"{variant}: {len(differing)} files differ, e.g. {differing[:3]}"
 

@@ -45,12 +45,9 @@ def verify_fails_with(directory: Path, capsys) -> str:
     return err
 
 
-def test_building_twice_gives_identical_bytes(built, tmp_path):
-    fixtures.build(tmp_path)
-    assert snapshot(tmp_path) == snapshot(built)
-
-
 def test_the_checked_in_fixtures_are_what_the_generator_builds(built):
+    """Also the build's determinism: the checked-in bytes are an earlier build, and
+    test_fixture_independence rebuilds them again under other kernels."""
     assert snapshot(REPO_FIXTURES) == snapshot(built), "run `conformance fixtures build` and commit"
 
 
@@ -145,3 +142,29 @@ def _rehash(directory: Path, path: Path) -> None:
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["files"][f"cases/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_vouched_manifest_still_checks_every_file_against_its_hash(copy):
+    """An adapter process of ``conformance run`` is handed the manifest its parent checked: a file
+    changed since (its hash no longer the manifest's) is refused all the same."""
+    vouched = fixtures.manifest_sha256(copy)
+    path = first_case_file(copy)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(fixtures.FixtureError, match="SHA-256"):
+        fixtures.load_cases(copy, vouched_manifest=vouched)
+
+
+def test_only_the_manifest_it_names_spares_the_oracle_replay(copy, monkeypatch):
+    path = first_case_file(copy)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["expected.0"] = arrays["expected.0"] + 1e-3  # an answer the oracle no longer gives
+    path.write_bytes(fixtures.npz_bytes(arrays))
+    stale = fixtures.manifest_sha256(copy)
+    _rehash(copy, path)  # the manifest changed: a vouch for the old one says nothing of it
+    with pytest.raises(fixtures.FixtureError, match="oracle"):
+        fixtures.load_cases(copy, vouched_manifest=stale)
+    vouched = fixtures.manifest_sha256(copy)
+    assert len(fixtures.load_cases(copy, vouched_manifest=vouched)) == len(fixtures.load_cases(REPO_FIXTURES))

@@ -355,6 +355,7 @@ def supervise_all(groups: list[GroupRun], cases: dict[str, Case], options: dict,
 def run_command(args: argparse.Namespace) -> int:
     options = validated_options(args)
     fixtures_dir = args.fixtures_dir or default_fixtures_dir()
+    options["fixtures_checked"] = manifest_sha256(fixtures_dir)  # taken before the checks it vouches for
     case_list = load_cases(fixtures_dir)
     cases = {case.id: case for case in case_list}
     options["covering"] = covering_for(args, case_list)

@@ -105,6 +105,8 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
                *known_failure_args(options), "-o", "addopts=", "-W", "default"]
     if options.get("fixtures_dir"):
         command += ["--fixtures-dir", str(options["fixtures_dir"])]
+    if options.get("fixtures_checked"):
+        command += ["--fixtures-checked", options["fixtures_checked"]]
     if resume:
         command.append("--skip-done")
     if options.get("reduced_precision_defaults"):

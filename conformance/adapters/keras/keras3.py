@@ -501,6 +501,7 @@ class Keras3Adapter(Adapter):
     """Keras 3 on one backend; the registered classes below only name it."""
 
     declared_devices = ("cpu", "cuda")
+    compiles_per_structure = True  # a Keras model built per structure (keras-jax: and XLA-compiled per shape)
 
     def __init__(self, backend: Keras3Backend) -> None:
         self.backend = backend
@@ -548,7 +549,6 @@ class KerasTensorflowAdapter(Keras3Adapter):
 
 class KerasJaxAdapter(Keras3Adapter):
     name = "keras-jax"
-    compiles_per_structure = True  # an XLA compilation per structure and shape
 
     def __init__(self) -> None:
         super().__init__(JaxBackend())

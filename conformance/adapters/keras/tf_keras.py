@@ -117,6 +117,7 @@ class TfKerasCall:
 class TfKerasAdapter(Adapter):
     name = "tf-keras"
     declared_devices = ("cpu", "cuda")
+    compiles_per_structure = True  # a Keras model's layers built per structure
 
     def __init__(self) -> None:
         self.models = KerasModels(TfKerasCall())
