@@ -14,6 +14,37 @@ def report_dir(tmp_path) -> Path:
     return directory
 
 
+# The development loop's fast subset is `pytest -m "not slow"`. Every test of these modules is
+# slow: each starts processes (the installed script, pytest, pip, tox) or loads a real framework.
+# tests/test_markers.py keeps the list whole; single slow tests elsewhere carry the mark themselves.
+SLOW_MODULES = frozenset({
+    "test_bare_forward", "test_bench_tox", "test_bfloat16_exports", "test_cases_command", "test_cli",
+    "test_commands", "test_compare_command", "test_compilation_counts", "test_covering_plan",
+    "test_device_rows", "test_explain", "test_export_onnx", "test_fixture_independence",
+    "test_fixtures_robustness", "test_flax_mapping", "test_float16_bfloat16_rows", "test_history", "test_junit",
+    "test_keras_initializers", "test_keras_mapping", "test_keras_reduced_precision", "test_known_failures",
+    "test_loading_robustness", "test_messages", "test_onnx_mapping", "test_onnx_opset",
+    "test_onnx_reduced_precision", "test_openvino_adapter", "test_readme_example", "test_reduced_precision",
+    "test_report_browser", "test_repro", "test_results_robustness", "test_run_plan", "test_run_robustness",
+    "test_run_shards", "test_runner", "test_specificity", "test_sweep", "test_torch_flax_reduced_precision",
+    "test_torch_mapping", "test_tox", "test_tract_adapter", "test_workflow",
+})
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under `-m "not slow"` the slow modules are not even imported: every test in them would be
+    deselected, and importing them loads the frameworks (most of the fast loop's time otherwise)."""
+    if config.getoption("markexpr", "").strip() == "not slow" and collection_path.stem in SLOW_MODULES:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     line = getattr(config, "_conformance_sensitivity", None)
     if line:

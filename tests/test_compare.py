@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.compare import compare_outputs, ulp_distance
+from tests.fixture_cases import fixture_cases
 
-CASES = {c.id: c for c in load_cases()}
+CASES = {c.id: c for c in fixture_cases()}
 
 
 def case(case_id: str):

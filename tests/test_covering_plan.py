@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.matrix.covering import covered_by, covering_plan, factors, mask_pattern
 from conformance.verdict.check import check_case
 from tests.commandline import CONSOLE_SCRIPT
 from tests.faulty_adapters import FAULTS
+from tests.fixture_cases import fixture_cases, fixtures_covering_plan
 from tests.test_sensitivity import failing_tensor
 
-CASES = load_cases()
+CASES = fixture_cases()
 BY_ID = {case.id: case for case in CASES}
-PLAN = covering_plan(CASES)
+PLAN = fixtures_covering_plan()
 REPO = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
 

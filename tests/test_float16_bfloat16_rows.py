@@ -16,7 +16,6 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.matrix.case import REDUCED_PRECISION, numpy_dtype
 from conformance.matrix.cases import LONG_STEPS, on_reduced_grid
 from conformance.matrix.tolerance import TOLERANCE_RULE, tolerance_for
@@ -24,9 +23,10 @@ from conformance.matrix.weights import as_reduced_values
 from conformance.verdict.check import check_case
 from tests.commandline import CONSOLE_SCRIPT
 from tests.faulty_adapters import GruZAndRSwapped, LstmGatesInOnnxOrder
+from tests.fixture_cases import fixture_cases
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = load_cases()
+CASES = fixture_cases()
 REDUCED = [case for case in CASES if set(REDUCED_PRECISION) & set(case.dtypes)]
 
 

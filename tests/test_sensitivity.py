@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 from tests.faulty_adapters import FAULTS
+from tests.fixture_cases import fixture_cases
 from tests.oracle_adapters import OracleAdapter
 
-CASES = load_cases()
+CASES = fixture_cases()
 REPORT = Path("reports/sensitivity.json")
 
 
