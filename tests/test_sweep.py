@@ -121,3 +121,14 @@ def test_bad_input_is_one_line_and_writes_nothing(arguments, says, tmp_path):
     line = one_line_error(sweep(*arguments, venvs=tmp_path / "venvs", output=tmp_path / "out"))
     assert says in line
     assert snapshot(tmp_path) == before
+
+
+def test_full_is_passed_on_to_every_versions_run():
+    import argparse
+
+    from conformance.commands.sweep import run_options
+
+    args = argparse.Namespace(keyword="", device=None, dtype=None, shards=None, fixtures_dir=None,
+                              onnx_opset=None, known_failures=[], full=True)
+    assert run_options(args) == ("--full",)
+    assert run_options(argparse.Namespace(**{**vars(args), "full": False})) == ()

@@ -141,6 +141,8 @@ def build_parser() -> Parser:
     sweep.add_argument("--venv-dir", type=Path, default=None, metavar="DIR",
                        help="where the environments are cached (default $CONFORMANCE_CACHE_DIR/sweep-venvs)")
     sweep.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
+    sweep.add_argument("--full", action="store_true",
+                       help="every case in every version's run (default: conformance run's default plan)")
     sweep.add_argument("--device", choices=("cpu", "cuda", "all"), default=None)
     sweep.add_argument("--dtype", choices=DTYPES + ("all",), default=None)
     sweep.add_argument("--shards", type=int, default=None, metavar="N")

@@ -306,6 +306,8 @@ def run_options(args: argparse.Namespace) -> tuple[str, ...]:
             options += [flag, str(value)]
     for path in args.known_failures:
         options += ["--known-failures", str(Path(path).resolve())]
+    if args.full:
+        options.append("--full")
     return tuple(options)
 
 

@@ -57,6 +57,7 @@ class OnnxNativeAdapter(OnnxConsumerAdapter):
 
     name = "onnx-native"
     runtime = "onnxruntime"
+    compiles_per_structure = True  # a session (graph optimization) per model
     weights = "inputs"
     layout = 0
     declared_devices = ("cpu", "cuda")

@@ -95,6 +95,7 @@ class TractAdapter(OnnxConsumerAdapter):
 
     name = "tract"
     runtime = "tract"
+    compiles_per_structure = True  # a model loaded and optimized per case
     weights = "initializers"
     declared_devices = ("cpu",)
     # load + infer's settings, standalone: every input fact concrete (a symbolic batch panics in tract).
