@@ -137,3 +137,9 @@ def test_merged_parts_name_every_adapter_the_covering_plan_narrowed():
     other_plan = dict(covering, pairs=covering["pairs"] - 1)
     parts[2]["covering"] = other_plan
     assert merged_selection([{"selection": part} for part in parts]) is None
+
+
+def test_the_readme_states_the_plans_size():
+    total = len(PLAN.pairs) + len(PLAN.left_out)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"{len(PLAN.pairs)} of the {total} pairs today" in readme
