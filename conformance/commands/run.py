@@ -157,10 +157,8 @@ def on_covering_plan(params: list[ConformanceParam], plan: CoveringPlan, known: 
                      versions: dict[str, str]) -> list[ConformanceParam]:
     """The params of the covering plan, and for every known-differences entry the first param it
     matches: each documented difference of the adapter still shows in the default run."""
-    shown: set[str] = set()
-    for entry in known.entries:
-        if entry.applies(versions):
-            shown.update(next(([p.test_id] for p in params if entry.matches(p.test_id)), []))
+    shown = {next((p.test_id for p in params if entry.matches(p.test_id)), None)
+             for entry in known.entries if entry.applies(versions)}
     return [p for p in params if plan.holds(p.case.id, p.dtype) or p.test_id in shown]
 
 
@@ -229,7 +227,7 @@ def plan_line(document: dict) -> str | None:
     covering = (document.get("selection") or {}).get("covering")
     if not covering:
         return None
-    return (f"plan: the covering plan (not the full matrix) for {', '.join(covering['adapters'])}: "
+    return (f"plan: the covering plan (not the full matrix) for {', '.join(covering['adapters'])}: it holds "
             f"{covering['pairs']} of {covering['of']} case x dtype pairs (every factor value and pair of "
             f"values), plus one result per documented known difference; the other "
             f"{len(covering['left_to_full'])} are left to the full plan: conformance run --full")

@@ -27,23 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import combinations
 
 import numpy as np
 
 from conformance.matrix.case import Case
 
-COVERING = "covering"
-FULL = "full"
-PLANS = (COVERING, FULL)
 # The factors whose values are covered one by one only: a family, or a cell with both flags, is a
 # bundle of other factors' values (cell, return_sequences, return_state are paired one by one), so
 # pairing the bundle would take most of the matrix again.
 SINGLES_ONLY = ("option", "cell_flags")
 WHY_LEFT_OUT = ("left to the full plan (conformance run --full): every factor value and every pair of "
                 "factor values it holds is in the covering plan")
-
-Factor = tuple[str, object]
 
 
 def mask_pattern(mask: np.ndarray | None) -> str:
@@ -83,13 +79,9 @@ def factors(case: Case, dtype: str) -> dict[str, object]:
 def covered_by(case: Case, dtype: str) -> frozenset:
     """Every factor value and every pair of factor values (but the singles-only ones) this pair holds."""
     values = factors(case, dtype)
-    singles = [(name, _hashable(value)) for name, value in values.items()]
+    singles = list(values.items())
     paired = [single for single in singles if single[0] not in SINGLES_ONLY]
     return frozenset([*singles, *combinations(sorted(paired, key=repr), 2)])
-
-
-def _hashable(value: object) -> object:
-    return repr(value) if isinstance(value, (list, dict)) else value
 
 
 @dataclass(frozen=True)
@@ -102,7 +94,7 @@ class CoveringPlan:
     def holds(self, case_id: str, dtype: str) -> bool:
         return (case_id, dtype) in self._chosen
 
-    @property
+    @cached_property
     def _chosen(self) -> frozenset:
         return frozenset(self.pairs)
 
