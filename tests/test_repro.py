@@ -82,7 +82,7 @@ def test_an_adapter_without_a_runner_gets_a_script_that_says_so(tmp_path):
 @pytest.mark.parametrize("test_id, message", [
     ("no-such-case[onnx-native-cpu-float32]", "unknown case 'no-such-case'"),
     ("lstm-seq1-state0-random-b3t5[no-such-adapter-cpu-float32]", "unknown adapter 'no-such-adapter'"),
-    ("lstm-seq1-state0-random-b3t5[torch-cpu-float32]", "torch is not an ONNX consumer"),
+    ("lstm-seq1-state0-random-b3t5[torch-cpu-float32]", "torch has no reproducer"),
     ("lstm-seq1-state0-random-b3t5", "is not a conformance test id"),
 ])
 def test_bad_test_ids_are_one_line_and_write_nothing(tmp_path, test_id, message):

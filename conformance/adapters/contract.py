@@ -26,6 +26,10 @@ suite only calls the members). Optional members, used when present:
   process, where no framework is imported. A device it never declares gets
   no row at all; a declared device the machine lacks (not in ``devices()``)
   gets ``skipped`` rows that say so.
+- ``reproducer(case, device) -> Reproducer``: the case as this adapter runs it,
+  packed for ``conformance repro``: the converted model file (if the path has
+  one), the feeds, and the source of a ``run_model`` needing only the runtime
+  and numpy. Without it ``conformance repro`` says the adapter has none.
 - ``compiles_per_structure: bool``: the adapter converts, exports or compiles
   a model for every structure it meets (seconds a case, where an eager call
   takes milliseconds). A static attribute (default False): ``conformance run``
@@ -79,6 +83,28 @@ class AdapterProtocol(Protocol):
         """The outputs in Keras output-list order (``case.output_names``), computed by the
         framework in ``case.dtype`` and returned in the dtype the framework gave: never
         cast, so that a framework computing in another dtype fails the dtype check."""
+
+
+@dataclass
+class Reproducer:
+    """One case as an adapter runs it, for a standalone script (``conformance repro``).
+
+    The script loads ``feeds`` from ``inputs.npz`` and calls the ``runner``'s
+    ``run_model(model_path, feeds, device)``, which returns the outputs in the
+    order of ``output_names`` (the names ``expected.npz`` holds the golden
+    values under, one per entry of ``case.output_names``). ``model_file`` is the
+    file ``model_bytes`` is written to (``model.onnx``, ``model.tflite``), or
+    None where the script builds the model itself from the feeds (an eager or
+    compiled framework path: ``model_path`` is then None).
+    """
+
+    model_file: str | None
+    model_bytes: bytes | None
+    feeds: dict[str, np.ndarray]
+    output_names: list[str]
+    runner: str
+    runtime: str
+    how: str
 
 
 REQUIRED_MEMBERS = ("name", "available", "devices", "supports", "run")
@@ -139,7 +165,7 @@ class LoadedAdapter:
     """An adapter with every optional member filled in (see the module docstring).
 
     ``adapter`` is the object itself; the members are its own, bound once at load
-    time, or the defaults. ``bare_forward`` is None where the adapter has none;
+    time, or the defaults. ``bare_forward`` and ``reproducer`` are None where the adapter has none;
     ``export_cache`` reads and writes the adapter's own switch (None: it has none).
     """
 
@@ -155,6 +181,7 @@ class LoadedAdapter:
     bare_forward: BareForward | None
     declared_devices: tuple[str, ...] = DEFAULT_DECLARED_DEVICES
     compiles_per_structure: bool = False
+    reproducer: Callable[[Case, str], Reproducer] | None = None
 
     @classmethod
     def of(cls, adapter: AdapterProtocol) -> LoadedAdapter:
@@ -163,7 +190,8 @@ class LoadedAdapter:
         return cls(adapter, adapter.name, adapter.available, adapter.devices, adapter.supports, adapter.run,
                    getattr(adapter, "versions", _no_versions), getattr(adapter, "device_name", _same_device),
                    getattr(adapter, "last_run_info", _no_run_info), getattr(adapter, "bare_forward", None),
-                   declared_devices_of(adapter), getattr(adapter, "compiles_per_structure", False) is True)
+                   declared_devices_of(adapter), getattr(adapter, "compiles_per_structure", False) is True,
+                   getattr(adapter, "reproducer", None))
 
     @property
     def export_cache(self) -> bool | None:

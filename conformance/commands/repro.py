@@ -1,18 +1,18 @@
-"""``conformance repro TEST_ID -o DIR``: one ONNX adapter's result as a standalone reproducer.
+"""``conformance repro TEST_ID -o DIR``: one adapter's result as a standalone reproducer.
 
-    DIR/model.onnx     the case as the adapter ran it (its weight placement and layout)
-    DIR/inputs.npz     the feeds, by graph input name
-    DIR/expected.npz   the Keras outputs (float64 golden values), by graph output name
+    DIR/model.*        the model as the adapter ran it (model.onnx, model.tflite, model.pte;
+                       none where the script builds it itself, as for torch.compile)
+    DIR/inputs.npz     the feeds the script's run_model takes
+    DIR/expected.npz   the Keras outputs (float64 golden values), by output name
     DIR/repro.py       needs only numpy and the runtime: runs the model, prints expected
                        against got and the max error; exit 1 while the difference stands,
                        0 once every value is within the case's tolerance
 
 What a vendor attaches to a bug report: nothing of this suite is needed to
-run it. The runtime-specific part is the adapter's ``repro_runner``
-(``conformance.adapters.onnx.consumer``); for an adapter without one the
-script is written with a ``run_model`` that says, in one line and exit 2,
-that it needs filling in. Only adapters built on ``OnnxConsumerAdapter``
-have a reproducer: the others' graphs are not ours to write.
+run it. The adapter-specific part is the contract's optional ``reproducer``
+(``conformance.adapters.contract.Reproducer``): every ONNX consumer has it
+(``OnnxConsumerAdapter``), and so do the deployment rows; an adapter without
+it gets one line and exit 2.
 """
 
 from __future__ import annotations
@@ -25,24 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
+from conformance.adapters.contract import LoadedAdapter, Reproducer
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import check_outputs_in, write_bytes_atomic, write_text_atomic
 from conformance.matrix.case import DTYPES, Case
 
-FILES = ("model.onnx", "inputs.npz", "expected.npz", "repro.py")
+MODEL_FILES = ("model.onnx", "model.tflite", "model.pte")
+FILES = (*MODEL_FILES, "inputs.npz", "expected.npz", "repro.py")
 TEST_ID = re.compile(r"(?P<case>[^\[\]]+)\[(?P<adapter>.+)-(?P<device>cpu|cuda)-(?P<dtype>" + "|".join(DTYPES) + r")\]")
-
-MISSING_RUNNER = '''
-def run_model(model_path, feeds, device):
-    print("repro.py: the {adapter} adapter has no repro_runner: fill in run_model(model_path, feeds, device) "
-          "with {runtime}'s load-and-run (outputs in graph order)", file=sys.stderr)
-    raise SystemExit(2)
-'''
 
 
 def repro_command(args: argparse.Namespace) -> int:
     case_id, adapter_name, device, dtype = parse_test_id(args.test_id)
-    adapter = onnx_adapter(adapter_name)
+    adapter = reproducing_adapter(adapter_name)
     case = find_case(case_id, dtype, args.fixtures_dir)
     check_outputs_in(args.output_dir, FILES)
     write_repro(args.output_dir, args.test_id, case.for_dtype(dtype), case, adapter, device)
@@ -59,16 +54,15 @@ def parse_test_id(test_id: str) -> tuple[str, str, str, str]:
     return match["case"], match["adapter"], match["device"], match["dtype"]
 
 
-def onnx_adapter(name: str):
-    """The adapter named in the test id, if it consumes ONNX models; UnknownAdapterError or
+def reproducing_adapter(name: str) -> LoadedAdapter:
+    """The adapter named in the test id, if it has a ``reproducer``; UnknownAdapterError or
     UsageError (one line) otherwise."""
     from conformance.adapters import load_adapter
-    from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 
-    adapter = load_adapter(name).adapter
-    if not isinstance(adapter, OnnxConsumerAdapter):
-        raise UsageError(f"repro writes ONNX cases; {name} is not an ONNX consumer "
-                         "(an adapter built on conformance.adapters.onnx.consumer.OnnxConsumerAdapter)")
+    adapter = load_adapter(name)
+    if adapter.reproducer is None:
+        raise UsageError(f"{name} has no reproducer: repro needs the adapter's reproducer(case, device) "
+                         "(conformance.adapters.contract.Reproducer; every ONNX consumer and deployment row has one)")
     return adapter
 
 
@@ -84,19 +78,22 @@ def find_case(case_id: str, dtype: str, fixtures_dir: Path | None) -> Case:
     return cases[case_id]
 
 
-def write_repro(directory: Path, test_id: str, bound: Case, case: Case, adapter, device: str) -> None:
-    from conformance.onnx import NotExpressible, export
-
+def write_repro(directory: Path, test_id: str, bound: Case, case: Case, adapter: LoadedAdapter,
+                device: str) -> None:
+    reason = adapter.supports(bound)
+    if reason is not None:
+        raise UsageError(f"{test_id}: nothing to reproduce, {adapter.name} does not support the case: {reason}")
     try:
-        exported = export(bound, adapter.weights, adapter.layout)
-    except NotExpressible as exc:
-        raise UsageError(f"{test_id}: no ONNX model to reproduce: {exc}") from None
-    expected = dict(zip(exported.output_names, case.expected))
+        made = adapter.reproducer(bound, device)
+    except Exception as exc:  # noqa: BLE001 - the adapter's refusal, in its words
+        raise UsageError(f"{test_id}: no model to reproduce: {' '.join(str(exc).split())}") from None
+    expected = dict(zip(made.output_names, case.expected))
     directory.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(directory / "model.onnx", exported.model_bytes)
-    write_bytes_atomic(directory / "inputs.npz", npz(exported.feeds))
+    if made.model_file is not None:
+        write_bytes_atomic(directory / made.model_file, made.model_bytes)
+    write_bytes_atomic(directory / "inputs.npz", npz(made.feeds))
     write_bytes_atomic(directory / "expected.npz", npz(expected))
-    write_text_atomic(directory / "repro.py", script(test_id, bound, adapter, device, list(expected)))
+    write_text_atomic(directory / "repro.py", script(test_id, bound, adapter, made, device))
 
 
 def npz(arrays: dict[str, np.ndarray]) -> bytes:
@@ -105,7 +102,7 @@ def npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def runtime_versions(adapter) -> str:
+def runtime_versions(adapter: LoadedAdapter) -> str:
     """The versions the adapter reports, or why it could not (an unavailable runtime still gets its files)."""
     try:
         return ", ".join(f"{k} {v}" for k, v in adapter.versions().items()) or "not reported"
@@ -113,13 +110,14 @@ def runtime_versions(adapter) -> str:
         return f"not known here ({type(exc).__name__})"
 
 
-def script(test_id: str, case: Case, adapter, device: str, output_names: list[str]) -> str:
+def script(test_id: str, case: Case, adapter: LoadedAdapter, made: Reproducer, device: str) -> str:
     tolerance = case.tolerance()
-    runner = adapter.repro_runner or MISSING_RUNNER.format(adapter=adapter.name, runtime=adapter.runtime)
-    return SCRIPT.format(test_id=test_id, describe=case.describe(), runtime=adapter.runtime,
-                         versions=runtime_versions(adapter), weights=adapter.weights, layout=adapter.layout,
-                         device=json.dumps(device), atol=repr(tolerance.atol), rtol=repr(tolerance.rtol),
-                         output_names=json.dumps(output_names), runner=runner.strip("\n"))
+    model = f"{made.model_file} (the case as {adapter.name} ran it), " if made.model_file else ""
+    return SCRIPT.format(test_id=test_id, describe=case.describe(), runtime=made.runtime,
+                         versions=runtime_versions(adapter), how=made.how, model=model,
+                         model_path=json.dumps(made.model_file), device=json.dumps(device),
+                         atol=repr(tolerance.atol), rtol=repr(tolerance.rtol),
+                         output_names=json.dumps(made.output_names), runner=made.runner.strip("\n"))
 
 
 SCRIPT = '''\
@@ -127,9 +125,10 @@ SCRIPT = '''\
 """Reproducer for {test_id}, written by rnn-conformance's `conformance repro`.
 
 Case:    {describe}
-Runtime: {runtime} ({versions}); device {device}; weights as {weights}, layout={layout}
-Files:   model.onnx (the case as an ONNX model), inputs.npz (its feeds by graph input name),
-         expected.npz (the Keras layer's outputs, float64 golden values, by graph output name)
+Runtime: {runtime} ({versions}); device {device}
+Model:   {how}
+Files:   {model}inputs.npz (the feeds run_model takes), expected.npz (the Keras
+         layer's outputs, float64 golden values, by output name)
 
 Run `python repro.py` (needs only numpy and {runtime}). It prints, per output, expected
 against got and the max abs error against the bound; it exits 1 while any value differs
@@ -143,6 +142,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DEVICE = {device}
+MODEL = {model_path}
 ATOL, RTOL = {atol}, {rtol}
 OUTPUT_NAMES = {output_names}
 SHOWN = 4
@@ -174,7 +174,7 @@ def main():
     feeds = dict(np.load(HERE / "inputs.npz"))
     expected = np.load(HERE / "expected.npz")
     try:
-        outputs = list(run_model(str(HERE / "model.onnx"), feeds, DEVICE))
+        outputs = list(run_model(None if MODEL is None else str(HERE / MODEL), feeds, DEVICE))
     except Exception as exc:
         print(f"the runtime failed on the model: {{type(exc).__name__}}: {{exc}}")
         return 1

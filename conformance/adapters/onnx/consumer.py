@@ -40,6 +40,7 @@ reduced-precision switches above), so the script sees what the row saw::
 
 Without it the reproducer still holds the model, the feeds and the expected
 outputs, and its script says in one line that ``run_model`` needs filling in.
+The base's ``reproducer`` (the contract's) packs the case's ONNX export with it.
 """
 
 from __future__ import annotations
@@ -49,9 +50,16 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.contract import Adapter
+from conformance.adapters.contract import Adapter, Reproducer
 from conformance.matrix.case import Case
 from conformance.onnx import export, model_versions, not_expressible
+
+MISSING_RUNNER = '''
+def run_model(model_path, feeds, device):
+    print("repro.py: the {adapter} adapter has no repro_runner: fill in run_model(model_path, feeds, device) "
+          "with {runtime}'s load-and-run (outputs in graph order)", file=sys.stderr)
+    raise SystemExit(2)
+'''
 
 
 class OnnxConsumerAdapter(Adapter):
@@ -90,6 +98,13 @@ class OnnxConsumerAdapter(Adapter):
 
     def last_run_info(self) -> dict:
         return dict(self._info)
+
+    def reproducer(self, case: Case, device: str) -> Reproducer:
+        """The case's ONNX model as this adapter exports it (NotExpressible where there is none)."""
+        exported = export(case, self.weights, self.layout)
+        runner = self.repro_runner or MISSING_RUNNER.format(adapter=self.name, runtime=self.runtime)
+        return Reproducer("model.onnx", exported.model_bytes, exported.feeds, list(exported.output_names), runner,
+                          self.runtime, f"the suite's ONNX export, weights as {self.weights}, layout={self.layout}")
 
     def run(self, case: Case, device: str) -> list[np.ndarray]:
         exported = export(case, self.weights, self.layout)
