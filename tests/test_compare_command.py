@@ -177,6 +177,8 @@ def test_a_narrowed_run_against_a_wider_one_removes_nothing_and_says_why(baselin
     common, wide = len(results(narrow)), len(results(baseline))
     done, report = compare(tmp_path, baseline, narrow)
     assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith(f"OK: no regressions in the {common} results both runs hold ({wide} results in "
+                                  f"the baseline, {common} in the current run)")
     assert report["removed"] == [] and report["added"] == []
     assert (report["matched"], report["only_in_baseline"], report["only_in_current"]) == (common, wide - common, 0)
     assert (f"note: the runs selected different cases (-k {KEYWORD!r} vs -k {NARROW!r}): compared the {common} "
@@ -199,6 +201,16 @@ def test_a_plain_pytest_run_records_what_its_options_selected(tmp_path):
     document = json.loads((tmp_path / "results.json").read_text("utf-8"))
     assert document["suite_version"] == __version__
     assert document["selection"] == {"keyword": NARROW, "device": "cpu", "dtype": "float32", "adapters": ["oracle"]}
+
+
+def test_two_adapters_compared_without_by_case_is_nothing_compared_and_writes_nothing(baseline, bare, tmp_path):
+    """Every test id differs (the adapter is in it): 'no regressions' would be about no result at all."""
+    done = conformance(tmp_path, "compare", baseline, bare, "-o", tmp_path / "out" / "regression.html")
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert one_line_error(done) == ("conformance: error: nothing to compare: the runs have no result in common "
+                                    "(baseline: oracle; current: bare-oracle); to compare two adapters case by "
+                                    "case, add --by-case")
+    assert not (tmp_path / "out").exists()
 
 
 # --- --by-case ----------------------------------------------------------------------------------

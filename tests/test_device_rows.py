@@ -19,7 +19,7 @@ import pytest
 from conformance.adapters import BUILTIN_ADAPTERS, load_adapter
 from conformance.fixtures import load_cases
 from conformance.plugin import device_rows, keyword_filter, matrix_params
-from tests.commandline import CONSOLE_SCRIPT, one_line_error
+from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 from tests.test_readme_example import example_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,11 +108,21 @@ def test_a_declared_device_the_machine_lacks_is_skipped_with_the_reason(tmp_path
         ("skipped", "declares-cuda: no cuda device visible to the framework on this machine")}
 
 
-def test_asking_a_cpu_only_adapter_for_cuda_runs_nothing_and_says_so(tmp_path):
-    done = run_conformance("--adapter", ORACLE, "--device", "cuda", "--report-dir", str(tmp_path))
-    assert done.returncode == 1
-    assert "no test ran (check --adapter, --device, --dtype and -k)" in done.stderr
-    assert json.loads((tmp_path / "results.json").read_text())["results"] == []
+def test_asking_a_cpu_only_adapter_for_cuda_is_refused_before_anything_is_written(tmp_path):
+    line = one_line_error(run_conformance("--adapter", ORACLE, "--device", "cuda", "--report-dir", str(tmp_path)))
+    assert line == ("conformance: error: the selection matches no test (--device cuda --dtype all, adapters "
+                    f"{ORACLE}); nothing was run or written (conformance cases --match PATTERN lists the case ids "
+                    "a pattern selects)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_k_that_matches_nothing_leaves_the_earlier_report_as_it_was(tmp_path):
+    assert run_conformance("--adapter", ORACLE, "-k", "tutorial and float32 and lstm", "--report-dir",
+                           str(tmp_path)).returncode == 0
+    before = snapshot(tmp_path)
+    line = one_line_error(run_conformance("--adapter", ORACLE, "-k", "b9t9", "--report-dir", str(tmp_path)))
+    assert line.startswith("conformance: error: the selection matches no test (-k 'b9t9' --device all --dtype all")
+    assert snapshot(tmp_path) == before
 
 
 def test_a_declared_devices_that_is_a_string_is_one_line(report_dir):

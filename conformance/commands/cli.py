@@ -235,7 +235,8 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input.
+    """Exit 0: no regressions; 1: regressed (the cases named on stdout); 2: bad input, or nothing
+    in common to compare.
 
     Everything is checked before anything is written: the factor, the output
     paths (neither may be a compared file), the results files, the
@@ -250,6 +251,7 @@ def command_compare(args: argparse.Namespace) -> int:
         colliding_adapters,
         compare_runs,
         comparison_document,
+        nothing_compared,
         summary_text,
     )
     from conformance.verdict.known_differences import known_failure_files, load_known_failures
@@ -276,6 +278,8 @@ def command_compare(args: argparse.Namespace) -> int:
         if args.by_case and (adapters := colliding_adapters(document)):
             raise UsageError(f"--by-case needs one adapter per run; {path} holds {', '.join(adapters)}")
     regression = compare_runs(baseline, current, args.growth_factor, known=known, by_case=args.by_case)
+    if (why := nothing_compared(regression, baseline, current)) is not None:
+        raise UsageError(why)
     try:
         path = render_regression(regression, baseline, current, args.output)
         write_json_atomic(json_path, comparison_document(

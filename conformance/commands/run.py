@@ -148,6 +148,17 @@ def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> li
     return [p.test_id for p in params]
 
 
+def check_selection(plans: dict[str, list[str]], args: argparse.Namespace) -> None:
+    """A selection that matches no test is refused before the report dir is touched: an earlier
+    report there must not be replaced by an empty one."""
+    if any(plans.values()):
+        return
+    asked = " ".join([f"-k {args.keyword!r}"] * bool(args.keyword) + [f"--device {args.device}",
+                                                                      f"--dtype {args.dtype}"])
+    raise UsageError(f"the selection matches no test ({asked}, adapters {', '.join(plans)}); nothing was run "
+                     "or written (conformance cases --match PATTERN lists the case ids a pattern selects)")
+
+
 def covers(adapter: LoadedAdapter, options: dict) -> bool:
     """Whether the covering plan narrows this adapter's part of the run."""
     return options["covering"] is not None and adapter.compiles_per_structure
@@ -362,6 +373,7 @@ def run_command(args: argparse.Namespace) -> int:
                  for requested, adapter in options["adapters"].items()}
     except ValueError as exc:  # a -k expression pytest would refuse once it reached a test
         raise UsageError(str(exc)) from None
+    check_selection(plans, args)
     options["stop"] = stop = threading.Event()
     with StopOnSignal(stop):
         stream_dir = prepare_report_dir(args.report_dir)

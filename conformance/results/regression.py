@@ -498,11 +498,28 @@ def comparison_document(regression: Regression, sides: Mapping[str, tuple[str, d
 
 
 def verdict_line(regression: Regression) -> str:
-    """'REGRESSED: <reasons>' or 'OK: no regressions (...)': the line a CI log is searched for."""
+    """'REGRESSED: <reasons>' or 'OK: no regressions (...)': the line a CI log is searched for.
+
+    Where only the results both runs hold were compared and some were left out, the line
+    itself says how many were compared: a note below it is too easy to miss.
+    """
+    partial = regression.common_only and (regression.only_in_baseline or regression.only_in_current)
+    scope = f" in the {regression.matched} results both runs hold" if partial else ""
     if regression.regressed:
-        return "REGRESSED: " + "; ".join(regression.reasons())
-    return (f"OK: no regressions ({regression.baseline_count} results in the baseline, "
+        return "REGRESSED" + scope + ": " + "; ".join(regression.reasons())
+    return (f"OK: no regressions{scope} ({regression.baseline_count} results in the baseline, "
             f"{regression.current_count} in the current run)")
+
+
+def nothing_compared(regression: Regression, baseline: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why the comparison compared nothing (no result in common), or None: 'no regressions' would
+    then be an answer about nothing."""
+    if regression.matched:
+        return None
+    old, new = (", ".join(_adapters(document)) or "no results" for document in (baseline, current))
+    hint = ("" if regression.by_case or old == new
+            else "; to compare two adapters case by case, add --by-case")
+    return f"nothing to compare: the runs have no result in common (baseline: {old}; current: {new}){hint}"
 
 
 def _section_lines(title: str, items: list, limit: int) -> list[str]:
