@@ -179,6 +179,8 @@ def test_a_narrowed_run_against_a_wider_one_removes_nothing_and_says_why(baselin
     assert done.returncode == 0, done.stdout
     assert done.stdout.startswith(f"OK: no regressions in the {common} results both runs hold ({wide} results in "
                                   f"the baseline, {common} in the current run)")
+    html = (tmp_path / "regression.html").read_text("utf-8")
+    assert f"No regression<span class=\"why\">in the {common} results both runs hold" in html
     assert report["removed"] == [] and report["added"] == []
     assert (report["matched"], report["only_in_baseline"], report["only_in_current"]) == (common, wide - common, 0)
     assert (f"note: the runs selected different cases (-k {KEYWORD!r} vs -k {NARROW!r}): compared the {common} "
