@@ -19,6 +19,15 @@ class DeclaresCudaOracle(OracleAdapter):
     declared_devices = ("cpu", "cuda")
 
 
+class UnavailableOracle(OracleAdapter):
+    """A framework that does not import here (what keras-jax says in a venv without jax)."""
+
+    name = "unavailable-oracle"
+
+    def available(self) -> str | None:
+        return "frobnicate does not import: ModuleNotFoundError: No module named 'frobnicate'"
+
+
 class StringDeclaredOracle(OracleAdapter):
     """``declared_devices`` as a bare string, a vendor's likely slip for ``("cuda",)``."""
 

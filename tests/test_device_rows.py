@@ -125,6 +125,15 @@ def test_a_k_that_matches_nothing_leaves_the_earlier_report_as_it_was(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_an_adapter_named_that_cannot_run_at_all_ends_the_run_non_zero_with_its_reason(tmp_path):
+    done = run_conformance("--adapter", "tests.row_adapters:UnavailableOracle", "--adapter", ORACLE, "-k",
+                           "tutorial", "--report-dir", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("conformance: adapter unavailable-oracle could not run here: frobnicate does not import: "
+            "ModuleNotFoundError: No module named 'frobnicate' (its 24 results are skipped)") in done.stdout
+    assert "adapter oracle could not run" not in done.stdout
+
+
 def test_a_declared_devices_that_is_a_string_is_one_line(report_dir):
     line = one_line_error(run_conformance("--adapter", "tests.row_adapters:StringDeclaredOracle",
                                           "--report-dir", str(report_dir)))

@@ -310,6 +310,15 @@ def unmatched_lines(audit: Audit | None) -> list[str]:
         f"  {entry.pattern}   # {entry.reason}  ({entry.origin})" for entry in audit.unmatched]
 
 
+def unavailable_lines(document: dict, named: list[str]) -> list[str]:
+    """Each adapter named with --adapter that could not run at all (its ``available()`` gave a
+    reason): all its results are skips, and a run that ran nothing it was asked for is no success."""
+    adapters = document.get("adapters") or {}
+    return [f"conformance: adapter {name} could not run here: {adapters[name].get('reason')} "
+            f"(its {sum(r['adapter'] == name for r in document['results'])} results are skipped)"
+            for name in named if name in adapters and not adapters[name].get("available", True)]
+
+
 def unexpected_failures(document: dict) -> int:
     return unexpected_count(document["counts"])
 
@@ -399,8 +408,13 @@ def run_command(args: argparse.Namespace) -> int:
         if group.ended and group.ended != INTERRUPTED:
             print(f"conformance: adapter {group.label}: {short_message(group.ended.removeprefix('not run: '))} "
                   f"(see {group.stderr_path})", file=sys.stderr)
+    unavailable = unavailable_lines(document, [a.name for a in options["adapters"].values()] if args.adapter else [])
+    for line in unavailable:
+        print(line)
     if interrupted:
         return 130
+    if unavailable:
+        return EXIT_FAILED
     if not document["results"]:
         print("conformance: no test ran (check --adapter, --device, --dtype and -k)", file=sys.stderr)
         return EXIT_FAILED
