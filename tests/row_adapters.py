@@ -28,6 +28,12 @@ class UnavailableOracle(OracleAdapter):
         return "frobnicate does not import: ModuleNotFoundError: No module named 'frobnicate'"
 
 
+class LstmNamedOracle(OracleAdapter):
+    """An adapter whose name holds a cell's name, as a port's often does (torch-lstmcell-swapped)."""
+
+    name = "oracle-lstmcell"
+
+
 class StringDeclaredOracle(OracleAdapter):
     """``declared_devices`` as a bare string, a vendor's likely slip for ``("cuda",)``."""
 

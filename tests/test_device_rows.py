@@ -134,6 +134,19 @@ def test_an_adapter_named_that_cannot_run_at_all_ends_the_run_non_zero_with_its_
     assert "adapter oracle could not run" not in done.stdout
 
 
+def test_k_matches_the_whole_test_id_and_the_run_says_what_it_selected_first(tmp_path):
+    """-k keeps pytest's meaning: 'lstm' matches an adapter named oracle-lstmcell in every one of its test
+    ids; the line printed before the run starts shows it."""
+    done = run_conformance("--adapter", ORACLE, "--adapter", "tests.row_adapters:LstmNamedOracle", "-k",
+                           "tutorial and lstm", "--report-dir", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    counts = {name: sum(r["adapter"] == name for r in results) for name in ("oracle", "oracle-lstmcell")}
+    assert counts["oracle-lstmcell"] == 24 and 0 < counts["oracle"] < 24
+    assert done.stderr.splitlines()[0] == (f"selected: oracle {counts['oracle']}, oracle-lstmcell "
+                                           f"{counts['oracle-lstmcell']} tests")
+
+
 def test_a_declared_devices_that_is_a_string_is_one_line(report_dir):
     line = one_line_error(run_conformance("--adapter", "tests.row_adapters:StringDeclaredOracle",
                                           "--report-dir", str(report_dir)))

@@ -31,7 +31,10 @@ def build_parser() -> Parser:
     run.add_argument("--adapter", action="append", default=[], metavar="NAME|module:Class")
     run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     run.add_argument("--dtype", choices=DTYPES + ("all",), default="all")
-    run.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
+    run.add_argument("-k", dest="keyword", default="", metavar="EXPR",
+                     help="pytest -k expression on the whole test id CASE[ADAPTER-DEVICE-DTYPE], the adapter's "
+                          "name included (as in pytest: -k lstm also selects every case of an adapter whose name "
+                          "holds 'lstm'); the run says how many tests of each adapter it selected before it starts")
     run.add_argument("--full", action="store_true",
                      help="every case on every adapter: without it (and without -k), the adapters that "
                           "compile per structure run the covering plan (every factor value and pair of "

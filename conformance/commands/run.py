@@ -159,6 +159,16 @@ def check_selection(plans: dict[str, list[str]], args: argparse.Namespace) -> No
                      "or written (conformance cases --match PATTERN lists the case ids a pattern selects)")
 
 
+def selection_line(plans: dict[str, list[str]], options: dict) -> str:
+    """What the run is about to do, before it does it: the tests of each adapter (a -k that
+    matches an adapter's name shows here as that adapter's every test)."""
+    parts = []
+    for requested, plan in plans.items():
+        adapter = options["adapters"][requested]
+        parts.append(f"{adapter.name} {len(plan)}" + (" (covering plan)" if covers(adapter, options) else ""))
+    return "selected: " + ", ".join(parts) + " tests"
+
+
 def covers(adapter: LoadedAdapter, options: dict) -> bool:
     """Whether the covering plan narrows this adapter's part of the run."""
     return options["covering"] is not None and adapter.compiles_per_structure
@@ -383,6 +393,7 @@ def run_command(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a -k expression pytest would refuse once it reached a test
         raise UsageError(str(exc)) from None
     check_selection(plans, args)
+    print(selection_line(plans, options), file=sys.stderr, flush=True)
     options["stop"] = stop = threading.Event()
     with StopOnSignal(stop):
         stream_dir = prepare_report_dir(args.report_dir)
