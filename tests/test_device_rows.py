@@ -143,7 +143,7 @@ def test_k_matches_the_whole_test_id_and_the_run_says_what_it_selected_first(tmp
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     counts = {name: sum(r["adapter"] == name for r in results) for name in ("oracle", "oracle-lstmcell")}
     assert counts["oracle-lstmcell"] == 24 and 0 < counts["oracle"] < 24
-    assert done.stderr.splitlines()[0] == (f"selected: oracle {counts['oracle']}, oracle-lstmcell "
+    assert done.stderr.splitlines()[0] == (f"selected: oracle {counts['oracle']} tests, oracle-lstmcell "
                                            f"{counts['oracle-lstmcell']} tests")
 
 

@@ -165,8 +165,8 @@ def selection_line(plans: dict[str, list[str]], options: dict) -> str:
     parts = []
     for requested, plan in plans.items():
         adapter = options["adapters"][requested]
-        parts.append(f"{adapter.name} {len(plan)}" + (" (covering plan)" if covers(adapter, options) else ""))
-    return "selected: " + ", ".join(parts) + " tests"
+        parts.append(f"{adapter.name} {len(plan)} tests" + (" (covering plan)" if covers(adapter, options) else ""))
+    return "selected: " + ", ".join(parts)
 
 
 def covers(adapter: LoadedAdapter, options: dict) -> bool:
