@@ -11,6 +11,8 @@ the contract's required members and fills in the optional ones
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from importlib import metadata
 
@@ -60,16 +62,29 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def importable_from_cwd() -> None:
+    """The current directory on the import path, last (installed packages still win), as pytest
+    makes a test's own directory importable: ``--adapter my_adapter:MyAdapter`` finds the file the
+    user saved where they run the command. The adapter processes (``python -m pytest``) have it
+    already."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def _adapter_class(label: str, path: str) -> Callable[[], object]:
     """The class at ``module:Class`` ``path``; UnknownAdapterError if the module does not
     import (whatever it raises: an adapter module is third-party code) or has no such class."""
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
         raise UnknownAdapterError(f"adapter path {path!r} is not of the form package.module:ClassName")
+    importable_from_cwd()
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure at import is the reason
-        raise UnknownAdapterError(f"adapter {label}: module {module_name!r} does not import: {one_line(exc)}") from None
+        where = (" (looked in the current directory and on the Python path)"
+                 if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0] else "")
+        raise UnknownAdapterError(f"adapter {label}: module {module_name!r} does not import: "
+                                  f"{one_line(exc)}{where}") from None
     try:
         found = getattr(module, class_name)
     except AttributeError:
