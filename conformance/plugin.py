@@ -263,10 +263,10 @@ class ConformanceSession:
                            versions={name: self.adapter_versions(name) for name in names if name in self.adapters})
 
     def unreached(self) -> list[Record]:
-        """An ``error`` for each collected test the session ended without recording."""
+        """A ``not_run`` for each collected test the session ended without recording."""
         missing = [param for test_id, param in self.planned.items()
                    if test_id not in self.recorded_ids and test_id not in self.done_ids]
-        return [record_for(param, None, "error", "not run: the pytest session ended before this test "
+        return [record_for(param, None, "not_run", "not run: the pytest session ended before this test "
                            "(interrupted, or stopped by -x / --maxfail)", produced=False) for param in missing]
 
     def write_document(self, complete: bool, audit: Audit | None) -> None:

@@ -49,6 +49,16 @@ def test_equal_runs_are_no_regression() -> None:
     assert summary_text(regression).startswith("OK: no regressions (3 results in the baseline, 3 in the current run)")
 
 
+def test_results_an_interrupted_run_never_ran_are_no_regression_and_not_compared() -> None:
+    """Ctrl-C after one result: the two never run are ``not_run`` records, neither errors nor removed."""
+    stopped = dict(record(B, "not_run", message="not run: the run was interrupted"), produced=False)
+    current = document(record(A), stopped, dict(record(C, "not_run"), produced=False), complete=False)
+    regression = compare_runs(BASELINE, current)
+    assert not regression.regressed and regression.newly_erroring == [] and regression.removed == []
+    assert regression.matched == 1
+    assert summary_text(regression).startswith("OK: no regressions in the 1 results both runs hold")
+
+
 def test_pass_to_fail_is_a_regression() -> None:
     current = document(record(A, "fail", {"output": 0.05, "h": 1e-8}), record(B), record(C, "unsupported"))
     regression = compare_runs(BASELINE, current)

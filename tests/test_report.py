@@ -65,6 +65,9 @@ def synthetic_record(case, adapter: str, device: str, kind: str, message: str = 
                            message=message or f"{adapter} has no go_backwards flag (masks: right-padding only)")
     if kind == "skipped":
         return make_record(**common, status="skipped", message=message or f"{adapter} is not installed")
+    if kind == "not_run":
+        return make_record(**common, status="not_run", produced=False,
+                           message=message or "not run: the run was interrupted (Ctrl-C or SIGTERM) before this test")
     if kind == "error":
         return make_record(**common, status="error", message=message or "RuntimeError: shape mismatch in cell",
                            stderr="Traceback (most recent call last):\n  File \"adapter.py\", line 12, in run\n"
@@ -103,8 +106,9 @@ def synthetic_document(cases, adapters=ADAPTERS, devices=DEVICES, *, complete: b
 
 
 # kind -> how many results of it the mixed run has (distinct numbers, so a swapped count shows).
-MIXED_RUN = {"pass": 5, "fail": 1, "error": 2, "known fail": 2, "known error": 1, "unsupported": 4, "skipped": 6}
-MIXED_COUNTS = {"pass": 5, "fail": 1, "error": 2, "known": 3, "unsupported": 4, "skipped": 6}
+MIXED_RUN = {"pass": 5, "fail": 1, "error": 2, "known fail": 2, "known error": 1, "unsupported": 4, "skipped": 6,
+             "not_run": 2}
+MIXED_COUNTS = {"pass": 5, "fail": 1, "error": 2, "known": 3, "unsupported": 4, "skipped": 6, "not_run": 2}
 KNOWN_REASON = "a documented finding (known_failures.txt)"
 
 

@@ -129,7 +129,8 @@ def test_every_output_gives_the_same_counts(tmp_path):
              "error": int(suite.get("errors")),
              "known": sum(m.startswith("known difference:") for m in skipped),
              "unsupported": sum(m.startswith("unsupported:") for m in skipped),
-             "skipped": sum(m.startswith("skipped:") for m in skipped)}
+             "skipped": sum(m.startswith("skipped:") for m in skipped),
+             "not_run": sum(s.get("type") == "not run" for s in suite.iter("skipped"))}
     stored = load_results(tmp_path / "results.json")["counts"]
     assert table == stored == chip_counts(html) == junit == MIXED_COUNTS
     assert "3 unexpected (fail, error), 3 known differences" in summary_table(document)

@@ -186,16 +186,20 @@ def test_any_number_of_interrupts_leave_a_whole_incomplete_report(tmp_path):
         run.send_signal(signal.SIGINT)
         time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
-    run.communicate(timeout=120)
+    stdout, _ = run.communicate(timeout=120)
     assert run.returncode == 130
     document = strict_json(tmp_path / "results.json")
     records = planned_equals_recorded(document)
     assert document["complete"] is False and document["planned"] == 12
     assert any(r["status"] == "pass" for r in records.values())
     unreached = [r for r in records.values() if not r["produced"]]
-    assert unreached and {r["message"] for r in unreached} == {INTERRUPTED}
+    assert unreached and {(r["status"], r["message"]) for r in unreached} == {("not_run", INTERRUPTED)}
+    assert document["counts"]["not_run"] == len(unreached) and document["counts"]["error"] == 0
+    assert f"of the other {len(unreached)}, {len(unreached)} not run (the run was stopped before them)" in stdout
+    assert "0 unexpected (fail, error)" in stdout
     assert "INCOMPLETE" in (tmp_path / "index.html").read_text().upper()
-    assert (tmp_path / "junit.xml").read_text().count("<testcase") == 12
+    junit = (tmp_path / "junit.xml").read_text()
+    assert junit.count("<testcase") == 12 and junit.count('type="not run"') == len(unreached)
 
 
 def test_a_killed_supervisor_leaves_no_adapter_process_behind(tmp_path):
@@ -251,7 +255,8 @@ def test_a_pytest_session_stopped_early_still_records_every_collected_test(tmp_p
     records = planned_equals_recorded(document)
     assert document["planned"] == 24 and document["complete"] is False
     unreached = [r for r in records.values() if not r["produced"]]
-    assert unreached and {r["status"] for r in unreached} == {"error"}
+    assert unreached and {r["status"] for r in unreached} == {"not_run"}
+    assert document["counts"]["not_run"] == len(unreached) and document["counts"]["error"] == 0
     assert all(r["message"].startswith("not run: the pytest session ended before this test") for r in unreached)
 
 

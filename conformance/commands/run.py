@@ -255,7 +255,7 @@ def plan_line(document: dict) -> str | None:
 
 
 SUMMARY_COLUMNS = {"pass": "pass", "fail": "fail", "error": "error", "known": "known",
-                   "unsupported": "unsup", "skipped": "skip"}
+                   "unsupported": "unsup", "skipped": "skip", "not_run": "notrun"}
 
 
 def summary_table(document: dict) -> str:
@@ -278,8 +278,10 @@ def summary_table(document: dict) -> str:
     lines.append(f"{unexpected_count(totals)} unexpected (fail, error), {totals['known']} known differences "
                  f"(fails and errors the known-differences lists explain)")
     if document.get("planned") is not None and document["produced"] != document["planned"]:
-        lines.append(f"{document['produced']} of {document['planned']} planned results produced; "
-                     f"the other {document['planned'] - document['produced']} are errors saying why")
+        missing = document["planned"] - document["produced"]
+        lines.append(f"{document['produced']} of {document['planned']} planned results produced; of the other "
+                     f"{missing}, {totals['not_run']} not run (the run was stopped before them) and "
+                     f"{missing - totals['not_run']} errors saying why")
     label = reduced_precision_label(records)
     plan = plan_line(document)
     return "\n".join(lines + ([f"labelled mode: {label}"] if label else []) + ([plan] if plan else []))

@@ -206,11 +206,13 @@ def kill(group: GroupRun) -> None:
 
 def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id: str, why: str,
                  stderr: str = "", produced: bool = True) -> None:
-    """An ``error`` record for ``test_id``, appended to the group's stream."""
+    """An ``error`` record for ``test_id`` (``not_run`` for one the user's interrupt stopped), appended
+    to the group's stream."""
     case_id, adapter, device, dtype = parse_test_id(test_id)
     known = options["known"].reason_for(test_id, options["known"].installed_versions()) if produced else None
     run_info = {REDUCED_PRECISION_KEY: True} if options.get("reduced_precision_defaults") else {}
-    record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype, status="error",
+    status = "not_run" if why == INTERRUPTED else "error"  # stopped by the user: not run is no error
+    record = make_record(case=cases[case_id], adapter=adapter, device=device, dtype=dtype, status=status,
                          message=why, stderr=stderr, known=known, produced=produced, run_info=run_info)
     JsonlWriter(group.stream).append(record.to_dict())
     group.recorded.add(test_id)

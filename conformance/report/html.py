@@ -48,8 +48,9 @@ from conformance.results.regression import CATEGORIES, NOISE_FLOOR, REGRESSING, 
 from conformance.verdict.compare import WINDOW
 
 TEMPLATES = Path(__file__).parent / "templates"
-OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsupported": "u", "skipped": "s"}
-CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip"}
+OUTCOME_CODES = {"pass": "p", "fail": "f", "error": "e", "known": "k", "unsupported": "u", "skipped": "s",
+                 "not_run": "n"}
+CELL_TEXT = {"unsupported": "n/a", "error": "err", "skipped": "skip", "not_run": "not run"}
 DEVICE_ORDER = ("cpu", "cuda")
 DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 MACHINE_ORDER = ("runner_name", "runner_os", "runner_arch", "os", "platform", "python", "cpu", "gpu", "gpus",

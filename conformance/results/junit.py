@@ -69,6 +69,8 @@ def testcase(record: Record) -> ET.Element:
         element.text = xml_text(f"{record.status}: {message}")
     elif kind in ("unsupported", "skipped"):
         ET.SubElement(case, "skipped", type=kind, message=_message(f"{kind}: {message}"))
+    elif kind == "not_run":
+        ET.SubElement(case, "skipped", type="not run", message=_message(message))
     return case
 
 
@@ -76,7 +78,7 @@ def junit_xml(records: list[Record]) -> str:
     counts = outcome_counts(records)
     suite = ET.Element("testsuite", name="rnn-conformance", tests=str(len(records)),
                        failures=str(counts["fail"]), errors=str(counts["error"]),
-                       skipped=str(counts["known"] + counts["unsupported"] + counts["skipped"]),
+                       skipped=str(counts["known"] + counts["unsupported"] + counts["skipped"] + counts["not_run"]),
                        time=f"{sum(seconds(r.duration_s) for r in records):.3f}")
     suite.extend(testcase(record) for record in records)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

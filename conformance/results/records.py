@@ -59,8 +59,8 @@ from conformance.results.schema import first_problem
 from conformance.verdict.known_differences import Audit, KnownFailures
 
 SCHEMA = "rnn-conformance/results/1"
-STATUSES = ("pass", "fail", "unsupported", "error", "skipped")
-OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped")
+STATUSES = ("pass", "fail", "unsupported", "error", "skipped", "not_run")
+OUTCOMES = ("pass", "fail", "error", "known", "unsupported", "skipped", "not_run")
 UNEXPECTED = ("fail", "error")
 VOLATILE_FIELDS = ("duration_s", "created", "started", "finished")
 # run_info key of every record of a run in the labelled reduced-precision mode
@@ -79,10 +79,11 @@ class Record:
     ``known`` is the harness's verdict (the known-differences reason of a fail
     or error), kept apart from ``run_info``, which holds only what the adapter
     said about its run. ``outcome`` and ``unexpected`` are decided here and
-    nowhere else. ``produced`` is False for the ``error`` record that stands in
-    for a planned result the run never reached (the adapter process exited
-    early, the supervisor gave up, the run was interrupted), so that a run
-    always holds one record per planned result.
+    nowhere else. ``produced`` is False for the record that stands in for a
+    planned result the run never reached, so that a run always holds one
+    record per planned result: a ``not_run`` where the run was stopped before
+    it (Ctrl-C, SIGTERM, pytest's -x): not run is no error; an ``error`` where
+    the adapter's process ended early or the supervisor gave up on it.
     """
 
     test_id: str

@@ -458,8 +458,9 @@ def compare_runs(baseline: dict[str, Any], current: dict[str, Any], growth_facto
     for label, document in (("baseline", baseline), ("current", current)):
         if by_case and (adapters := colliding_adapters(document)):
             raise ValueError(f"--by-case needs one adapter per run; the {label} run holds {', '.join(adapters)}")
-    old = {match_key(r.test_id, by_case): r for r in records_of(baseline)}
-    new = {match_key(r.test_id, by_case): r for r in records_of(current)}
+    # a result the run never ran is no result: not an error, not a regression, not compared
+    old = {match_key(r.test_id, by_case): r for r in records_of(baseline) if r.status != "not_run"}
+    new = {match_key(r.test_id, by_case): r for r in records_of(current) if r.status != "not_run"}
     reasons = _common_only_reasons(baseline, current, by_case)
     regression = Regression(growth_factor=growth_factor, baseline_count=len(old), current_count=len(new),
                             by_case=by_case, common_only=bool(reasons), matched=len(old.keys() & new.keys()),
