@@ -290,13 +290,35 @@ NVIDIA_DEVICES = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
 
 
 @pytest.fixture(scope="module")
-def adapters_listing(workdir) -> subprocess.CompletedProcess:
-    """One ``conformance adapters`` for the tests below: it imports every framework (~18 s)."""
-    return conformance(workdir, "adapters")
+def adapters_checked(workdir) -> subprocess.CompletedProcess:
+    """One ``conformance adapters --check`` for the tests below: it imports every framework (~18 s)."""
+    return conformance(workdir, "adapters", "--check")
 
 
-def test_adapters_lists_every_registered_adapter_with_its_availability(adapters_listing):
-    done = adapters_listing
+def test_adapters_lists_every_adapter_from_package_metadata_without_importing_a_framework(workdir):
+    """The default listing: what each adapter requires and the installed versions, as importlib.metadata
+    has them, in a process that imports no framework."""
+    from importlib import metadata
+
+    code = ("import sys\nfrom conformance.commands.cli import main\ntry:\n    main(['adapters'])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('imported:', sorted(m for m in FRAMEWORKS if m in sys.modules))\n")
+    frameworks = ("torch", "tensorflow", "jax", "keras", "tf_keras", "flax", "onnx", "onnxruntime", "openvino",
+                  "tract", "tf2onnx")
+    done = subprocess.run([sys.executable, "-c", f"FRAMEWORKS = {frameworks!r}\n" + code], capture_output=True,
+                          text=True, timeout=120, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "imported: []"
+    listed = {line.split()[0]: line for line in lines[:-1]}
+    assert sorted(listed) == sorted(adapter_paths())
+    assert f"torch {metadata.version('torch')}" in listed["torch"] and "installed" in listed["torch"]
+    assert "devices: cpu,cuda  full plan" in listed["torch"]
+    assert "covering plan by default" in listed["onnx-native"]
+
+
+def test_adapters_check_asks_every_registered_adapter_for_its_availability(adapters_checked):
+    done = adapters_checked
     assert done.returncode == 0, done.stderr
     listed = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines() if line.strip()}
     assert sorted(listed) == sorted(adapter_paths())
@@ -304,9 +326,9 @@ def test_adapters_lists_every_registered_adapter_with_its_availability(adapters_
 
 
 @pytest.mark.skipif(bool(NVIDIA_DEVICES), reason=f"this machine has a GPU ({NVIDIA_DEVICES[:1]})")
-def test_adapters_lists_only_the_cpu_on_a_machine_without_a_gpu(adapters_listing):
+def test_adapters_check_lists_only_the_cpu_on_a_machine_without_a_gpu(adapters_checked):
     """No framework sees a GPU here, so no adapter may claim one (``devices()`` through the probe)."""
-    available = [line.split() for line in adapters_listing.stdout.splitlines() if line.split()[1:2] == ["available"]]
+    available = [line.split() for line in adapters_checked.stdout.splitlines() if line.split()[1:2] == ["available"]]
     if not available:
         pytest.skip("no adapter is available here")
     assert {row[2] for row in available} == {"devices:"}

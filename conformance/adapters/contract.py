@@ -30,6 +30,10 @@ suite only calls the members). Optional members, used when present:
   packed for ``conformance repro``: the converted model file (if the path has
   one), the feeds, and the source of a ``run_model`` needing only the runtime
   and numpy. Without it ``conformance repro`` says the adapter has none.
+- ``requires: tuple[str, ...]``: the top-level modules the adapter imports
+  (``("keras", "tensorflow")``). A static attribute: ``conformance adapters``
+  reads their installed distributions' versions from package metadata, without
+  importing a framework (default ``()``: nothing declared, ``--check`` asks).
 - ``compiles_per_structure: bool``: the adapter converts, exports or compiles
   a model for every structure it meets (seconds a case, where an eager call
   takes milliseconds). A static attribute (default False): ``conformance run``
@@ -137,9 +141,10 @@ class Adapter:
     name: str = "unnamed"
     declared_devices: tuple[str, ...] = DEFAULT_DECLARED_DEVICES
     compiles_per_structure: bool = False
+    requires: tuple[str, ...] = ()
 
     def available(self) -> str | None:
-        return None
+        return missing_module_reason(*self.requires)
 
     def devices(self) -> list[str]:
         return ["cpu"]
@@ -249,6 +254,25 @@ def reduced_precision_allowed() -> bool:
 def tf32_allowed() -> bool:
     """``reduced_precision_allowed`` under its first name (TF32 was the first such default)."""
     return reduced_precision_allowed()
+
+
+def installed_distributions(modules: tuple[str, ...]) -> dict[str, str | None]:
+    """Each module's installed distribution and its version, read from package metadata (nothing is
+    imported): ``{"tensorflow-cpu": "2.21.0"}``; a module no distribution provides maps to None."""
+    from importlib import metadata
+
+    providers = metadata.packages_distributions()
+    found: dict[str, str | None] = {}
+    for module in modules:
+        names = providers.get(module.split(".")[0])
+        if not names:
+            found[module] = None
+            continue
+        try:
+            found[metadata.distribution(names[0]).metadata["Name"]] = metadata.version(names[0])
+        except metadata.PackageNotFoundError:
+            found[module] = None
+    return found
 
 
 def missing_module_reason(*modules: str) -> str | None:

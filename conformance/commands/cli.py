@@ -90,7 +90,15 @@ def build_parser() -> Parser:
     explain.add_argument("--return-sequences", action="store_true")
     explain.add_argument("--return-state", action="store_true")
 
-    commands.add_parser("adapters", help="every adapter: available or not, versions, devices")
+    adapters = commands.add_parser(
+        "adapters", help="every adapter: what it requires and the installed versions (read from package "
+                         "metadata, in seconds), the devices it declares, its default plan",
+        description="Lists every adapter (built in, entry points) without importing a framework: the "
+                    "modules it requires with the installed distributions' versions. --check imports each "
+                    "adapter's framework in a process of its own and asks it (minutes with every framework).")
+    adapters.add_argument("--check", action="store_true",
+                          help="import each framework and ask the adapter itself: available or why not, versions, "
+                               "the devices it sees (default: off)")
 
     cases = commands.add_parser("cases", help="the matrix's cases with their coverage, from the fixtures manifest")
     cases.add_argument("--match", metavar="PATTERN", default=None,
@@ -193,8 +201,11 @@ def command_explain(args: argparse.Namespace) -> int:
 
 
 def command_adapters(args: argparse.Namespace) -> int:
-    from conformance.commands.probe import probe_all
+    from conformance.commands.probe import listing, probe_all
 
+    if not args.check:
+        print("\n".join(listing()))
+        return EXIT_OK
     rows = probe_all()
     width = max(len(row["name"]) for row in rows)
     for row in rows:

@@ -69,6 +69,7 @@ class FlaxAdapter(Adapter):
     name = "flax"
     declared_devices = ("cpu", "cuda")
     compiles_per_structure = True  # an XLA compilation per structure and shape
+    requires = ("jax", "flax")
 
     def __init__(self) -> None:
         self._compiled: dict[tuple, _Compiled] = {}
@@ -77,7 +78,7 @@ class FlaxAdapter(Adapter):
 
     def available(self) -> str | None:
         xla.use_persistent_cache()
-        return missing_module_reason("jax", "flax.nnx")
+        return missing_module_reason(*self.requires, "flax.nnx")
 
     def versions(self) -> dict[str, str]:
         import flax

@@ -542,6 +542,7 @@ class Keras3Adapter(Adapter):
 
 class KerasTensorflowAdapter(Keras3Adapter):
     name = "keras-tensorflow"
+    requires = ("keras", "tensorflow")
 
     def __init__(self) -> None:
         super().__init__(TensorflowBackend())
@@ -549,6 +550,7 @@ class KerasTensorflowAdapter(Keras3Adapter):
 
 class KerasJaxAdapter(Keras3Adapter):
     name = "keras-jax"
+    requires = ("keras", "jax")
 
     def __init__(self) -> None:
         super().__init__(JaxBackend())
@@ -556,6 +558,7 @@ class KerasJaxAdapter(Keras3Adapter):
 
 class KerasTorchAdapter(Keras3Adapter):
     name = "keras-torch"
+    requires = ("keras", "torch")
 
     def __init__(self) -> None:
         super().__init__(TorchBackend())

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.contract import Adapter, missing_module_reason
+from conformance.adapters.contract import Adapter
 from conformance.adapters.keras.common import (
     BuiltModel,
     KerasModels,
@@ -118,12 +118,10 @@ class TfKerasAdapter(Adapter):
     name = "tf-keras"
     declared_devices = ("cpu", "cuda")
     compiles_per_structure = True  # a Keras model's layers built per structure
+    requires = ("tensorflow", "tf_keras")
 
     def __init__(self) -> None:
         self.models = KerasModels(TfKerasCall())
-
-    def available(self) -> str | None:
-        return missing_module_reason("tensorflow", "tf_keras")
 
     def versions(self) -> dict[str, str]:
         import tensorflow as tf

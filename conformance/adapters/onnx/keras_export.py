@@ -230,6 +230,7 @@ class OnnxKerasAdapter(Adapter):
     name = "onnx-keras"
     declared_devices = ("cpu", "cuda")
     compiles_per_structure = True  # a tf2onnx export per structure (~0.8 s each)
+    requires = EXPORT_MODULES
 
     def __init__(self) -> None:
         self._exports: dict[tuple, Exported] = {}

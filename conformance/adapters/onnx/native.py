@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conformance.adapters.contract import missing_module_reason
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 
@@ -58,6 +57,7 @@ class OnnxNativeAdapter(OnnxConsumerAdapter):
     name = "onnx-native"
     runtime = "onnxruntime"
     compiles_per_structure = True  # a session (graph optimization) per model
+    requires = ("onnx", "onnxruntime")
     weights = "inputs"
     layout = 0
     declared_devices = ("cpu", "cuda")
@@ -74,8 +74,6 @@ def run_model(model_path, feeds, device):
     return session.run(None, feeds)
 '''
 
-    def available(self) -> str | None:
-        return missing_module_reason("onnx", "onnxruntime")
 
     def devices(self) -> list[str]:
         return onnx_runtime.devices()

@@ -41,7 +41,7 @@ import functools
 
 import numpy as np
 
-from conformance.adapters.contract import missing_module_reason, reduced_precision_allowed
+from conformance.adapters.contract import reduced_precision_allowed
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 from conformance.matrix.case import Case
 from conformance.onnx import export
@@ -119,6 +119,7 @@ class OpenvinoAdapter(OnnxConsumerAdapter):
     name = "openvino"
     runtime = "OpenVINO"
     compiles_per_structure = True  # a CPU-plugin compilation per model
+    requires = ("onnx", "openvino")
     weights = "initializers"
     layout = 0
     declared_devices = ("cpu",)
@@ -137,8 +138,6 @@ def run_model(model_path, feeds, device):
     return [results[output] for output in compiled.outputs]
 '''
 
-    def available(self) -> str | None:
-        return missing_module_reason("openvino")
 
     def supports(self, case: Case) -> str | None:
         reason = super().supports(case) or refused_activations(case)

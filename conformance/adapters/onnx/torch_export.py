@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from conformance.adapters.caches import cached_file, read_or_make
-from conformance.adapters.contract import Adapter, missing_module_reason
+from conformance.adapters.contract import Adapter
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.torch.adapter import (
     ModuleKey,
@@ -69,6 +69,7 @@ class OnnxTorchAdapter(Adapter):
     name = "onnx-torch"
     declared_devices = ("cpu", "cuda")
     compiles_per_structure = True  # a dynamo export per structure (2-30 s each)
+    requires = ("torch", "onnx", "onnxruntime", "onnxscript")
     export_cache = True  # False: export and open a session on every call (see _session)
 
     def __init__(self) -> None:
@@ -77,8 +78,6 @@ class OnnxTorchAdapter(Adapter):
         self._exports = 0  # torch.onnx.export calls in the current run
         self._calls = RecordedCalls(self)
 
-    def available(self) -> str | None:
-        return missing_module_reason("torch", "onnx", "onnxruntime", "onnxscript")
 
     def versions(self) -> dict[str, str]:
         import onnx

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.contract import missing_module_reason
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
 from conformance.matrix.case import Case
 
@@ -96,6 +95,7 @@ class TractAdapter(OnnxConsumerAdapter):
     name = "tract"
     runtime = "tract"
     compiles_per_structure = True  # a model loaded and optimized per case
+    requires = ("onnx", "tract")
     weights = "initializers"
     declared_devices = ("cpu",)
     # load + infer's settings, standalone: every input fact concrete (a symbolic batch panics in tract).
@@ -113,8 +113,6 @@ def run_model(model_path, feeds, device):
     return [tensor.to_numpy() for tensor in runnable.run([feeds[name] for name in names])]
 '''
 
-    def available(self) -> str | None:
-        return missing_module_reason("onnx", "tract")
 
     def versions(self) -> dict[str, str]:
         import tract

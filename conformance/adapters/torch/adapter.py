@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
+from conformance.adapters.contract import Adapter, reduced_precision_allowed
 from conformance.adapters.torch.mapping import RNN_NONLINEARITY, torch_initial_states, torch_module_params
 from conformance.matrix.case import Case, is_reduced_precision
 from conformance.matrix.spec import BidirectionalSpec, LayerSpec
@@ -233,14 +233,12 @@ class TorchAdapter(Adapter):
 
     name = "torch"
     declared_devices = ("cpu", "cuda")
+    requires = ("torch",)
 
     def __init__(self) -> None:
         self._modules: dict[ModuleKey, object] = {}
         self._info: dict = {}
         self._calls = RecordedCalls(self)
-
-    def available(self) -> str | None:
-        return missing_module_reason("torch")
 
     def versions(self) -> dict[str, str]:
         import torch
