@@ -123,16 +123,32 @@ def validated_options(args: argparse.Namespace) -> dict:
 
 
 class Progress:
-    """Prints a progress line at most every few seconds, from any thread."""
+    """Progress on stderr, at most every few seconds, from any thread: on a terminal one line per
+    adapter, rewritten in place; elsewhere (a CI log) a plain line for each adapter whose count
+    moved since the last one, so that a log holds no line twice."""
 
     def __init__(self, groups: list[GroupRun]):
-        self.groups, self.lock, self.last = groups, threading.Lock(), 0.0
+        self.groups, self.lock, self.last, self.start = groups, threading.Lock(), 0.0, time.monotonic()
+        self.shown: dict[int, str] = {}
+        self.terminal = sys.stderr.isatty()
 
     def __call__(self, force: bool = False) -> None:
         with self.lock:
-            if force or time.monotonic() - self.last >= PROGRESS_EVERY:
-                self.last = time.monotonic()
-                print(progress_line(self.groups), file=sys.stderr, flush=True)
+            if not force and time.monotonic() - self.last < PROGRESS_EVERY:
+                return
+            self.last = time.monotonic()
+            lines = [progress_line(group, self.last - self.start) for group in self.groups]
+            if self.terminal:
+                rewind = f"\x1b[{len(lines)}F" if self.shown else ""
+                print(rewind + "".join(f"\x1b[2Kprogress: {line}\n" for line in lines), end="", file=sys.stderr)
+                self.shown = dict(enumerate(lines))
+            else:
+                for index, line in enumerate(lines):
+                    counts = line.split(",")[0]
+                    if self.shown.get(index, "").split(",")[0] != counts or (force and self.shown.get(index) != line):
+                        print(f"progress: {line}", file=sys.stderr)
+                        self.shown[index] = line
+            sys.stderr.flush()
 
 
 def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> list[str]:
