@@ -18,7 +18,21 @@ from conformance.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageEr
 from conformance.matrix.case import DTYPES
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text names it already or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default in (None, False, [], "", argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
         raise UsageError(message)
 
@@ -28,9 +42,15 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = commands.add_parser("run", help="run the conformance matrix and write reports")
-    run.add_argument("--adapter", action="append", default=[], metavar="NAME|module:Class")
-    run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
-    run.add_argument("--dtype", choices=DTYPES + ("all",), default="all")
+    run.add_argument("--adapter", action="append", default=[], metavar="NAME|module:Class",
+                     help="an adapter by name (conformance adapters lists them) or a package.module:Class path, "
+                          "found on the Python path or in the current directory (repeatable; default: every "
+                          "registered adapter)")
+    run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
+                     help="the device rows to run, each adapter's among those it declares; a declared device the "
+                          "machine lacks is reported as skipped")
+    run.add_argument("--dtype", choices=DTYPES + ("all",), default="all",
+                     help="the dtype rows to run (all: each case's own dtypes)")
     run.add_argument("-k", dest="keyword", default="", metavar="EXPR",
                      help="pytest -k expression on the whole test id CASE[ADAPTER-DEVICE-DTYPE], the adapter's "
                           "name included (as in pytest: -k lstm also selects every case of an adapter whose name "
@@ -39,7 +59,8 @@ def build_parser() -> Parser:
                      help="every case on every adapter: without it (and without -k), the adapters that "
                           "compile per structure run the covering plan (every factor value and pair of "
                           "values; the run says which pairs it left out)")
-    run.add_argument("--report-dir", type=Path, default=Path("reports"))
+    run.add_argument("--report-dir", type=Path, default=Path("reports"),
+                     help="where results.json, junit.xml and index.html are written")
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")
     run.add_argument("--shards", type=int, default=1, metavar="N",
                      help="split each adapter's plan into N contiguous parts, a process each (at most "
@@ -52,7 +73,8 @@ def build_parser() -> Parser:
     run.add_argument("--max-restarts", type=int, default=50, metavar="N",
                      help="restarts of a crashing adapter process before the rest of its plan is "
                           "recorded as given up (default 50)")
-    run.add_argument("--fixtures-dir", type=Path, default=None)
+    run.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
+                     help="the golden fixtures to run (default: the ones installed with the suite)")
     run.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
                      help="a further known-differences list (repeatable; added after the built-in one)")
     run.add_argument("--no-builtin-known-failures", action="store_true",
@@ -69,15 +91,18 @@ def build_parser() -> Parser:
     report = commands.add_parser("report", help="render index.html from results files")
     report.add_argument("results", nargs="+", type=Path,
                         help="results.json files, .jsonl streams, or a directory of <env>/results.json")
-    report.add_argument("-o", "--output-dir", type=Path, default=Path("reports"))
+    report.add_argument("-o", "--output-dir", type=Path, default=Path("reports"),
+                        help="where index.html (and, for a merge, results.json and junit.xml) are written")
 
     compare = commands.add_parser("compare", help="regression report between two runs")
-    compare.add_argument("baseline", type=Path)
-    compare.add_argument("current", type=Path)
-    compare.add_argument("-o", "--output", type=Path, default=Path("reports/regression.html"))
+    compare.add_argument("baseline", type=Path, help="the earlier run: a results.json, a stream or a report dir")
+    compare.add_argument("current", type=Path, help="the later run, in any of the same forms")
+    compare.add_argument("-o", "--output", type=Path, default=Path("reports/regression.html"),
+                         help="the HTML regression report")
     compare.add_argument("--json", type=Path, default=None, metavar="PATH",
                          help="where the regression JSON goes (default: beside -o, e.g. regression.json)")
-    compare.add_argument("--growth-factor", type=float, default=10.0)
+    compare.add_argument("--growth-factor", type=float, default=10.0,
+                         help="a tensor's max abs error growing by more than this factor is a regression")
     compare.add_argument("--by-case", action="store_true",
                          help="match results by case, device and dtype, the adapter left out (one adapter per run)")
     compare.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
@@ -86,9 +111,9 @@ def build_parser() -> Parser:
                          help="leave out the built-in list, conformance/verdict/known_differences.txt")
 
     explain = commands.add_parser("explain", help="the output list and how each framework spells it")
-    explain.add_argument("cell", choices=("simple_rnn", "lstm", "gru"))
-    explain.add_argument("--return-sequences", action="store_true")
-    explain.add_argument("--return-state", action="store_true")
+    explain.add_argument("cell", choices=("simple_rnn", "lstm", "gru"), help="the Keras cell")
+    explain.add_argument("--return-sequences", action="store_true", help="the layer's return_sequences=True")
+    explain.add_argument("--return-state", action="store_true", help="the layer's return_state=True")
 
     adapters = commands.add_parser(
         "adapters", help="every adapter: what it requires and the installed versions (read from package "
@@ -104,14 +129,18 @@ def build_parser() -> Parser:
     cases.add_argument("--match", metavar="PATTERN", default=None,
                        help="only ids matching this shell-style pattern, e.g. '*saturating*'")
     cases.add_argument("--json", action="store_true", help="JSON rows instead of a table")
-    cases.add_argument("--fixtures-dir", type=Path, default=None)
+    cases.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
+                       help="the golden fixtures to list (default: the ones installed with the suite)")
 
     fixtures = commands.add_parser("fixtures", help="build or verify the golden fixtures")
-    fixtures.add_argument("action", choices=("build", "verify"))
-    fixtures.add_argument("--fixtures-dir", type=Path, default=None)
+    fixtures.add_argument("action", choices=("build", "verify"),
+                          help="build: compute every case with the exact oracle; verify: check hashes and replay it")
+    fixtures.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
+                          help="the fixtures directory (default: the one installed with the suite)")
 
     bench = commands.add_parser("bench", help="measure speed and memory; writes reports/benchmark.json")
-    bench.add_argument("--adapter", action="append", default=[])
+    bench.add_argument("--adapter", action="append", default=[], metavar="NAME|module:Class",
+                       help="an adapter to measure (repeatable; default: every registered adapter)")
     bench.add_argument("--output", type=Path, default=None,
                        help="default reports/benchmark.json (--tox: reports/benchmark-tox.json)")
     bench.add_argument("--quick", action="store_true", help="a small sample of cases (smoke run)")
@@ -127,53 +156,69 @@ def build_parser() -> Parser:
                           help="rewrite the generated sections between their markers in this file")
 
     export = commands.add_parser("export", help="write the cases in the ONNX backend-test data layout")
-    export.add_argument("format", choices=("onnx",))
-    export.add_argument("directory", type=Path, metavar="DIR")
+    export.add_argument("format", choices=("onnx",), help="the format (ONNX models)")
+    export.add_argument("directory", type=Path, metavar="DIR", help="a new or empty directory, or an earlier export")
     export.add_argument("-k", dest="keyword", default="", metavar="EXPR",
                         help="pytest -k expression on the case ids")
     export.add_argument("--weights", choices=("initializers", "inputs", "both"), default="both",
                         help="W, R, B as constant initializers, as graph inputs, or both (default)")
-    export.add_argument("--dtype", choices=DTYPES + ("all",), default="all")
-    export.add_argument("--fixtures-dir", type=Path, default=None)
+    export.add_argument("--dtype", choices=DTYPES + ("all",), default="all", help="the dtype rows to export")
+    export.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
+                        help="the golden fixtures to export (default: the ones installed with the suite)")
 
-    repro = commands.add_parser("repro", help="a standalone reproducer for one ONNX adapter's result")
+    repro = commands.add_parser("repro", help="a standalone reproducer (model, inputs, expected outputs, script) "
+                                              "for one result of an adapter with a reproducer")
     repro.add_argument("test_id", metavar="TEST_ID",
                        help="a conformance test id, e.g. 'lstm-seq1-state0-random-b3t5[onnx-native-cpu-float32]'")
-    repro.add_argument("-o", "--output-dir", type=Path, required=True, metavar="DIR")
-    repro.add_argument("--fixtures-dir", type=Path, default=None)
+    repro.add_argument("-o", "--output-dir", type=Path, required=True, metavar="DIR",
+                       help="where the reproducer's files go (required)")
+    repro.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
+                       help="the golden fixtures the case comes from (default: the ones installed with the suite)")
 
     sweep = commands.add_parser("sweep", help="one adapter's matrix across releases of a package, and its history")
-    sweep.add_argument("--adapter", required=True, metavar="NAME")
-    sweep.add_argument("--versions", required=True, metavar="PACKAGE==V1,V2,...")
+    sweep.add_argument("--adapter", required=True, metavar="NAME",
+                       help="the adapter to run in every version (required)")
+    sweep.add_argument("--versions", required=True, metavar="PACKAGE==V1,V2,...",
+                       help="the package and its releases, one environment each (required)")
     sweep.add_argument("--with", dest="with_requirements", action="append", default=[], metavar="REQUIREMENT",
                        help="one more requirement in every version's environment (repeatable), e.g. 'numpy<2'")
     sweep.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
                        help="default reports/sweep-ADAPTER-PACKAGE")
     sweep.add_argument("--venv-dir", type=Path, default=None, metavar="DIR",
                        help="where the environments are cached (default $CONFORMANCE_CACHE_DIR/sweep-venvs)")
-    sweep.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="pytest -k expression")
+    sweep.add_argument("-k", dest="keyword", default="", metavar="EXPR",
+                       help="pytest -k expression on the whole test id, passed on to every version's run")
     sweep.add_argument("--full", action="store_true",
                        help="every case in every version's run (default: conformance run's default plan)")
-    sweep.add_argument("--device", choices=("cpu", "cuda", "all"), default=None)
-    sweep.add_argument("--dtype", choices=DTYPES + ("all",), default=None)
-    sweep.add_argument("--shards", type=int, default=None, metavar="N")
-    sweep.add_argument("--fixtures-dir", type=Path, default=None)
+    sweep.add_argument("--device", choices=("cpu", "cuda", "all"), default=None,
+                       help="passed on to every version's conformance run (default: run's)")
+    sweep.add_argument("--dtype", choices=DTYPES + ("all",), default=None,
+                       help="passed on to every version's conformance run (default: run's)")
+    sweep.add_argument("--shards", type=int, default=None, metavar="N",
+                       help="passed on to every version's conformance run (default: run's)")
+    sweep.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
+                       help="the golden fixtures every version runs (default: the ones installed with the suite)")
     sweep.add_argument("--onnx-opset", type=int, default=None, metavar="N",
                        help="passed on to every version's conformance run (see run --onnx-opset)")
-    sweep.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE")
+    sweep.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
+                       help="a further known-differences list for every version's run (repeatable)")
     sweep.add_argument("--drift-factor", type=float, default=10.0,
                        help="a passing result whose error moves by more than this factor is flagged as drift")
 
     history = commands.add_parser("history", help="case x run table of several runs (releases), oldest first")
     history.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
                          help="results.json files, .jsonl streams or report dirs, one column each, oldest first")
-    history.add_argument("-o", "--output", type=Path, default=Path("reports/history"), metavar="DIR")
+    history.add_argument("-o", "--output", type=Path, default=Path("reports/history"), metavar="DIR",
+                         help="where history.html and history.json go")
     history.add_argument("--label", dest="labels", action="append", default=[], metavar="TEXT",
                          help="a column's label, once per RESULTS (default: its adapters' framework versions)")
     history.add_argument("--drift-factor", type=float, default=10.0, metavar="F",
                          help="a result whose error moves by more than this factor, same status, is drift")
     history.add_argument("--by-case", action="store_true",
                          help="rows by case, device and dtype: lines up the results of different adapters")
+    for listed in commands._choices_actions:  # each --help opens with what the command list says of it
+        subcommand = commands.choices[listed.dest]
+        subcommand.description = subcommand.description or listed.help
     return parser
 
 

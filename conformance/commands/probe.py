@@ -34,7 +34,7 @@ def describe(name: str) -> dict:
 def listing() -> list[str]:
     """A line per adapter: name, what it requires and whether it is installed, its devices, its plan."""
     rows = []
-    for name, path in adapter_paths().items():
+    for name in adapter_paths():
         try:
             adapter = load_adapter(name)
         except UnknownAdapterError as exc:
