@@ -121,8 +121,18 @@ def test_a_k_that_matches_nothing_leaves_the_earlier_report_as_it_was(tmp_path):
                            str(tmp_path)).returncode == 0
     before = snapshot(tmp_path)
     line = one_line_error(run_conformance("--adapter", ORACLE, "-k", "b9t9", "--report-dir", str(tmp_path)))
-    assert line.startswith("conformance: error: the selection matches no test (-k 'b9t9' --device all --dtype all")
+    assert line.startswith("conformance: error: the selection matches no test (-k 'b9t9' --device ")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(any(Path("/dev").glob("nvidia[0-9]*")), reason="this machine has an NVIDIA GPU")
+def test_the_default_device_on_a_machine_without_a_gpu_plans_no_cuda_rows(tmp_path):
+    """--device auto: a CPU-only user's run holds no cuda rows that could only be skipped."""
+    done = run_conformance("--adapter", "tests.row_adapters:DeclaresCudaOracle", "-k", "tutorial", "--report-dir",
+                           str(tmp_path))
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert done.returncode == 0 and {r["device"] for r in document["results"]} == {"cpu"}, done.stderr
+    assert document["selection"]["device"] == "cpu"
 
 
 def test_an_adapter_named_that_cannot_run_at_all_ends_the_run_non_zero_with_its_reason(tmp_path):

@@ -46,9 +46,10 @@ def build_parser() -> Parser:
                      help="an adapter by name (conformance adapters lists them) or a package.module:Class path, "
                           "found on the Python path or in the current directory (repeatable; default: every "
                           "registered adapter)")
-    run.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
-                     help="the device rows to run, each adapter's among those it declares; a declared device the "
-                          "machine lacks is reported as skipped")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda", "all"), default="auto",
+                     help="the device rows to run, each adapter's among those it declares: auto is cpu, and all "
+                          "where the machine has an NVIDIA GPU (a /dev/nvidia0 device); with cuda or all, a "
+                          "declared device the machine lacks is reported as skipped (default: auto)")
     run.add_argument("--dtype", choices=DTYPES + ("all",), default="all",
                      help="the dtype rows to run (all: each case's own dtypes)")
     run.add_argument("-k", dest="keyword", default="", metavar="EXPR",

@@ -98,7 +98,15 @@ def check_onnx_opset(opset: int | None) -> None:
         raise UsageError(str(exc)) from None
 
 
+def machine_devices() -> str:
+    """``--device auto``: ``all`` where the machine has an NVIDIA GPU, else ``cpu`` (no cuda rows that
+    could only be skipped). Read from the device nodes: the plan is made without importing a framework."""
+    return "all" if any(Path("/dev").glob("nvidia[0-9]*")) else "cpu"
+
+
 def validated_options(args: argparse.Namespace) -> dict:
+    if args.device == "auto":
+        args.device = machine_devices()
     check_keyword(args.keyword)
     if args.jobs < 1 or args.shards < 1 or args.max_restarts < 0:
         raise UsageError("--jobs and --shards must be >= 1 and --max-restarts >= 0")
