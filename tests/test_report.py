@@ -297,7 +297,7 @@ def test_every_result_is_one_matrix_cell(tmp_path: Path) -> None:
     document = small_document()
     html = render_report(document, tmp_path).read_text(encoding="utf-8")
     body = html.split('<table id="matrix">', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
-    assert len(re.findall(r'<td class="[pfeuks]"', body)) == len(document["results"])
+    assert len(re.findall(r'<td class="[pfeuksn]"', body)) == len(document["results"])
 
 
 def test_only_results_that_did_not_pass_get_a_panel(tmp_path: Path) -> None:
@@ -307,6 +307,25 @@ def test_only_results_that_did_not_pass_get_a_panel(tmp_path: Path) -> None:
     assert html.count('<details class="panel') == len(not_passing)
     for record in not_passing:
         assert f'<span class="tid">{record["test_id"]}</span>' in html
+
+
+def test_a_failing_report_opens_on_its_unexpected_results_and_folds_the_unsupported_ones(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    unexpected = html.split('<div class="card" id="unexpected">', 1)[1].split("</div>", 1)[0]
+    listed = re.findall(r'<a href="#r\d+">([^<]+)</a>', unexpected)
+    assert len(listed) == MIXED_COUNTS["fail"] + MIXED_COUNTS["error"]
+    assert html.index('id="unexpected"') < html.index('<div class="cards">')  # before everything else
+    details = html.split('<div id="details">', 1)[1]
+    order = re.findall(r'<details class="panel (\w)"', details)
+    assert order[:3] == ["f", "e", "e"] and order[3:6] == ["k", "k", "k"]
+    shown, folded = details.split('<details class="folded" id="folded-panels">', 1)
+    assert re.findall(r'<details class="panel (\w)"', folded) == ["u"] * 4 + ["s"] * 6 + ["n"] * 2
+    assert not re.findall(r'<details class="panel [usn]"', shown)
+
+
+def test_the_adapters_table_wraps_the_versions_to_fit_a_laptop_screen(tmp_path: Path) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    assert re.search(r"td\.versions \{ max-width: \d+px; \}", html)
 
 
 def test_failing_panel_shows_divergence_and_heat_map(tmp_path: Path) -> None:

@@ -159,3 +159,24 @@ def test_regression_report_opens_without_errors(browser, document, tmp_path) -> 
     page.screenshot(path=str(REPORTS / "regression-screenshot.png"))
     page.close()
     assert errors == [], f"console errors: {errors}"
+
+
+FOURTEEN = ("keras-tensorflow", "keras-jax", "keras-torch", "tf-keras", "torch", "flax", "onnx-keras", "onnx-torch",
+            "onnx-native", "onnx-native-layout1", "openvino", "openvino-inputs", "tract", "tract-inputs")
+LONG_VERSIONS = {"keras": "3.15.1", "keras backend": "tensorflow", "tensorflow": "2.21.0", "tf2onnx": "1.17.0",
+                 "onnx": "1.23.2", "onnxruntime": "1.32.0",
+                 "onnxruntime providers": "TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider",
+                 "openvino": "2026.4.1-22982-e213a147257-releases/2026/4"}
+
+
+def test_the_adapters_table_of_fourteen_adapters_fits_a_laptop_screen(browser, tmp_path) -> None:
+    """The counts column stays on a 1400 px screen however long an adapter's versions are."""
+    document = synthetic_document(report_cases()[:2], adapters=FOURTEEN, devices=("cpu",))
+    for entry in document["adapters"].values():
+        entry["versions"] = dict(LONG_VERSIONS)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(render_report(document, tmp_path).as_uri())
+    right = page.evaluate("Math.max(...[...document.querySelector('table.grid').querySelectorAll('th')]"
+                          ".map(th => th.getBoundingClientRect().right))")
+    assert right <= 1400, f"the adapters table reaches {right:.0f} px"
+    page.close()

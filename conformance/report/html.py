@@ -280,6 +280,25 @@ class ReportView:
     outcomes: tuple[str, ...] = OUTCOMES
     codes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_CODES))
 
+    @property
+    def shown_panels(self) -> list[Panel]:
+        """The panels a reader opens the report for: unexpected fails and errors first, then known ones."""
+        return [p for p in self.panels if p.outcome not in FOLDED]
+
+    @property
+    def folded_panels(self) -> list[Panel]:
+        """Unsupported, skipped and not-run results: folded away until asked for (a failing run's
+        hundreds of them would otherwise bury its failures)."""
+        return [p for p in self.panels if p.outcome in FOLDED]
+
+    @property
+    def unexpected_panels(self) -> list[Panel]:
+        return [p for p in self.panels if p.outcome in UNEXPECTED]
+
+
+FOLDED = ("unsupported", "skipped", "not_run")
+PANEL_ORDER = ("fail", "error", "known", "unsupported", "skipped", "not_run")
+
 
 # --- building the view -----------------------------------------------------------------------
 
@@ -487,7 +506,8 @@ def build_view(document: dict[str, Any]) -> ReportView:
         else:
             spans.append((column.adapter, 1))
     machines = machine_views(document, records)
-    panels = [build_panel(r, panel_ids[r.test_id], bool(machines)) for r in records if r.test_id in panel_ids]
+    panels = sorted((build_panel(r, panel_ids[r.test_id], bool(machines)) for r in records if r.test_id in panel_ids),
+                    key=lambda p: PANEL_ORDER.index(p.outcome))  # stable: record order within an outcome
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
     full = [r for r in records if not is_reduced_precision(r.dtype)]
