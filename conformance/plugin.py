@@ -85,6 +85,7 @@ from conformance.results.records import (
 from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
 
 DEVICES = ("cpu", "cuda")
+DIAGNOSES_PER_PROCESS = 200  # unexpected failures diagnosed per adapter process (ConformanceSession.may_diagnose)
 ENV_PREFIX = "CONFORMANCE_"
 KNOWN_PREFIX = "known difference: "  # an xfail reason that starts so comes from the known-differences lists
 DEFAULT_REPORT_DIR = "reports/pytest"
@@ -165,6 +166,7 @@ class ConformanceSession:
 
     def __init__(self, config: pytest.Config):
         self.config = config
+        self.diagnoses = 0  # may_diagnose's count
         option = config.option
         report_dir = Path(option.report_dir)
         self.stream_path = Path(option.results_stream or report_dir / "results.jsonl")
@@ -231,6 +233,12 @@ class ConformanceSession:
             adapter = self.adapter(name)
             self.versions[name] = adapter.versions() if adapter.available() is None else None
         return self.versions[name]
+
+    def may_diagnose(self) -> bool:
+        """Whether the next unexpected failure is diagnosed: the first ``DIAGNOSES_PER_PROCESS`` of an
+        adapter process are (a completely broken adapter's every failure would cost minutes)."""
+        self.diagnoses += 1
+        return self.diagnoses <= DIAGNOSES_PER_PROCESS
 
     def announce(self, param: ConformanceParam) -> None:
         """A 'started' line lets a supervisor name the test that killed the process."""

@@ -26,7 +26,8 @@ def test_adapter_returns_the_keras_output_list(conformance_param: ConformancePar
         pytest.skip(reason)
 
     session.announce(param)
-    outcome = check_case(adapter, param.case.for_dtype(param.dtype), param.device)
+    outcome = check_case(adapter, param.case.for_dtype(param.dtype), param.device,
+                         diagnose_failure=conformance_known is None and session.may_diagnose())
     session.record(record_for(
         param, adapter, outcome.status, outcome.message, duration_s=outcome.duration_s,
         verdict=outcome.verdict.to_dict() if outcome.verdict else None, run_info=outcome.run_info,

@@ -25,5 +25,5 @@ def test_every_subcommand_has_a_description_and_every_option_a_help_text(name):
 
 def test_an_option_with_a_default_shows_it_in_its_help():
     text = subcommands()["run"].format_help()
-    assert "reported as skipped (default: all)" in " ".join(text.split())
+    assert "reported as skipped (default: auto)" in " ".join(text.split())
     assert "(default: reports)" in text and "(default: )" not in text

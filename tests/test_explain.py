@@ -10,6 +10,8 @@ import pytest
 
 from conformance.commands.explain import explain
 from conformance.matrix.spec import CELLS, LayerSpec
+from tests.commandline import CONSOLE_SCRIPT, one_line_error
+from tests.faulty_adapters import FaultyAdapter, _map_layers, _permute_gates
 
 FLAGS = ((False, False), (True, False), (False, True), (True, True))
 
@@ -96,3 +98,51 @@ def test_no_framework_is_imported() -> None:
             "print(sorted({'torch', 'tensorflow', 'jax', 'flax', 'onnx', 'keras'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- explain TEST_ID: a newcomer's port, diagnosed ----------------------------------------------
+
+
+class LstmGatesIAndFSwapped(FaultyAdapter):
+    """A newcomer's LSTM port with two gates swapped: Keras's i, f, c, o read as f, i, c, o."""
+
+    name, fault = "my-lstm-port", "LSTM gates i and f swapped"
+
+    def corrupt_case(self, case):
+        if case.cell != "lstm":
+            return case
+        return _map_layers(case, lambda layer, w: _permute_gates(w, [1, 0, 2, 3]))
+
+
+def command(*args, cwd) -> subprocess.CompletedProcess:
+    import os
+    from pathlib import Path
+
+    return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=600,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def test_a_swapped_gates_port_is_told_its_gates_i_and_f_are_swapped(tmp_path):
+    run = command("run", "--adapter", "tests.test_explain:LstmGatesIAndFSwapped", "-k", "lstm-seq1 and random",
+                  "--dtype", "float32", "--device", "cpu", "--report-dir", "reports", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert "diagnosis: matches Keras with the LSTM gates i and f swapped (max error " in run.stdout
+    import json
+
+    document = json.loads((tmp_path / "reports" / "results.json").read_text())
+    failing = [r for r in document["results"] if r["status"] == "fail"]
+    assert failing and all(r["diagnosis"].startswith("matches Keras with the LSTM gates i and f swapped")
+                           for r in failing)
+    assert "diagnosis: matches Keras with the LSTM gates i and f swapped" in (
+        tmp_path / "reports" / "index.html").read_text()
+    explained = command("explain", failing[0]["test_id"], cwd=tmp_path)
+    assert explained.returncode == 0, explained.stderr
+    assert explained.stdout.startswith(f"{failing[0]['test_id']}: fail\n")
+    assert "  diagnosis: matches Keras with the LSTM gates i and f swapped (max error " in explained.stdout
+
+
+def test_explain_of_a_result_the_run_does_not_hold_is_one_line(tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text('{"schema": "rnn-conformance/results/1", "results": []}')
+    line = one_line_error(command("explain", "lstm-seq1-state0-random-b3t5[torch-cpu-float32]", cwd=tmp_path))
+    assert "not a result of the run in reports" in line

@@ -111,8 +111,13 @@ def build_parser() -> Parser:
     compare.add_argument("--no-builtin-known-failures", action="store_true",
                          help="leave out the built-in list, conformance/verdict/known_differences.txt")
 
-    explain = commands.add_parser("explain", help="the output list and how each framework spells it")
-    explain.add_argument("cell", choices=("simple_rnn", "lstm", "gru"), help="the Keras cell")
+    explain = commands.add_parser("explain", help="a cell's output list and how each framework spells it; or one "
+                                                  "result's verdict and diagnosis (the porting mistake it matches)")
+    explain.add_argument("cell", metavar="CELL|TEST_ID",
+                         help="a Keras cell (simple_rnn, lstm, gru), or a test id as conformance run printed it, "
+                              "e.g. 'lstm-seq1-state0-random-b3t5[torch-cpu-float32]'")
+    explain.add_argument("--report-dir", type=Path, default=Path("reports"),
+                         help="with a TEST_ID: the run whose results.json holds it")
     explain.add_argument("--return-sequences", action="store_true", help="the layer's return_sequences=True")
     explain.add_argument("--return-state", action="store_true", help="the layer's return_state=True")
 
@@ -240,9 +245,13 @@ def command_fixtures(args: argparse.Namespace) -> int:
 
 
 def command_explain(args: argparse.Namespace) -> int:
-    from conformance.commands.explain import explain
+    from conformance.commands.explain import explain, explain_result
+    from conformance.matrix.spec import CELLS
 
-    print(explain(args.cell, args.return_sequences, args.return_state))
+    if args.cell in CELLS:
+        print(explain(args.cell, args.return_sequences, args.return_state))
+    else:
+        print(explain_result(args.cell, args.report_dir))
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""``conformance explain``: the output list of a layer, and how each framework spells it.
+"""``conformance explain``: the output list of a layer, and how each framework spells it; or
+what one result of a run was, with its diagnosis (``explain_result``).
 
     >>> print(explain("lstm", return_sequences=True, return_state=True))
 
@@ -138,4 +139,33 @@ def explain(cell: str, return_sequences: bool, return_state: bool, batch: int = 
     lines += ["", "Notes"]
     for note in notes:
         lines += textwrap.wrap(note, width=100, initial_indent="  - ", subsequent_indent="    ")
+    return "\n".join(lines)
+
+
+# --- one result of a run --------------------------------------------------------------------
+
+
+def explain_result(test_id: str, report_dir) -> str:
+    """The result ``test_id`` of the run in ``report_dir``: its status, message and diagnosis (the
+    porting mistake the failure matches, ``conformance.verdict.diagnosis``); UsageError (one line)
+    for an id that is no test id or that the run does not hold."""
+    from conformance.commands.exits import UsageError
+    from conformance.commands.repro import parse_test_id
+    from conformance.results.reading import load_any
+
+    parse_test_id(test_id)
+    results = report_dir / "results.json"
+    if not results.is_file():
+        raise UsageError(f"{results}: no results.json here (give the run's --report-dir)")
+    record = next((r for r in load_any([results]).get("results") or [] if r.get("test_id") == test_id), None)
+    if record is None:
+        raise UsageError(f"{test_id}: not a result of the run in {report_dir}")
+    lines = [f"{test_id}: {record['status']}" + (f" (known difference: {record['known']})" if record.get("known")
+                                                   else ""),
+             f"  {record.get('describe', '')}", f"  {record.get('message', '')}"]
+    if record.get("diagnosis"):
+        lines.append(f"  diagnosis: {record['diagnosis']}")
+    elif record["status"] == "fail" and not record.get("known"):
+        lines.append("  diagnosis: no porting mistake of the catalogue (conformance.verdict.diagnosis) reproduces "
+                     "this output (or it came past the first 200 failures of its adapter process)")
     return "\n".join(lines)

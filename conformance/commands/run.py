@@ -335,7 +335,8 @@ def unexpected_lines(document: dict) -> list[str]:
     shown = unexpected[:UNEXPECTED_SHOWN]
     more = f"; the first {len(shown)}" if len(unexpected) > len(shown) else ""
     return [f"unexpected fails and errors ({len(unexpected)}{more}):"] + [
-        f"  {record.test_id}: {short_message(record.message)}" for record in shown]
+        f"  {record.test_id}: {short_message(record.message)}"
+        + (f"\n    diagnosis: {record.diagnosis}" if record.diagnosis else "") for record in shown]
 
 
 def unmatched_lines(audit: Audit | None) -> list[str]:

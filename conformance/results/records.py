@@ -109,6 +109,7 @@ class Record:
     known: str | None = None
     produced: bool = True  # False: a planned result the run could not produce (message says why)
     machine: str = ""  # the id of the machine that produced it, a key of the document's machines
+    diagnosis: str = ""  # the porting mistake a failure matches, in words (conformance.verdict.diagnosis)
 
     @property
     def outcome(self) -> str:
@@ -159,7 +160,8 @@ def make_record(*, case, adapter: str, device: str, dtype: str, status: str, mes
         tolerance=case.tolerance(dtype).to_dict(),
         max_abs=verdict["max_abs"] if verdict else None, tensors=verdict["tensors"] if verdict else [],
         run_info=dict(run_info or {}), stderr=stderr, duration_s=round(duration_s, 6),
-        known=known if status in UNEXPECTED else None, produced=produced)
+        known=known if status in UNEXPECTED else None, produced=produced,
+        diagnosis=(verdict or {}).get("diagnosis") or "")
 
 
 class JsonlWriter:

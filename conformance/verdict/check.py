@@ -16,6 +16,7 @@ import numpy as np
 from conformance.adapters.contract import Adapter, LoadedAdapter
 from conformance.matrix.case import Case
 from conformance.verdict.compare import Verdict, compare_outputs
+from conformance.verdict.diagnosis import diagnose
 
 MAX_ERROR_TEXT = 4000
 
@@ -40,10 +41,13 @@ def _same_bits(first: list, second: list) -> bool:
         np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in zip(first, second))
 
 
-def check_case(adapter: LoadedAdapter | Adapter, case: Case, device: str) -> Outcome:
+def check_case(adapter: LoadedAdapter | Adapter, case: Case, device: str, diagnose_failure: bool = True) -> Outcome:
     """pass/fail/unsupported/error for ``case`` (already bound to its dtype) on ``device``.
 
     ``adapter``: one from ``load_adapter``, or an ``Adapter`` subclass (both have every member).
+    A fail is diagnosed (``conformance.verdict.diagnosis``: the porting mistake it matches, in the
+    verdict) unless ``diagnose_failure`` is False: a documented difference needs none, and the
+    catalogue costs a few dozen oracle runs a failure.
 
     On an accelerator the case runs twice: bit-different answers are recorded
     (``run_info["repeatable"]``), since GPU kernels may be non-deterministic.
@@ -62,5 +66,16 @@ def check_case(adapter: LoadedAdapter | Adapter, case: Case, device: str) -> Out
         return Outcome("error", _error_text(exc), duration_s=time.perf_counter() - started,
                        traceback=traceback.format_exc(limit=8)[-MAX_ERROR_TEXT:])
     verdict = compare_outputs(case, actual)
+    if not verdict.passed and diagnose_failure:
+        verdict.diagnosis = diagnosis_text(case, actual)
     status = "pass" if verdict.passed else "fail"
     return Outcome(status, verdict.message, verdict, duration, run_info)
+
+
+def diagnosis_text(case: Case, actual: object) -> str:
+    """The diagnosis in words, or "": it never turns a fail into an error of the harness."""
+    try:
+        found = diagnose(case, actual)
+    except Exception:  # noqa: BLE001 - a diagnosis is a help, not a verdict
+        return ""
+    return found.text() if found else ""

@@ -56,6 +56,7 @@ class Verdict:
     passed: bool
     message: str
     tensors: list[TensorComparison] = field(default_factory=list)
+    diagnosis: str = ""  # a failure's matching porting mistake, in words (conformance.verdict.diagnosis)
 
     @property
     def max_abs(self) -> float | None:
@@ -64,7 +65,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({"passed": self.passed, "message": self.message, "max_abs": self.max_abs,
-                          "tensors": [t.to_dict() for t in self.tensors]})
+                          "tensors": [t.to_dict() for t in self.tensors], "diagnosis": self.diagnosis})
 
 
 def _names(names: list[str]) -> str:
