@@ -115,7 +115,7 @@ def script(test_id: str, case: Case, adapter: LoadedAdapter, made: Reproducer, d
     model = f"{made.model_file} (the case as {adapter.name} ran it), " if made.model_file else ""
     return SCRIPT.format(test_id=test_id, describe=case.describe(), runtime=made.runtime,
                          versions=runtime_versions(adapter), how=made.how, model=model,
-                         model_path=json.dumps(made.model_file), device=json.dumps(device),
+                         model_path=repr(made.model_file), device=json.dumps(device),
                          atol=repr(tolerance.atol), rtol=repr(tolerance.rtol),
                          output_names=json.dumps(made.output_names), runner=made.runner.strip("\n"))
 
