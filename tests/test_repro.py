@@ -113,3 +113,21 @@ def test_a_finding_of_each_onnx_runtime_reproduces_as_a_standalone_script(tmp_pa
     ran = run_script(tmp_path)
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "DIFFERENT from the expected outputs" in ran.stdout
+
+
+# One result per deployment row, each reproduced by its standalone script (the model file it converted,
+# or none where the script compiles the module itself), exit 0 while within tolerance.
+DEPLOYMENT_ROWS = [
+    ("executorch", "lstm-seq1-state0-random-b3t5[executorch-cpu-float32]", "model.pte"),
+]
+
+
+@pytest.mark.parametrize("module, test_id, model_file", DEPLOYMENT_ROWS)
+def test_a_result_of_each_deployment_row_reproduces_as_a_standalone_script(tmp_path, module, test_id, model_file):
+    pytest.importorskip(module)
+    done = repro(test_id, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected_files = {"expected.npz", "inputs.npz", "repro.py"} | ({model_file} if model_file else set())
+    assert {p.name for p in tmp_path.iterdir()} == expected_files
+    ran = run_script(tmp_path)
+    assert ran.returncode == 0 and "within tolerance" in ran.stdout, ran.stdout + ran.stderr

@@ -75,12 +75,16 @@ def filled(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{\{\s*([\w.]+)\s*\}\}", lambda m: values[m.group(1)], text)
 
 
-def tox_matrix_label() -> list[str]:
-    """tox.ini's ``labels = matrix = ...`` as written."""
+def tox_label(name: str = "matrix") -> list[str]:
+    """tox.ini's ``labels = NAME = ...`` as written."""
     config = configparser.ConfigParser(interpolation=None)
     config.read(ROOT / "tox.ini", encoding="utf-8")
     labels = dict(line.split("=", 1) for line in config["tox"]["labels"].strip().splitlines())
-    return [env.strip() for env in labels["matrix "].split(",")]
+    return [env.strip() for env in labels[f"{name} "].split(",")]
+
+
+def tox_matrix_label() -> list[str]:
+    return tox_label("matrix")
 
 
 def clean_environment(**variables: str) -> dict[str, str]:
@@ -112,15 +116,19 @@ def test_the_envs_step_lists_exactly_the_tox_matrix_label_less_the_report_step(t
     envs = json.loads(output.read_text(encoding="utf-8").removeprefix("envs=").strip())
     label = tox_matrix_label()
     assert label[-1] == "report"
-    assert sorted(envs) == sorted(label[:-1])
-    assert job("matrix")["strategy"]["matrix"]["env"] == "${{ fromJSON(needs.envs.outputs.envs) }}"
+    assert sorted(e["env"] for e in envs) == sorted(label[:-1])
+    assert {e["env"]: e["plan"] for e in envs} == {**dict.fromkeys(tox_label("full-plan"), "--full"),
+                                                    **dict.fromkeys(tox_label("deployment"), "")}
+    assert job("matrix")["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.envs.outputs.envs) }}"
 
 
 def test_each_matrix_job_runs_its_tox_env_and_passes_the_runner_identity_through_tox():
     pytest.importorskip("tox")
-    words = shlex.split(filled(run_line("matrix", "tox"), {"matrix.env": "torch"}))
+    words = shlex.split(filled(run_line("matrix", "tox"), {"matrix.env": "torch", "matrix.plan": "--full"}))
     assert words[:3] == ["tox", "-e", "torch"]
     assert words[-2:] == ["--", "--full"]  # CI runs the full plan, not the covering plan
+    deployment = shlex.split(filled(run_line("matrix", "tox"), {"matrix.env": "executorch", "matrix.plan": ""}))
+    assert deployment[-1] == "--"  # a deployment row: its default plan
     overrides = [word for n, word in enumerate(words) if n and words[n - 1] == "-x"]
     done = subprocess.run([sys.executable, "-m", "tox", "config", "-e", "torch", "-k", "pass_env",
                            *[arg for override in overrides for arg in ("-x", override)]],

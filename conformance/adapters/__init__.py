@@ -35,6 +35,7 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "openvino-inputs": "conformance.adapters.onnx.openvino:OpenvinoInputsAdapter",
     "tract": "conformance.adapters.onnx.tract:TractAdapter",
     "tract-inputs": "conformance.adapters.onnx.tract:TractInputsAdapter",
+    "executorch": "conformance.adapters.torch.executorch:ExecutorchAdapter",
 }
 
 

@@ -54,6 +54,7 @@ ADAPTER_EXTRAS = {
     "onnx-keras": ("keras", "onnx", "tensorflow"),
     "onnx-torch": ("onnx", "torch"), "onnx-native": ("onnx",), "onnx-native-layout1": ("onnx",),
     "openvino": ("openvino",), "openvino-inputs": ("openvino",), "tract": ("tract",), "tract-inputs": ("tract",),
+    "executorch": ("executorch",),
 }
 # Installed after the rest with --no-deps, as tox does: tf-keras requires the full tensorflow wheel.
 NO_DEPS_REQUIREMENTS = {"tf-keras": ("tf-keras==2.21.*",)}
