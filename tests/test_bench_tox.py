@@ -99,3 +99,13 @@ def test_bench_tox_full_times_the_full_plan():
 
     assert tox_command(Path("w"), Path("r.json"), full=True)[-2:] == ["--", "--full"]
     assert "--full" not in tox_command(Path("w"), Path("r.json"))
+
+
+def test_bench_tox_label_times_another_label_and_goes_with_tox(tmp_path):
+    from conformance.commands.bench_tox import tox_command
+
+    words = tox_command(Path("w"), Path("r.json"), label="deployment")
+    assert words[words.index("run-parallel") + 1:words.index("run-parallel") + 3] == ["-m", "deployment"]
+    done = subprocess.run([str(CONSOLE_SCRIPT), "bench", "--label", "deployment"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert one_line_error(done) == "conformance: error: bench --label goes with --tox (it names the tox label to time)"

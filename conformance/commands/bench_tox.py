@@ -1,7 +1,8 @@
 """``conformance bench --tox``: the README's main command timed whole, cold and then warm.
 
-Runs ``tox run-parallel -m matrix`` (with ``--full``: ``-- --full``, the full
-plan, else the default covering plan) from the current directory's ``tox.ini``
+Runs ``tox run-parallel -m matrix`` (another label with ``--label``, e.g.
+``deployment``; with ``--full``: ``-- --full``, the full plan, else the default
+covering plan) from the current directory's ``tox.ini``
 twice into one scratch tox work dir beside the output file:
 
 - **cold**: a new tox work dir, an empty pip cache (``PIP_CACHE_DIR``) and an
@@ -37,18 +38,18 @@ from conformance.results.records import write_json_atomic
 LABEL = "matrix"
 
 
-def check_tox_project(root: Path) -> None:
-    """tox installed and a tox.ini with the matrix label here: else one line, exit 2."""
+def check_tox_project(root: Path, label: str = LABEL) -> None:
+    """tox installed and a tox.ini here: else one line, exit 2."""
     import importlib.util
 
     if importlib.util.find_spec("tox") is None:
         raise UsageError("bench --tox needs tox in this environment (python3 -m pip install tox)")
     if not (root / "tox.ini").is_file():
-        raise UsageError(f"bench --tox runs tox.ini's '{LABEL}' label: no tox.ini in {root}")
+        raise UsageError(f"bench --tox runs tox.ini's '{label}' label: no tox.ini in {root}")
 
 
-def tox_command(work_dir: Path, result_json: Path, full: bool = False) -> list[str]:
-    return [sys.executable, "-m", "tox", "run-parallel", "-m", LABEL, "--parallel-no-spinner",
+def tox_command(work_dir: Path, result_json: Path, full: bool = False, label: str = LABEL) -> list[str]:
+    return [sys.executable, "-m", "tox", "run-parallel", "-m", label, "--parallel-no-spinner",
             "--workdir", str(work_dir), "--result-json", str(result_json), *(["--", "--full"] if full else [])]
 
 
@@ -68,12 +69,13 @@ def env_figures(tox_result: dict) -> dict[str, dict]:
     return figures
 
 
-def timed_matrix(root: Path, scratch: Path, name: str, environment: dict[str, str], full: bool = False) -> dict:
-    """One ``tox run-parallel -m matrix``: its wall time, its environments, its adapters."""
+def timed_matrix(root: Path, scratch: Path, name: str, environment: dict[str, str], full: bool = False,
+                 label: str = LABEL) -> dict:
+    """One ``tox run-parallel -m LABEL``: its wall time, its environments, its adapters."""
     result_json = scratch / f"tox-{name}.json"
-    print(f"bench: tox run-parallel -m {LABEL} ({name}) ...", file=sys.stderr, flush=True)
+    print(f"bench: tox run-parallel -m {label} ({name}) ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    done = subprocess.run(tox_command(scratch / "tox-work", result_json, full), cwd=root, env=environment,
+    done = subprocess.run(tox_command(scratch / "tox-work", result_json, full, label), cwd=root, env=environment,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     try:
@@ -90,16 +92,16 @@ def timed_matrix(root: Path, scratch: Path, name: str, environment: dict[str, st
             "envs": envs, "adapters": adapters}
 
 
-def bench_tox_command(output: Path, full: bool = False) -> int:
+def bench_tox_command(output: Path, full: bool = False, label: str = LABEL) -> int:
     root = Path.cwd()
-    check_tox_project(root)
+    check_tox_project(root, label)
     scratch = output.parent / "bench-tox"
     shutil.rmtree(scratch, ignore_errors=True)  # the benchmark's own scratch: cold means empty
     scratch.mkdir(parents=True)
     environment = dict(os.environ, PIP_CACHE_DIR=str(scratch / "pip-cache"),
                        CONFORMANCE_CACHE_DIR=str(scratch / "export-cache"))
-    runs = {name: timed_matrix(root, scratch, name, environment, full) for name in ("cold", "warm")}
-    command = f"tox run-parallel -m {LABEL}" + (" -- --full" if full else "")
+    runs = {name: timed_matrix(root, scratch, name, environment, full, label) for name in ("cold", "warm")}
+    command = f"tox run-parallel -m {label}" + (" -- --full" if full else "")
     document = {"machine": machine_info(), "versions": package_versions(), "cpu_count": os.cpu_count(),
                 "command": command, "plan": "full" if full else "default",
                 "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **runs}

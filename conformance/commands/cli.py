@@ -154,6 +154,8 @@ def build_parser() -> Parser:
                        help="time tox.ini's whole matrix (tox run-parallel -m matrix) here, cold then warm")
     bench.add_argument("--full", action="store_true",
                        help="with --tox: time the full plan (tox run-parallel -m matrix -- --full)")
+    bench.add_argument("--label", default="matrix", metavar="LABEL",
+                       help="with --tox: the tox label to time, e.g. deployment (the deployment rows alone)")
 
     findings = commands.add_parser("findings", help="FINDINGS.md's measured tables from results files")
     findings.add_argument("results", nargs="+", type=Path,
@@ -377,7 +379,9 @@ def command_bench(args: argparse.Namespace) -> int:
         raise UsageError("bench --full goes with --tox (each adapter's bench runs its whole matrix already)")
     args.output = args.output or Path("reports/benchmark-tox.json" if args.tox else "reports/benchmark.json")
     check_options(args)
-    return bench_tox_command(args.output, args.full) if args.tox else bench_command(args)
+    if args.label != "matrix" and not args.tox:
+        raise UsageError("bench --label goes with --tox (it names the tox label to time)")
+    return bench_tox_command(args.output, args.full, args.label) if args.tox else bench_command(args)
 
 
 def command_findings(args: argparse.Namespace) -> int:
