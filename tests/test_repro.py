@@ -79,6 +79,20 @@ def test_an_adapter_without_a_runner_gets_a_script_that_says_so(tmp_path):
     assert len(ran.stderr.splitlines()) == 1 and "has no repro_runner: fill in run_model" in ran.stderr
 
 
+def test_a_third_party_result_reproduces_from_the_test_id_run_printed_with_its_class(tmp_path):
+    """run prints ``case[runnerless-onnx-cpu-float32]`` (the adapter's name); --adapter names the class."""
+    test_id = f"{PASSING.split('[')[0]}[runnerless-onnx-cpu-float32]"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    refused = subprocess.run([str(CONSOLE_SCRIPT), "repro", test_id, "-o", str(tmp_path / "a")], capture_output=True,
+                             text=True, timeout=300, env=env)
+    assert "for a third-party adapter give its class, --adapter package.module:Class" in one_line_error(refused)
+    done = subprocess.run([str(CONSOLE_SCRIPT), "repro", test_id, "-o", str(tmp_path / "b"), "--adapter",
+                           "tests.test_repro:RunnerlessOnnxAdapter"], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "b" / "model.onnx").is_file() and test_id in (tmp_path / "b" / "repro.py").read_text()
+
+
 @pytest.mark.parametrize("test_id, message", [
     ("no-such-case[onnx-native-cpu-float32]", "unknown case 'no-such-case'"),
     ("lstm-seq1-state0-random-b3t5[no-such-adapter-cpu-float32]", "unknown adapter 'no-such-adapter'"),

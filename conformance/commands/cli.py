@@ -180,6 +180,9 @@ def build_parser() -> Parser:
                        help="a conformance test id, e.g. 'lstm-seq1-state0-random-b3t5[onnx-native-cpu-float32]'")
     repro.add_argument("-o", "--output-dir", type=Path, required=True, metavar="DIR",
                        help="where the reproducer's files go (required)")
+    repro.add_argument("--adapter", default=None, metavar="module:Class",
+                       help="the adapter a third-party test id names (its name is in the id as run printed it; "
+                            "default: the built-in or entry-point adapter of that name)")
     repro.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
                        help="the golden fixtures the case comes from (default: the ones installed with the suite)")
 

@@ -37,7 +37,7 @@ TEST_ID = re.compile(r"(?P<case>[^\[\]]+)\[(?P<adapter>.+)-(?P<device>cpu|cuda)-
 
 def repro_command(args: argparse.Namespace) -> int:
     case_id, adapter_name, device, dtype = parse_test_id(args.test_id)
-    adapter = reproducing_adapter(adapter_name)
+    adapter = reproducing_adapter(adapter_name, args.adapter)
     case = find_case(case_id, dtype, args.fixtures_dir)
     check_outputs_in(args.output_dir, FILES)
     write_repro(args.output_dir, args.test_id, case.for_dtype(dtype), case, adapter, device)
@@ -54,12 +54,17 @@ def parse_test_id(test_id: str) -> tuple[str, str, str, str]:
     return match["case"], match["adapter"], match["device"], match["dtype"]
 
 
-def reproducing_adapter(name: str) -> LoadedAdapter:
-    """The adapter named in the test id, if it has a ``reproducer``; UnknownAdapterError or
-    UsageError (one line) otherwise."""
-    from conformance.adapters import load_adapter
+def reproducing_adapter(name: str, path: str | None = None) -> LoadedAdapter:
+    """The adapter named in the test id (or loaded from ``path``, a third-party ``module:Class`` whose
+    name the id holds), if it has a ``reproducer``; UnknownAdapterError or UsageError (one line) otherwise."""
+    from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
 
-    adapter = load_adapter(name)
+    if path is None and name not in adapter_paths() and ":" not in name:
+        raise UnknownAdapterError(f"unknown adapter {name!r}: for a third-party adapter give its class, "
+                                  f"--adapter package.module:Class")
+    adapter = load_adapter(path or name)
+    if adapter.name != name and path is not None:
+        raise UsageError(f"--adapter {path} is named {adapter.name!r}, the test id names {name!r}")
     if adapter.reproducer is None:
         raise UsageError(f"{name} has no reproducer: repro needs the adapter's reproducer(case, device) "
                          "(conformance.adapters.contract.Reproducer; every ONNX consumer and deployment row has one)")
