@@ -95,9 +95,10 @@ def test_rows_come_in_their_own_numpy_dtypes():
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
-    """A summary table's rows: adapter -> its six counts."""
+    """A summary table's rows: adapter -> its counts (pass, fail, known, unsupported, skipped,
+    error, not run)."""
     return {words[0]: words[1:] for words in (line.split() for line in text.splitlines())
-            if len(words) == 7 and words[1].isdigit()}
+            if len(words) == 8 and words[1].isdigit()}
 
 
 def test_a_run_counts_the_reduced_rows_apart_from_the_float32_verdict(tmp_path):

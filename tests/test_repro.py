@@ -133,6 +133,7 @@ def test_a_finding_of_each_onnx_runtime_reproduces_as_a_standalone_script(tmp_pa
 # or none where the script compiles the module itself), exit 0 while within tolerance.
 DEPLOYMENT_ROWS = [
     ("executorch", "lstm-seq1-state0-random-b3t5[executorch-cpu-float32]", "model.pte"),
+    ("torch", "gru-seq1-state1-random-b3t5[torch-compile-cpu-float32]", None),
 ]
 
 

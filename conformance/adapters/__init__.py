@@ -36,6 +36,7 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "tract": "conformance.adapters.onnx.tract:TractAdapter",
     "tract-inputs": "conformance.adapters.onnx.tract:TractInputsAdapter",
     "executorch": "conformance.adapters.torch.executorch:ExecutorchAdapter",
+    "torch-compile": "conformance.adapters.torch.compiled:TorchCompileAdapter",
 }
 
 

@@ -420,10 +420,10 @@ def run_command(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a -k expression pytest would refuse once it reached a test
         raise UsageError(str(exc)) from None
     check_selection(plans, args)
-    print(selection_line(plans, options), file=sys.stderr, flush=True)
     options["stop"] = stop = threading.Event()
     with StopOnSignal(stop):
-        stream_dir = prepare_report_dir(args.report_dir)
+        stream_dir = prepare_report_dir(args.report_dir)  # a refused report dir is the run's one line
+        print(selection_line(plans, options), file=sys.stderr, flush=True)
         groups = [group for requested, plan in plans.items()
                   for group in shard_groups(requested, plan, stream_dir, args.shards)]
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -55,6 +55,7 @@ ADAPTER_EXTRAS = {
     "onnx-torch": ("onnx", "torch"), "onnx-native": ("onnx",), "onnx-native-layout1": ("onnx",),
     "openvino": ("openvino",), "openvino-inputs": ("openvino",), "tract": ("tract",), "tract-inputs": ("tract",),
     "executorch": ("executorch",),
+    "torch-compile": ("torch",),
 }
 # Installed after the rest with --no-deps, as tox does: tf-keras requires the full tensorflow wheel.
 NO_DEPS_REQUIREMENTS = {"tf-keras": ("tf-keras==2.21.*",)}

@@ -23,7 +23,9 @@ records per run: ``capture`` (the ops of the graphs that ran), ``graph_runs``
 (graph executions == module calls: no call ran outside a compiled graph),
 ``graph_breaks`` (0: Dynamo's own counter), ``compilations`` (Dynamo graphs
 compiled during the run; 0 when every call reused one), ``lowering``, and the
-caches that served the compilations.
+caches that served the compilations. A run where a module call ran outside a
+compiled graph, or a graph without a recurrent op ran, raises (an error, never
+a pass).
 
 Not capturable: right-padded masks, which the torch adapter runs as packed
 sequences. Dynamo refuses ``pack_padded_sequence`` (torch/nn is on its skip
@@ -37,7 +39,10 @@ bfloat16 on the CPU lowers to oneDNN's ``mkldnn_rnn_layer``, whose graph
 serves every batch and length; the other cells and dtypes are unrolled over
 time (torch/_decomp/decompositions.py ``one_layer_rnn`` / ``one_layer_lstm``
 iterate over the time axis), so a new length compiles a new graph, a new
-batch does not. Each structure's function has its own code object, so that
+batch does not. Observed on torch 2.13: the decomposition takes oneDNN for a
+bfloat16 LSTM without eager's CPU check (RNN.cpp ``use_mkldnn`` asks
+``mkldnn_bf16_device_check``), so on a CPU without oneDNN bfloat16 those runs
+raise where eager torch runs (FINDINGS). Each structure's function has its own code object, so that
 Dynamo's per-code recompile limit counts that structure's graphs only.
 
 Compiled code is cached on disk by Inductor itself (FX graph cache and
@@ -54,6 +59,7 @@ import itertools
 import os
 import re
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,8 +79,7 @@ from conformance.adapters.torch.adapter import (
     to_tensor,
     unsupported_reason,
 )
-from conformance.adapters.torch.mapping import torch_initial_states, torch_module_params
-from conformance.matrix.case import Case, is_reduced_precision
+from conformance.matrix.case import Case
 
 COMPILE_OPTIONS = {"fullgraph": True, "dynamic": True}
 # torch._dynamo.config while a compiled function runs (Dynamo traces on the call).
@@ -109,7 +114,6 @@ class GraphFacts:
     """One graph Dynamo compiled: the recurrent call it holds, its lowering, its runs."""
 
     recurrent: list[str]
-    placeholders: int
     lowering: str = "not lowered here (AOTAutograd cache hit)"
     runs: int = 0
 
@@ -142,7 +146,7 @@ def lowering(graph) -> str:
     if fused:
         return ", ".join(fused)
     matmuls = sum(count for name, count in ops.items() if re.match(r"aten\.(mm|addmm|bmm|linear)\b", name))
-    return f"unrolled cell: {matmuls} matmuls (aten.mm/addmm), no recurrent op left"
+    return f"unrolled over time, no recurrent op left ({matmuls} aten.mm/addmm)"
 
 
 class CaptureBackend:
@@ -153,9 +157,8 @@ class CaptureBackend:
         self.graphs = graphs
 
     def __call__(self, gm, example_inputs):
-        from torch._inductor.compile_fx import compile_fx, compile_fx_inner
-
-        facts = GraphFacts(recurrent_calls(gm.graph), sum(node.op == "placeholder" for node in gm.graph.nodes))
+        compile_fx, compile_fx_inner = inductor_entry_points()
+        facts = GraphFacts(recurrent_calls(gm.graph))
         self.graphs.append(facts)
 
         def inner(aten_graph, inputs, **kwargs):
@@ -169,6 +172,15 @@ class CaptureBackend:
             return compiled(*args)
 
         return run
+
+
+def inductor_entry_points():
+    """``compile_fx`` and ``compile_fx_inner``. Importing them imports torch/utils/mkldnn.py, whose
+    ``@torch.jit.script_method`` warns DeprecationWarning (torch 2.13): torch's own, silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch._inductor.compile_fx import compile_fx, compile_fx_inner
+    return compile_fx, compile_fx_inner
 
 
 _serial = itertools.count()
@@ -254,9 +266,11 @@ class TorchCompileAdapter(Adapter):
 
     name = "torch-compile"
     declared_devices = ("cpu", "cuda")
+    requires = ("torch",)
     compiles_per_structure = True  # an Inductor compilation per structure (seconds each)
 
     def __init__(self) -> None:
+        use_inductor_cache()  # before anything imports Inductor (it sets the variable to its default)
         self._compiled: dict[ModuleKey, CompiledStructure] = {}
         self._info: dict = {}
         self._used: list[CompiledStructure] = []  # the structures the current run called, once a call
@@ -265,7 +279,13 @@ class TorchCompileAdapter(Adapter):
         self._eager = TorchAdapter()  # versions, devices, device names: the torch adapter's
 
     def available(self) -> str | None:
-        return missing_module_reason("torch", "torch._inductor.compile_fx")
+        reason = missing_module_reason("torch")
+        if reason is None:
+            try:
+                inductor_entry_points()
+            except Exception as exc:  # noqa: BLE001 - any import failure is the reason
+                return f"torch._inductor does not import: {type(exc).__name__}: {exc}".splitlines()[0]
+        return reason
 
     def versions(self) -> dict[str, str]:
         return self._eager.versions()
@@ -328,7 +348,8 @@ class TorchCompileAdapter(Adapter):
                 "lowering": sorted({graph.lowering for graph, _ in ran}),
                 **precision_info(device)}
         if delta["graphs"]:
-            info["inductor_cache"] = (f"fx graph {delta['fx_graph_cache_hit']} hit / {delta['fx_graph_cache_miss']} miss, "
+            info["inductor_cache"] = (f"fx graph {delta['fx_graph_cache_hit']} hit / "
+                                      f"{delta['fx_graph_cache_miss']} miss, "
                                       f"AOTAutograd {delta['aot_autograd_cache_hit']} hit / "
                                       f"{delta['aot_autograd_cache_miss']} miss, in "
                                       f"{os.environ.get(INDUCTOR_CACHE_VARIABLE, 'torch default dir')}")
@@ -348,7 +369,7 @@ class TorchCompileAdapter(Adapter):
         with torch.no_grad():
             for name, parameter in structure.module.named_parameters():
                 parameter.copy_(to_tensor(params[name]))
-        h0, c0 = (None, None) if states is None else [to_tensor(s).to(device) for s in states] + [None] * (2 - len(states))
+        h0, c0 = (None, None) if states is None else [*(to_tensor(s).to(device) for s in states), None][:2]
         x_t = to_tensor(x).to(device)
         forward = structure.forward
 
@@ -378,7 +399,6 @@ class TorchCompileAdapter(Adapter):
         A subclass may change the module or the function handed to ``torch.compile`` here."""
         import torch
 
-        use_inductor_cache()
         module = build_module(key)
         set_precision(key.device)
         graphs: list[GraphFacts] = []
@@ -391,12 +411,13 @@ class TorchCompileAdapter(Adapter):
 
     def repro_arrays(self, case: Case) -> dict[str, np.ndarray]:
         """``inputs.npz`` for ``repro_script``: per module call ``k`` (one per Keras layer, a
-        Bidirectional pair one) ``call{k}.x``, ``call{k}.h0`` / ``.c0`` (when the call has
+        Bidirectional pair one) ``call{k}.x`` (the module's input as ``run`` feeds it: time-reversed
+        for go_backwards), ``call{k}.h0`` / ``.c0`` (when the call has
         initial states) and ``call{k}.weight_ih_l0``... (torch layout). Only a single-call case
         (no stack, no encoder-decoder: their later inputs are earlier outputs) is packed."""
         calls = repro_calls(case)
         arrays = {}
-        for index, (key, params, x, states) in enumerate(calls):
+        for index, (_, params, x, states) in enumerate(calls):
             prefix = f"call{index}."
             arrays[prefix + "x"] = np.ascontiguousarray(x)
             if states is not None:
@@ -474,14 +495,11 @@ def repro_calls(case: Case) -> list[tuple[ModuleKey, dict, np.ndarray, list | No
 def repro_runner(case: Case) -> str:
     """``run_model(model_path, feeds, device)``: the compiled module call and the conversion of
     its outputs to the Keras list, as source needing only torch and numpy."""
-    ((key, _, _, states),) = repro_calls(case)
-    layer = case.spec.layer if hasattr(case.spec, "layer") else None
-    go_backwards = bool(getattr(layer, "go_backwards", False)) and not key.bidirectional
+    ((key, _, _, _),) = repro_calls(case)
     return RUNNER.format(cell={"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[key.cell],
                          input_size=key.input_size, units=key.units, bias=key.bias,
                          nonlinearity=repr(key.nonlinearity or "tanh"), bidirectional=key.bidirectional,
-                         dtype=key.dtype, n_states=key.n_states, go_backwards=go_backwards,
-                         keras=keras_list_source(case, key))
+                         dtype=key.dtype, n_states=key.n_states, keras=keras_list_source(case, key))
 
 
 def keras_list_source(case: Case, key: ModuleKey) -> str:
@@ -510,6 +528,9 @@ def keras_list_source(case: Case, key: ModuleKey) -> str:
         source = next(i for i, s in enumerate(sources) if s.min() <= flat[0] <= s.max())
         base = sources[source].ravel().astype(np.int64)
         index = (flat - int(base[0])).reshape(out.shape)
+        if index.min() < 0 or index.max() >= base.size or not np.array_equal(base[index], out):
+            raise NotImplementedError(f"{case.id}: a Keras output computed from torch's (a Bidirectional "
+                                      "merge_mode other than concat or None); repro writes gathers only")
         lines.append(f"        take({names[source]}, {index.tolist()!r})")
     return "[\n" + ",\n".join(lines) + ",\n    ]"
 
@@ -537,9 +558,7 @@ def run_model(model_path, feeds, device):
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             parameter.copy_(tensor("call0." + name))
-    x = tensor("call0.x")
-    if {go_backwards}:
-        x = x.flip(1)  # Keras go_backwards: the input reversed in time
+    x = tensor("call0.x")  # as the adapter feeds the module: go_backwards already reversed in time
     h0 = tensor("call0.h0") if "call0.h0" in feeds else None
     c0 = tensor("call0.c0") if "call0.c0" in feeds else None
 
@@ -555,7 +574,9 @@ def run_model(model_path, feeds, device):
     for name, got, want in zip(["output", "h_n", "c_n"], raw, eager):
         print(f"torch {{name}}: compiled vs eager max abs difference "
               f"{{(got.double() - want.double()).abs().max().item():.3g}}")
-    output, h_n, c_n = [t.detach().cpu().double().numpy() for t in raw] + [None] * (3 - len(raw))
+    # numpy has no bfloat16: such tensors come back as float32 (exact); every other dtype as torch gave it
+    host = [t.detach().cpu() for t in raw]
+    output, h_n, c_n = [(t.float() if t.dtype == torch.bfloat16 else t).numpy() for t in host] + [None] * (3 - len(raw))
 
     def take(source, index):
         return source.ravel()[np.asarray(index, dtype=np.int64)]
