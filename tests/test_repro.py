@@ -134,6 +134,9 @@ def test_a_finding_of_each_onnx_runtime_reproduces_as_a_standalone_script(tmp_pa
 DEPLOYMENT_ROWS = [
     ("executorch", "lstm-seq1-state0-random-b3t5[executorch-cpu-float32]", "model.pte"),
     ("torch", "gru-seq1-state1-random-b3t5[torch-compile-cpu-float32]", None),
+    ("ai_edge_litert", "gru-seq1-state1-random-b3t5[litert-keras-cpu-float32]", "model.tflite"),
+    ("ai_edge_litert", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[litert-tf-keras-cpu-float32]",
+     "model.tflite"),
 ]
 
 
@@ -146,3 +149,12 @@ def test_a_result_of_each_deployment_row_reproduces_as_a_standalone_script(tmp_p
     assert {p.name for p in tmp_path.iterdir()} == expected_files
     ran = run_script(tmp_path)
     assert ran.returncode == 0 and "within tolerance" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_the_litert_fused_lstm_finding_reproduces_as_a_standalone_script(tmp_path):
+    """FINDINGS.md 21: the script invokes the .tflite twice, as the row does; the second answer differs."""
+    pytest.importorskip("ai_edge_litert")
+    done = repro("lstm-seq1-state0-per_gate-b2t5[litert-tf-keras-cpu-float32]", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = run_script(tmp_path)
+    assert ran.returncode == 1 and "DIFFERENT from the expected outputs" in ran.stdout, ran.stdout + ran.stderr

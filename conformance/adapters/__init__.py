@@ -37,6 +37,8 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "tract-inputs": "conformance.adapters.onnx.tract:TractInputsAdapter",
     "executorch": "conformance.adapters.torch.executorch:ExecutorchAdapter",
     "torch-compile": "conformance.adapters.torch.compiled:TorchCompileAdapter",
+    "litert-keras": "conformance.adapters.litert.keras3:LiteRTKerasAdapter",
+    "litert-tf-keras": "conformance.adapters.litert.tf_keras:LiteRTTfKerasAdapter",
 }
 
 

@@ -56,9 +56,10 @@ ADAPTER_EXTRAS = {
     "openvino": ("openvino",), "openvino-inputs": ("openvino",), "tract": ("tract",), "tract-inputs": ("tract",),
     "executorch": ("executorch",),
     "torch-compile": ("torch",),
+    "litert-keras": ("keras", "litert"), "litert-tf-keras": ("keras", "litert", "tensorflow"),
 }
 # Installed after the rest with --no-deps, as tox does: tf-keras requires the full tensorflow wheel.
-NO_DEPS_REQUIREMENTS = {"tf-keras": ("tf-keras==2.21.*",)}
+NO_DEPS_REQUIREMENTS = {"tf-keras": ("tf-keras==2.21.*",), "litert-tf-keras": ("tf-keras==2.21.*",)}
 PIP = ("-m", "pip", "install", "--no-compile", "--disable-pip-version-check")
 
 
