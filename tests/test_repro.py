@@ -96,7 +96,9 @@ def test_a_third_party_result_reproduces_from_the_test_id_run_printed_with_its_c
 @pytest.mark.parametrize("test_id, message", [
     ("no-such-case[onnx-native-cpu-float32]", "unknown case 'no-such-case'"),
     ("lstm-seq1-state0-random-b3t5[no-such-adapter-cpu-float32]", "unknown adapter 'no-such-adapter'"),
-    ("lstm-seq1-state0-random-b3t5[torch-cpu-float32]", "torch has no reproducer"),
+    ("lstm-seq1-state0-random-b3t5[flax-cpu-float32]", "flax has no reproducer"),
+    ("gru-seq0-state0-random-b3t5-zero_output_for_mask[torch-cpu-float32]", "repro packs unmasked cases only"),
+    ("simple_rnn-seq0-state0-random-b3t5-stacked[torch-cpu-float32]", "repro packs single-call cases only"),
     ("lstm-seq1-state0-random-b3t5", "is not a conformance test id"),
 ])
 def test_bad_test_ids_are_one_line_and_write_nothing(tmp_path, test_id, message):
@@ -129,19 +131,21 @@ def test_a_finding_of_each_onnx_runtime_reproduces_as_a_standalone_script(tmp_pa
     assert "DIFFERENT from the expected outputs" in ran.stdout
 
 
-# One result per deployment row, each reproduced by its standalone script (the model file it converted,
-# or none where the script compiles the module itself), exit 0 while within tolerance.
-DEPLOYMENT_ROWS = [
+# One result per row with a reproducer beyond the ONNX ones (the deployment rows and native torch), each
+# reproduced by its standalone script (the model file it converted, or none where the script builds and
+# runs or compiles the module itself), exit 0 while within tolerance.
+REPRODUCED_ROWS = [
     ("executorch", "lstm-seq1-state0-random-b3t5[executorch-cpu-float32]", "model.pte"),
     ("torch", "gru-seq1-state1-random-b3t5[torch-compile-cpu-float32]", None),
+    ("torch", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[torch-cpu-float32]", None),
     ("ai_edge_litert", "gru-seq1-state1-random-b3t5[litert-keras-cpu-float32]", "model.tflite"),
     ("ai_edge_litert", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[litert-tf-keras-cpu-float32]",
      "model.tflite"),
 ]
 
 
-@pytest.mark.parametrize("module, test_id, model_file", DEPLOYMENT_ROWS)
-def test_a_result_of_each_deployment_row_reproduces_as_a_standalone_script(tmp_path, module, test_id, model_file):
+@pytest.mark.parametrize("module, test_id, model_file", REPRODUCED_ROWS)
+def test_a_result_of_each_row_with_a_reproducer_reproduces_standalone(tmp_path, module, test_id, model_file):
     pytest.importorskip(module)
     done = repro(test_id, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

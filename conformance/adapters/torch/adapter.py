@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.contract import Adapter, reduced_precision_allowed
+from conformance.adapters.contract import Adapter, Reproducer, reduced_precision_allowed
 from conformance.adapters.torch.mapping import RNN_NONLINEARITY, torch_initial_states, torch_module_params
 from conformance.matrix.case import Case, is_reduced_precision
 from conformance.matrix.spec import BidirectionalSpec, LayerSpec
@@ -270,6 +270,14 @@ class TorchAdapter(Adapter):
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         """``RecordedCalls.replay`` of ``run``: torch's ``(output, h_n[, c_n])`` per module call."""
         return self._calls.replay(lambda: self.run(case, device))
+
+    def reproducer(self, case: Case, device: str) -> Reproducer:
+        """No model file: the script builds the ``nn`` module as ``run`` does and calls it eagerly
+        (``conformance.adapters.torch.repro``; single-call, unmasked cases)."""
+        from conformance.adapters.torch.repro import repro_arrays, repro_runner
+
+        return Reproducer(None, None, repro_arrays(case), list(case.output_names), repro_runner(case, compiled=False),
+                          "torch", "torch.nn module, eager, batch_first=True, the case's weights copied in")
 
     def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
                     lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -79,6 +79,7 @@ from conformance.adapters.torch.adapter import (
     to_tensor,
     unsupported_reason,
 )
+from conformance.adapters.torch.repro import repro_arrays, repro_runner
 from conformance.matrix.case import Case
 
 COMPILE_OPTIONS = {"fullgraph": True, "dynamic": True}
@@ -410,35 +411,22 @@ class TorchCompileAdapter(Adapter):
     # --- conformance repro ----------------------------------------------------------------------
 
     def repro_arrays(self, case: Case) -> dict[str, np.ndarray]:
-        """``inputs.npz`` for ``repro_script``: per module call ``k`` (one per Keras layer, a
-        Bidirectional pair one) ``call{k}.x`` (the module's input as ``run`` feeds it: time-reversed
-        for go_backwards), ``call{k}.h0`` / ``.c0`` (when the call has
-        initial states) and ``call{k}.weight_ih_l0``... (torch layout). Only a single-call case
-        (no stack, no encoder-decoder: their later inputs are earlier outputs) is packed."""
-        calls = repro_calls(case)
-        arrays = {}
-        for index, (_, params, x, states) in enumerate(calls):
-            prefix = f"call{index}."
-            arrays[prefix + "x"] = np.ascontiguousarray(x)
-            if states is not None:
-                for name, state in zip(("h0", "c0"), states):
-                    arrays[prefix + name] = np.ascontiguousarray(state)
-            arrays.update({prefix + name: value for name, value in params.items()})
-        return {name: float32_if_bfloat16(value) for name, value in arrays.items()}
+        """``inputs.npz`` for ``repro_script`` (``torch.repro.repro_arrays``)."""
+        return repro_arrays(case)
 
     def repro_script(self, case: Case, device: str) -> str:
         """A standalone script (torch + numpy) that builds the module as ``run`` does, loads
         ``repro_arrays(case)`` from ``inputs.npz`` beside it, compiles, runs and prints the raw
         torch outputs, then the Keras outputs in ``case.output_names`` order, and eager's beside them."""
-        return REPRO_HEADER + repro_runner(case) + REPRO_MAIN.format(
+        return REPRO_HEADER + repro_runner(case, compiled=True) + REPRO_MAIN.format(
             test=case.id, device=device, output_names=list(case.output_names))
 
     def reproducer(self, case: Case, device: str):
         """The contract's ``Reproducer`` (``conformance repro``): no model file, the script builds it."""
         from conformance.adapters.contract import Reproducer
 
-        return Reproducer(None, None, self.repro_arrays(case), list(case.output_names), repro_runner(case),
-                          "torch", HOW)
+        return Reproducer(None, None, repro_arrays(case), list(case.output_names),
+                          repro_runner(case, compiled=True), "torch", HOW)
 
 
 def set_precision(device: str) -> None:
@@ -466,123 +454,6 @@ def precision_info(device: str) -> dict[str, str]:
 
 # --- repro ----------------------------------------------------------------------------------------
 
-
-def float32_if_bfloat16(array: np.ndarray) -> np.ndarray:
-    """npz holds no ml_dtypes bfloat16: such arrays travel as float32 (exact) and the script casts back."""
-    return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
-
-
-def repro_calls(case: Case) -> list[tuple[ModuleKey, dict, np.ndarray, list | None]]:
-    """The module calls ``run`` makes for ``case``, each (key, torch params, x, states), by
-    recording them through ``keras_outputs`` with a module call that returns zeros."""
-    calls = []
-
-    def record(key, params, x, lengths, states):
-        if lengths is not None:
-            raise NotImplementedError("a masked case runs packed sequences, which torch.compile does not capture")
-        calls.append((key, params, x, states))
-        batch, steps = x.shape[:2]
-        y = np.zeros((batch, steps, key.directions * key.units), dtype=x.dtype)
-        return y, [np.zeros((key.directions, batch, key.units), dtype=x.dtype)] * key.n_states
-
-    keras_outputs(case, "cpu", record)
-    if len(calls) != 1:
-        raise NotImplementedError(f"{case.id}: {len(calls)} module calls (a stack or encoder-decoder feeds one "
-                                  "call's output to the next); repro packs single-call cases only")
-    return calls
-
-
-def repro_runner(case: Case) -> str:
-    """``run_model(model_path, feeds, device)``: the compiled module call and the conversion of
-    its outputs to the Keras list, as source needing only torch and numpy."""
-    ((key, _, _, _),) = repro_calls(case)
-    return RUNNER.format(cell={"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[key.cell],
-                         input_size=key.input_size, units=key.units, bias=key.bias,
-                         nonlinearity=repr(key.nonlinearity or "tanh"), bidirectional=key.bidirectional,
-                         dtype=key.dtype, n_states=key.n_states, keras=keras_list_source(case, key))
-
-
-def keras_list_source(case: Case, key: ModuleKey) -> str:
-    """Source of ``keras_list(output, finals)``: the Keras outputs from torch's, as ``keras_outputs``
-    would assemble them for this single-call case (recomputed by the suite and written out as
-    index expressions)."""
-    # Build the mapping by feeding labelled arrays through keras_outputs and reading back which
-    # torch tensor (and slice) each Keras output came from.
-    batch, steps = case.x.shape[:2]
-    width = key.directions * key.units
-    size_y = batch * steps * width
-    y = np.arange(size_y, dtype=np.float64).reshape(batch, steps, width)
-    finals = [np.arange(key.directions * batch * key.units, dtype=np.float64).reshape(key.directions, batch, key.units)
-              + size_y * (1 + k) for k in range(key.n_states)]
-
-    def labelled(k, p, x, lengths, states):
-        return y, finals
-
-    outputs = keras_outputs(case, "cpu", labelled)
-    sources = [y, *finals]
-    names = ["output", "h_n", "c_n"][:len(sources)]
-    lines = []
-    for out in outputs:
-        out = np.asarray(out)
-        flat = out.astype(np.int64).ravel()
-        source = next(i for i, s in enumerate(sources) if s.min() <= flat[0] <= s.max())
-        base = sources[source].ravel().astype(np.int64)
-        index = (flat - int(base[0])).reshape(out.shape)
-        if index.min() < 0 or index.max() >= base.size or not np.array_equal(base[index], out):
-            raise NotImplementedError(f"{case.id}: a Keras output computed from torch's (a Bidirectional "
-                                      "merge_mode other than concat or None); repro writes gathers only")
-        lines.append(f"        take({names[source]}, {index.tolist()!r})")
-    return "[\n" + ",\n".join(lines) + ",\n    ]"
-
-
-RUNNER = '''
-def run_model(model_path, feeds, device):
-    """The module as the suite's torch-compile adapter builds it, compiled and run once.
-    Returns the Keras layer's outputs (torch's output, h_n[, c_n] rearranged)."""
-    import torch
-    import torch._dynamo
-    import torch.fx.experimental._config as fx_config
-
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    dtype = getattr(torch, "{dtype}")
-    kwargs = dict(batch_first=True, bias={bias}, bidirectional={bidirectional})
-    if "{cell}" == "RNN":
-        kwargs["nonlinearity"] = {nonlinearity}
-    module = torch.nn.{cell}({input_size}, {units}, **kwargs).to(device=device, dtype=dtype).eval()
-
-    def tensor(name):
-        return torch.from_numpy(np.ascontiguousarray(feeds[name])).to(device=device, dtype=dtype)
-
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            parameter.copy_(tensor("call0." + name))
-    x = tensor("call0.x")  # as the adapter feeds the module: go_backwards already reversed in time
-    h0 = tensor("call0.h0") if "call0.h0" in feeds else None
-    c0 = tensor("call0.c0") if "call0.c0" in feeds else None
-
-    def forward(x, h0, c0):
-        hx = None if h0 is None else ((h0, c0) if {n_states} == 2 else h0)
-        output, final = module(x, hx)
-        return (output, *final) if {n_states} == 2 else (output, final)
-
-    compiled = torch.compile(forward, backend="inductor", fullgraph=True, dynamic=True)
-    with torch._dynamo.config.patch(allow_rnn=True), fx_config.patch(use_duck_shape=False), torch.no_grad():
-        raw = compiled(x, h0, c0)
-        eager = forward(x, h0, c0)
-    for name, got, want in zip(["output", "h_n", "c_n"], raw, eager):
-        print(f"torch {{name}}: compiled vs eager max abs difference "
-              f"{{(got.double() - want.double()).abs().max().item():.3g}}")
-    # numpy has no bfloat16: such tensors come back as float32 (exact); every other dtype as torch gave it
-    host = [t.detach().cpu() for t in raw]
-    output, h_n, c_n = [(t.float() if t.dtype == torch.bfloat16 else t).numpy() for t in host] + [None] * (3 - len(raw))
-
-    def take(source, index):
-        return source.ravel()[np.asarray(index, dtype=np.int64)]
-
-    return {keras}
-'''
 
 REPRO_HEADER = '''#!/usr/bin/env python3
 """Standalone torch.compile reproducer written by rnn-conformance's torch-compile adapter.
