@@ -276,8 +276,9 @@ class TorchAdapter(Adapter):
         (``conformance.adapters.torch.repro``; single-call, unmasked cases)."""
         from conformance.adapters.torch.repro import repro_arrays, repro_runner
 
-        return Reproducer(None, None, repro_arrays(case), list(case.output_names), repro_runner(case, compiled=False),
-                          "torch", "torch.nn module, eager, batch_first=True, the case's weights copied in")
+        return Reproducer(None, None, repro_arrays(case, keras_outputs), list(case.output_names),
+                          repro_runner(case, keras_outputs, compiled=False), "torch",
+                          "torch.nn module, eager, batch_first=True, the case's weights copied in")
 
     def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
                     lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:

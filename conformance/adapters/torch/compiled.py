@@ -412,21 +412,21 @@ class TorchCompileAdapter(Adapter):
 
     def repro_arrays(self, case: Case) -> dict[str, np.ndarray]:
         """``inputs.npz`` for ``repro_script`` (``torch.repro.repro_arrays``)."""
-        return repro_arrays(case)
+        return repro_arrays(case, keras_outputs)
 
     def repro_script(self, case: Case, device: str) -> str:
         """A standalone script (torch + numpy) that builds the module as ``run`` does, loads
         ``repro_arrays(case)`` from ``inputs.npz`` beside it, compiles, runs and prints the raw
         torch outputs, then the Keras outputs in ``case.output_names`` order, and eager's beside them."""
-        return REPRO_HEADER + repro_runner(case, compiled=True) + REPRO_MAIN.format(
+        return REPRO_HEADER + repro_runner(case, keras_outputs, compiled=True) + REPRO_MAIN.format(
             test=case.id, device=device, output_names=list(case.output_names))
 
     def reproducer(self, case: Case, device: str):
         """The contract's ``Reproducer`` (``conformance repro``): no model file, the script builds it."""
         from conformance.adapters.contract import Reproducer
 
-        return Reproducer(None, None, repro_arrays(case), list(case.output_names),
-                          repro_runner(case, compiled=True), "torch", HOW)
+        return Reproducer(None, None, repro_arrays(case, keras_outputs), list(case.output_names),
+                          repro_runner(case, keras_outputs, compiled=True), "torch", HOW)
 
 
 def set_precision(device: str) -> None:

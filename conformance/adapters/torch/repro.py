@@ -4,23 +4,27 @@ and torch-compile adapters: the module call ``run`` makes for a case, recorded t
 ``nn.RNN/LSTM/GRU`` as the adapters do, runs it (eager, or ``torch.compile``d) and assembles the
 Keras output list from torch's tensors with index gathers the suite derives. Single-call,
 unmasked cases only: a stack or encoder-decoder feeds one call's output to the next, and a
-mask runs as packed sequences.
+mask runs as packed sequences. Each function takes the torch adapter's ``keras_outputs`` (the
+Keras rules around torch's module calls) as an argument: this module sits below the adapter,
+which imports it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from conformance.adapters.torch.adapter import ModuleKey, keras_outputs
 from conformance.matrix.case import Case
 
 
-def repro_arrays(case: Case) -> dict[str, np.ndarray]:
+def repro_arrays(case: Case, keras_outputs: Callable) -> dict[str, np.ndarray]:
     """``inputs.npz``: per module call ``k`` ``call{k}.x`` (the module's input as ``run`` feeds it:
     time-reversed for go_backwards), ``call{k}.h0`` / ``.c0`` (when the call has initial states)
     and ``call{k}.weight_ih_l0``... (torch layout)."""
     arrays = {}
-    for index, (_, params, x, states) in enumerate(repro_calls(case)):
+    for index, (_, params, x, states) in enumerate(repro_calls(case, keras_outputs)):
         prefix = f"call{index}."
         arrays[prefix + "x"] = np.ascontiguousarray(x)
         if states is not None:
@@ -35,9 +39,10 @@ def float32_if_bfloat16(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
 
 
-def repro_calls(case: Case) -> list[tuple[ModuleKey, dict, np.ndarray, list | None]]:
+def repro_calls(case: Case, keras_outputs: Callable) -> list[tuple[Any, dict, np.ndarray, list | None]]:
     """The module calls ``run`` makes for ``case``, each (key, torch params, x, states), by
-    recording them through ``keras_outputs`` with a module call that returns zeros."""
+    recording them through ``keras_outputs`` with a module call that returns zeros (key: the
+    adapter's ``ModuleKey``)."""
     calls = []
 
     def record(key, params, x, lengths, states):
@@ -56,20 +61,20 @@ def repro_calls(case: Case) -> list[tuple[ModuleKey, dict, np.ndarray, list | No
     return calls
 
 
-def repro_runner(case: Case, compiled: bool) -> str:
+def repro_runner(case: Case, keras_outputs: Callable, compiled: bool) -> str:
     """``run_model(model_path, feeds, device)``: the module call (``torch.compile``d as the
     torch-compile adapter does, or eager as the torch adapter runs it) and the conversion of its
     outputs to the Keras list, as source needing only torch and numpy."""
-    ((key, _, _, _),) = repro_calls(case)
+    ((key, _, _, _),) = repro_calls(case, keras_outputs)
     return RUNNER.format(adapter="torch-compile" if compiled else "torch",
                          call=COMPILED_CALL if compiled else EAGER_CALL,
                          cell={"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[key.cell],
                          input_size=key.input_size, units=key.units, bias=key.bias,
                          nonlinearity=repr(key.nonlinearity or "tanh"), bidirectional=key.bidirectional,
-                         dtype=key.dtype, n_states=key.n_states, keras=keras_list_source(case, key))
+                         dtype=key.dtype, n_states=key.n_states, keras=keras_list_source(case, key, keras_outputs))
 
 
-def keras_list_source(case: Case, key: ModuleKey) -> str:
+def keras_list_source(case: Case, key: Any, keras_outputs: Callable) -> str:
     """Source of ``keras_list(output, finals)``: the Keras outputs from torch's, as ``keras_outputs``
     would assemble them for this single-call case (recomputed by the suite and written out as
     index expressions)."""
