@@ -433,3 +433,17 @@ class RaisingSupportsAdapter(OracleAdapter):
 
     def supports(self, case):
         raise KeyError("no such option")
+
+
+def torch_lstm_gates_i_f_swapped(key, params: dict) -> dict:
+    """A torch module's LSTM parameters with gates i and f swapped (rows i, f, g, o of every
+    weight and bias): the porting bug the conversion-step sensitivity tests inject."""
+    if key.cell != "lstm":
+        return params
+    swapped = dict(params)
+    for name, value in params.items():
+        if value.shape[0] == 4 * key.units:
+            i, f, g, o = np.split(value, 4, axis=0)
+            swapped[name] = np.ascontiguousarray(np.concatenate([f, i, g, o], axis=0))
+    return swapped
+

@@ -12,6 +12,7 @@ import pytest
 
 from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
+from tests.faulty_adapters import torch_lstm_gates_i_f_swapped
 
 pytest.importorskip("torch")
 pytest.importorskip("executorch")
@@ -74,12 +75,7 @@ class SwappedGatesAdapter(et.ExecutorchAdapter):
     name = "executorch-swapped-gates"
 
     def prepare(self, key, params, x, lengths, states, fresh):
-        params = dict(params)
-        for name in params:
-            if key.cell == "lstm" and params[name].shape[0] == 4 * key.units:
-                i, f, g, o = np.split(params[name], 4, axis=0)
-                params[name] = np.ascontiguousarray(np.concatenate([f, i, g, o], axis=0))
-        return super().prepare(key, params, x, lengths, states, fresh)
+        return super().prepare(key, torch_lstm_gates_i_f_swapped(key, params), x, lengths, states, fresh)
 
 
 def test_a_swapped_gate_bug_in_the_program_inputs_fails_on_the_output(cases, adapter):
