@@ -1,6 +1,6 @@
 """``conformance repro TEST_ID -o DIR``: one adapter's result as a standalone reproducer.
 
-    DIR/model.*        the model as the adapter ran it (model.onnx, model.tflite, model.pte;
+    DIR/model.*        the model as the adapter ran it (model.onnx, model.tflite, model.pte, model.keras;
                        none where the script builds it itself, as for torch.compile)
     DIR/inputs.npz     the feeds the script's run_model takes
     DIR/expected.npz   the Keras outputs (float64 golden values), by output name
@@ -30,7 +30,7 @@ from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import check_outputs_in, write_bytes_atomic, write_text_atomic
 from conformance.matrix.case import DTYPES, Case
 
-MODEL_FILES = ("model.onnx", "model.tflite", "model.pte")
+MODEL_FILES = ("model.onnx", "model.tflite", "model.pte", "model.keras")
 FILES = (*MODEL_FILES, "inputs.npz", "expected.npz", "repro.py")
 TEST_ID = re.compile(r"(?P<case>[^\[\]]+)\[(?P<adapter>.+)-(?P<device>cpu|cuda)-(?P<dtype>" + "|".join(DTYPES) + r")\]")
 

@@ -43,8 +43,9 @@ import numpy as np
 
 from conformance import semantics
 from conformance.adapters import xla
-from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
+from conformance.adapters.contract import Adapter, Reproducer, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.flax import mapping as mapping
+from conformance.adapters.flax.repro import flax_reproducer
 from conformance.matrix.case import Case, is_reduced_precision
 from conformance.matrix.spec import AnySpec, BidirectionalSpec, LayerSpec
 
@@ -124,6 +125,10 @@ class FlaxAdapter(Adapter):
         lengths = None if case.mask is None else semantics.right_padded_lengths(case.mask)
         # nnx.RNN's outputs at padded steps are not Keras's: the last output is picked by length.
         return semantics.output_list(case.spec, _keras_runs(case.spec, results, lengths), lengths)
+
+    def reproducer(self, case: Case, device: str) -> Reproducer:
+        """No model file: the script builds the cell and ``nnx.RNN`` itself (``conformance.adapters.flax.repro``)."""
+        return flax_reproducer(case)
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         """For ``conformance bench``: the jitted forward alone, parameters and inputs

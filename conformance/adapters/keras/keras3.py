@@ -60,7 +60,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.adapters import xla
-from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
+from conformance.adapters.contract import Adapter, Reproducer, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.keras.common import (
     BuiltModel,
     KerasModels,
@@ -76,6 +76,7 @@ from conformance.adapters.keras.common import (
     tensorflow_sees_gpu,
     tensorflow_tf32_rule,
 )
+from conformance.adapters.keras.repro import keras_reproducer
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
 
@@ -531,6 +532,14 @@ class Keras3Adapter(Adapter):
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         return self.models.bare_forward(case, device)
+
+    def reproducer(self, case: Case, device: str) -> Reproducer:
+        """``model.keras`` and a script that loads it with Keras on this backend
+        (``conformance.adapters.keras.repro``)."""
+        keras = keras3(self.backend.name)
+        with self.models.call.scope(case.dtype, device):
+            return keras_reproducer(keras, "keras", self.backend.name, case, device,
+                                    self.models.policy(case.dtype), keras_activation)
 
     def last_run_info(self) -> dict:
         """``KerasModels.last_run_info``, and ``compilations`` on a backend that compiles."""

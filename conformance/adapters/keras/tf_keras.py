@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.contract import Adapter
+from conformance.adapters.contract import Adapter, Reproducer
 from conformance.adapters.keras.common import (
     BuiltModel,
     KerasModels,
@@ -38,6 +38,7 @@ from conformance.adapters.keras.common import (
     tensorflow_sees_gpu,
     tensorflow_tf32_rule,
 )
+from conformance.adapters.keras.repro import keras_reproducer
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
 
@@ -140,6 +141,14 @@ class TfKerasAdapter(Adapter):
 
     def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
         return self.models.bare_forward(case, device)
+
+    def reproducer(self, case: Case, device: str) -> Reproducer:
+        """``model.keras`` and a script that loads it with tf_keras alone (``conformance.adapters.keras.repro``)."""
+        import tf_keras
+
+        with self.models.call.scope(case.dtype, device):
+            return keras_reproducer(tf_keras, "tf_keras", None, case, device, self.models.policy(case.dtype),
+                                    tf_keras_activation)
 
     def last_run_info(self) -> dict:
         return self.models.last_run_info()

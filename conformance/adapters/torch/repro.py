@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.gathers import gather_source, labelled
 from conformance.matrix.case import Case
 
 
@@ -76,35 +77,16 @@ def repro_runner(case: Case, keras_outputs: Callable, compiled: bool) -> str:
 
 def keras_list_source(case: Case, key: Any, keras_outputs: Callable) -> str:
     """Source of ``keras_list(output, finals)``: the Keras outputs from torch's, as ``keras_outputs``
-    would assemble them for this single-call case (recomputed by the suite and written out as
-    index expressions)."""
-    # Build the mapping by feeding labelled arrays through keras_outputs and reading back which
-    # torch tensor (and slice) each Keras output came from.
+    would assemble them for this single-call case, written out as index gathers
+    (``conformance.adapters.gathers``)."""
     batch, steps = case.x.shape[:2]
-    width = key.directions * key.units
-    size_y = batch * steps * width
-    y = np.arange(size_y, dtype=np.float64).reshape(batch, steps, width)
-    finals = [np.arange(key.directions * batch * key.units, dtype=np.float64).reshape(key.directions, batch, key.units)
-              + size_y * (1 + k) for k in range(key.n_states)]
-
-    def labelled(k, p, x, lengths, states):
-        return y, finals
-
-    outputs = keras_outputs(case, "cpu", labelled)
-    sources = [y, *finals]
-    names = ["output", "h_n", "c_n"][:len(sources)]
-    lines = []
-    for out in outputs:
-        out = np.asarray(out)
-        flat = out.astype(np.int64).ravel()
-        source = next(i for i, s in enumerate(sources) if s.min() <= flat[0] <= s.max())
-        base = sources[source].ravel().astype(np.int64)
-        index = (flat - int(base[0])).reshape(out.shape)
-        if index.min() < 0 or index.max() >= base.size or not np.array_equal(base[index], out):
-            raise NotImplementedError(f"{case.id}: a Keras output computed from torch's (a Bidirectional "
-                                      "merge_mode other than concat or None); repro writes gathers only")
-        lines.append(f"        take({names[source]}, {index.tolist()!r})")
-    return "[\n" + ",\n".join(lines) + ",\n    ]"
+    shapes = [(batch, steps, key.directions * key.units)] + [(key.directions, batch, key.units)] * key.n_states
+    y, *finals = labelled(shapes)
+    try:
+        return gather_source(keras_outputs(case, "cpu", lambda k, p, x, lengths, states: (y, finals)),
+                             [y, *finals], ["output", "h_n", "c_n"])
+    except NotImplementedError as exc:
+        raise NotImplementedError(f"{case.id}: {exc}") from None
 
 
 RUNNER = '''
