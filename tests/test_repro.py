@@ -113,17 +113,21 @@ class RunnerlessOnnxAdapter(OnnxNativeAdapter):
     repro_runner = None
 
 
-# One real finding per ONNX runtime (FINDINGS.md 8, 10, 11), each reproduced by its standalone script.
+# One real finding per ONNX runtime (FINDINGS.md 8, 10, 11) and two of the Keras rows (Keras 3 drops a
+# Masking layer's mask beside initial_state; tf_keras's "hard_sigmoid" is the legacy one), each reproduced
+# by its standalone script: the ONNX model, or the saved model.keras loaded by that Keras alone.
 FINDING_PER_RUNTIME = [
     ("onnxruntime", DIFFERING),
     ("openvino", "simple_rnn-seq0-state1-random-b3t5-mask_right[openvino-cpu-float32]"),
     ("tract", "simple_rnn-seq1-state0-per_gate-b3t5-go_backwards[tract-cpu-float32]"),
     ("tract", "simple_rnn-seq1-state0-random-b3t5-relu[tract-inputs-cpu-float32]"),
+    ("keras", "gru-seq0-state1-random-b3t5-masking_holes[keras-tensorflow-cpu-float32]"),
+    ("tf_keras", "gru-seq1-state0-random-b3t5-hard_sigmoid[tf-keras-cpu-float32]"),
 ]
 
 
 @pytest.mark.parametrize("runtime, test_id", FINDING_PER_RUNTIME)
-def test_a_finding_of_each_onnx_runtime_reproduces_as_a_standalone_script(tmp_path, runtime, test_id):
+def test_a_finding_of_each_runtime_reproduces_as_a_standalone_script(tmp_path, runtime, test_id):
     pytest.importorskip(runtime)
     assert repro(test_id, tmp_path).returncode == 0
     ran = run_script(tmp_path)
@@ -169,18 +173,3 @@ def test_the_litert_fused_lstm_finding_reproduces_as_a_standalone_script(tmp_pat
     ran = run_script(tmp_path)
     assert ran.returncode == 1 and "DIFFERENT from the expected outputs" in ran.stdout, ran.stdout + ran.stderr
 
-
-# Known differences of the Keras rows (FINDINGS.md: Keras 3 drops a Masking layer's mask beside
-# initial_state; tf_keras's "hard_sigmoid" is the legacy one), each reproduced by the saved model alone.
-KERAS_KNOWN = [
-    ("keras", "gru-seq0-state1-random-b3t5-masking_holes[keras-tensorflow-cpu-float32]"),
-    ("tf_keras", "gru-seq1-state0-random-b3t5-hard_sigmoid[tf-keras-cpu-float32]"),
-]
-
-
-@pytest.mark.parametrize("module, test_id", KERAS_KNOWN)
-def test_a_known_difference_of_a_keras_row_reproduces_from_the_saved_model(tmp_path, module, test_id):
-    pytest.importorskip(module)
-    assert repro(test_id, tmp_path).returncode == 0
-    ran = run_script(tmp_path)
-    assert ran.returncode == 1 and "DIFFERENT from the expected outputs" in ran.stdout, ran.stdout + ran.stderr
