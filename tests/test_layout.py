@@ -25,6 +25,7 @@ FLOW = (
     ("conformance.verdict",),
     ("conformance.results",),
     ("conformance.report",),
+    ("conformance.api",),
     ("conformance.plugin", "conformance.test_conformance"),
     ("conformance.commands", "conformance.__main__"),
 )
