@@ -2,8 +2,9 @@
 files (SEMANTICS, FINDINGS, BENCHMARKS, CHANGELOG, CONTRIBUTING) included as they are.
 
 A page asks for generated text with a marker line, ``<!-- generated: NAME -->`` (``cli``,
-``results-schema``, ``known-differences-format``, ``cases``), or for a file of the repository
-with ``<!-- include: PATH -->``. Nothing in the site is copied by hand from the code: the
+``results-schema``, ``known-differences-format``, ``cases``), for a Markdown file of the
+repository with ``<!-- include: PATH -->``, or for a file shown as code (the examples, which the
+tests run from ``examples/``) with ``<!-- code: PATH -->``. Nothing in the site is copied by hand from the code: the
 command-line reference is the argparse parser itself, the schema page is
 ``results.schema.json``, the case counts are the fixtures' manifest. Links between the included
 files are rewritten to the pages that hold them; a link to any other file of the repository
@@ -19,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"^<!-- (generated|include): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- (generated|include|code): (\S+) -->$", re.MULTILINE)
 # The repository's Markdown files and the pages that include them.
 PAGES = {"README.md": "index.md", "SEMANTICS.md": "semantics.md", "FINDINGS.md": "findings.md",
          "BENCHMARKS.md": "benchmarks.md", "CHANGELOG.md": "project/changelog.md",
@@ -35,6 +36,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         kind, name = match.groups()
         if kind == "include":
             return include(name, depth)
+        if kind == "code":
+            return code(name)
         return GENERATORS[name]()
 
     return MARKER.sub(expand, markdown)
@@ -56,6 +59,13 @@ def include(path: str, depth: int) -> str:
         return f"{label} (`{target}`)"
 
     return LINK.sub(relink, text)
+
+
+def code(path: str) -> str:
+    """A file of the repository (an example) as a fenced block, under its path: the very file the
+    suite's tests run."""
+    language = {".py": "python", ".txt": "text"}.get(Path(path).suffix, "text")
+    return f"`{path}`:\n\n```{language}\n{(ROOT / path).read_text(encoding='utf-8').rstrip()}\n```\n"
 
 
 # --- the command line ------------------------------------------------------------------------

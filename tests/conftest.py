@@ -24,7 +24,7 @@ SLOW_MODULES = frozenset({
     "test_fixtures_robustness", "test_flax_mapping", "test_float16_bfloat16_rows", "test_history", "test_junit",
     "test_keras_initializers", "test_keras_mapping", "test_keras_reduced_precision", "test_known_failures",
     "test_loading_robustness", "test_messages", "test_onnx_mapping", "test_onnx_opset",
-    "test_onnx_reduced_precision", "test_openvino_adapter", "test_readme_example", "test_reduced_precision",
+    "test_onnx_reduced_precision", "test_openvino_adapter", "test_examples", "test_reduced_precision",
     "test_report_browser", "test_repro", "test_results_robustness", "test_run_plan", "test_run_robustness",
     "test_run_shards", "test_runner", "test_specificity", "test_sweep", "test_torch_flax_reduced_precision",
     "test_torch_mapping", "test_tox", "test_tract_adapter", "test_workflow", "test_executorch_adapter",

@@ -20,11 +20,11 @@ from conformance.adapters import BUILTIN_ADAPTERS, load_adapter
 from conformance.fixtures import load_cases
 from conformance.plugin import device_rows, keyword_filter, matrix_params
 from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
-from tests.test_readme_example import example_source
+from tests.test_examples import example_source
 
 REPO = Path(__file__).resolve().parent.parent
 ORACLE = "tests.oracle_adapters:OracleAdapter"
-EXAMPLE = "my_lstm_adapter:LstmCellAdapter"  # the README's third-party adapter, as a vendor saves it
+EXAMPLE = "my_lstm_adapter:LstmCellAdapter"  # examples/my_lstm_adapter.py, as a vendor saves it
 
 
 def run_conformance(*args: str, pythonpath: str = str(REPO)) -> subprocess.CompletedProcess:

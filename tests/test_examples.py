@@ -1,4 +1,5 @@
-"""The README's third-party adapter runs, as written, through `conformance run`."""
+"""The examples in `examples/` run as a user runs them: copied where the command runs, through
+`conformance run` (the docs include these very files)."""
 
 import json
 import os
@@ -9,19 +10,21 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example(name: str) -> str:
+    return (EXAMPLES / name).read_text()
 
 
 def example_source() -> str:
-    text = README.read_text()
-    block = re.search(r"<!-- example-adapter:start -->\s*```python\n(.*?)```", text, re.S)
-    assert block, "README lost its example adapter"
-    return block.group(1)
+    """The third-party adapter, as a vendor saves it."""
+    return example("my_lstm_adapter.py")
 
 
 @pytest.mark.slow
-def test_the_readme_example_adapter_passes_or_declares_unsupported_on_the_whole_matrix(tmp_path):
-    """Saved in the directory the command runs from, with nothing on PYTHONPATH (as the README says),
+def test_the_example_adapter_passes_or_declares_unsupported_on_the_whole_matrix(tmp_path):
+    """Saved in the directory the command runs from, with nothing on PYTHONPATH (as the docs say),
     and run whole: every LSTM case it claims passes, every other result is one of its own reasons."""
     pytest.importorskip("torch")
     (tmp_path / "my_lstm_adapter.py").write_text(example_source())
@@ -40,14 +43,8 @@ def test_the_readme_example_adapter_passes_or_declares_unsupported_on_the_whole_
     assert len(tutorial_lstm) == 8 and {r["status"] for r in tutorial_lstm} == {"pass"}
 
 
-def readme_block(marker: str, language: str) -> str:
-    block = re.search(rf"<!-- {marker}:start -->\s*```{language}\n(.*?)```", README.read_text(), re.S)
-    assert block, f"README lost its {marker} block"
-    return block.group(1)
-
-
 def run_vendor_example(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
-    (tmp_path / "my_onnx_runtime.py").write_text(readme_block("example-onnx-adapter", "python"))
+    (tmp_path / "my_onnx_runtime.py").write_text(example("my_onnx_runtime.py"))
     report_dir = tmp_path / f"reports{len(extra)}"
     done = subprocess.run(
         [str(Path(sys.executable).with_name("conformance")), "run", "--adapter", "my_onnx_runtime:MyOnnxRuntime",
@@ -58,18 +55,37 @@ def run_vendor_example(tmp_path: Path, *extra: str) -> tuple[subprocess.Complete
 
 
 @pytest.mark.slow
-def test_the_readme_onnx_runtime_walkthrough_certifies_onnxruntime_on_the_whole_matrix(tmp_path):
-    """Steps 1-4 of "Certify an ONNX runtime", as a vendor follows them: the adapter alone finds the
-    runtime's differences (exit 1); with the README's list of them, the run is clean (exit 0)."""
+def test_the_onnx_runtime_walkthrough_certifies_onnxruntime_on_the_whole_matrix(tmp_path):
+    """Steps 1-4 of "Certify an ONNX runtime" with the example files, as a vendor follows them: the
+    adapter alone finds the runtime's differences (exit 1); with examples/my-differences.txt, the run is
+    clean (exit 0)."""
     pytest.importorskip("onnxruntime")
     first, document = run_vendor_example(tmp_path)
     assert first.returncode == 1, first.stderr
     unexpected = {r["test_id"] for r in document["results"] if r["status"] in ("fail", "error")}
     assert len(unexpected) == 120 and document["planned"] == document["produced"] == 924
-    (tmp_path / "my-differences.txt").write_text(readme_block("example-onnx-differences", "text"))
+    (tmp_path / "my-differences.txt").write_text(example("my-differences.txt"))
     second, document = run_vendor_example(tmp_path, "--known-failures", "my-differences.txt")
     assert second.returncode == 0, second.stdout + second.stderr
     statuses = [r["status"] for r in document["results"]]
     assert (statuses.count("pass"), statuses.count("unsupported")) == (588, 216)
     assert {r["test_id"] for r in document["results"] if r.get("known")} == unexpected
     assert all("onnxruntime" in r["known"] for r in document["results"] if r.get("known"))
+
+
+@pytest.mark.slow
+def test_the_results_reading_example_counts_a_run_and_names_its_unexpected_results(tmp_path):
+    """examples/read_results.py on a real run of the example adapter: its counts are the run's own."""
+    pytest.importorskip("torch")
+    (tmp_path / "my_lstm_adapter.py").write_text(example_source())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([str(Path(sys.executable).with_name("conformance")), "run", "--adapter",
+                          "my_lstm_adapter:LstmCellAdapter", "-k", "tutorial", "--report-dir", "reports"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    read = subprocess.run([sys.executable, str(EXAMPLES / "read_results.py"), "reports/results.json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert read.returncode == 0, read.stderr
+    statuses = [r["status"] for r in json.loads((tmp_path / "reports" / "results.json").read_text())["results"]]
+    assert read.stdout.splitlines() == [f"torch-lstmcell: {statuses.count('pass')} pass, "
+                                        f"{statuses.count('unsupported')} unsupported"]
