@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from conformance.commands.search import add_parser as search_parser
 from conformance.matrix.case import DTYPES
 
 
@@ -185,6 +186,8 @@ def build_parser() -> Parser:
                             "default: the built-in or entry-point adapter of that name)")
     repro.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
                        help="the golden fixtures the case comes from (default: the ones installed with the suite)")
+
+    search_parser(commands)
 
     sweep = commands.add_parser("sweep", help="one adapter's matrix across releases of a package, and its history")
     sweep.add_argument("--adapter", required=True, metavar="NAME",
@@ -405,6 +408,12 @@ def command_cases(args: argparse.Namespace) -> int:
     return cases_command(args)
 
 
+def command_search(args: argparse.Namespace) -> int:
+    from conformance.commands.search import search_command
+
+    return search_command(args)
+
+
 def command_sweep(args: argparse.Namespace) -> int:
     from conformance.commands.sweep import sweep_command
 
@@ -426,7 +435,8 @@ def command_repro(args: argparse.Namespace) -> int:
 COMMANDS = {"fixtures": command_fixtures, "explain": command_explain, "adapters": command_adapters,
             "report": command_report, "compare": command_compare, "run": command_run,
             "bench": command_bench, "findings": command_findings, "export": command_export,
-            "repro": command_repro, "sweep": command_sweep, "history": command_history, "cases": command_cases}
+            "repro": command_repro, "sweep": command_sweep, "history": command_history, "cases": command_cases,
+            "search": command_search}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
