@@ -18,7 +18,8 @@ def report_dir(tmp_path) -> Path:
 # slow: each starts processes (the installed script, pytest, pip, tox) or loads a real framework.
 # tests/test_markers.py keeps the list whole; single slow tests elsewhere carry the mark themselves.
 SLOW_MODULES = frozenset({
-    "test_api", "test_search", "test_bare_forward", "test_bench_tox", "test_bfloat16_exports", "test_cases_command", "test_cli",
+    "test_api", "test_search",
+    "test_bare_forward", "test_bench_tox", "test_bfloat16_exports", "test_cases_command", "test_cli",
     "test_commands", "test_compare_command", "test_compilation_counts", "test_covering_plan",
     "test_device_rows", "test_explain", "test_export_onnx", "test_fixture_independence",
     "test_fixtures_robustness", "test_flax_mapping", "test_float16_bfloat16_rows", "test_history", "test_junit",
