@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPORT_FILES = ("results.json", "junit.xml", "index.html")
@@ -14,24 +14,48 @@ REPORT_FILES = ("results.json", "junit.xml", "index.html")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    # backslashreplace: a lone surrogate in an adapter's message (undecodable bytes
-    # decoded with surrogateescape) must not lose the whole report.
-    write_bytes_atomic(path, text.encode("utf-8", errors="backslashreplace"))
+    write_texts_atomic({Path(path): text})
 
 
 def write_bytes_atomic(path: str | Path, content: bytes) -> None:
     """``content`` at ``path``, written beside it and renamed in: a reader sees the old file or the new one."""
-    path = Path(path)
+    _write_all_atomic({Path(path): content})
+
+
+def write_texts_atomic(texts: Mapping[Path, str]) -> None:
+    """Several files replaced together: every one is written beside its path first, and only when
+    all are written whole are they renamed in. A write that fails (a full disk: ENOSPC, EFBIG)
+    leaves every earlier file as it was, so that the files never describe two different runs."""
+    # backslashreplace: a lone surrogate in an adapter's message (undecodable bytes
+    # decoded with surrogateescape) must not lose the whole report.
+    _write_all_atomic({Path(path): text.encode("utf-8", errors="backslashreplace") for path, text in texts.items()})
+
+
+def _write_all_atomic(contents: Mapping[Path, bytes]) -> None:
+    temporaries: dict[Path, str] = {}
+    try:
+        for path, content in contents.items():
+            temporaries[path] = _written_beside(path, content)
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary in temporaries.values():
+            Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _written_beside(path: Path, content: bytes) -> str:
+    """A temporary file in ``path``'s directory holding ``content``; removed if it can't be written whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(content)
         os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return temporary
 
 
 class OutputPathError(ValueError):

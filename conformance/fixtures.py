@@ -443,6 +443,23 @@ def check_expected(case: Case, path: Path) -> None:
                                f"stored answer (bound {FORWARD_ULPS}; tampered, or the oracle changed)")
 
 
+def check_generated_arrays(arrays: dict[str, np.ndarray], case: Case, path: Path) -> None:
+    """The file's inputs and weights are, bit for bit, those its case's definition generates (the
+    generator is deterministic; cheap beside the replay). The manifest's hashes prove the bytes,
+    not whose they are: another case's valid file, its hash updated, is named here."""
+    generated = case_arrays(case, [])
+    held = sorted(name for name in arrays if not name.startswith("expected."))
+    stray = sorted(set(held) ^ set(generated))
+    if stray:
+        raise FixtureError(f"{path}: holds other arrays than case {_show(case.id)} generates (differing: "
+                           f"{_few(stray)}; another case's file, or tampered; run `conformance fixtures build`)")
+    for name, want in generated.items():
+        got = arrays[name]
+        if got.dtype != want.dtype or got.shape != want.shape or got.tobytes() != np.ascontiguousarray(want).tobytes():
+            raise FixtureError(f"{path}: {name} is not the array case {_show(case.id)} generates "
+                               "(another case's file, or tampered; run `conformance fixtures build`)")
+
+
 def check_exact_answer(case: Case, path: Path) -> None:
     """The exact oracle reproduces every stored value bit for bit (seconds; ``verify`` only)."""
     for n, (want, again) in enumerate(zip(case.expected, exact_expected_outputs(case))):
@@ -470,6 +487,7 @@ def checked_cases(fixtures_dir: Path, replay: bool = True) -> list[tuple[Case, P
         case = case_from_arrays(entry, arrays, str(path))
         if replay:
             check_expected(case, path)
+            check_generated_arrays(arrays, matrix[entry["id"]], path)
         loaded.append((case, path))
     return loaded
 

@@ -64,8 +64,19 @@ import pytest
 
 from conformance import __version__
 from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
-from conformance.adapters.contract import REDUCED_PRECISION_VARIABLE, LoadedAdapter, reduced_precision_allowed
+from conformance.adapters.contract import (
+    REDUCED_PRECISION_VARIABLE,
+    ContractBreach,
+    LoadedAdapter,
+    check_distinct_names,
+    checked_device_name,
+    checked_devices,
+    checked_versions,
+    contract_breach,
+    reduced_precision_allowed,
+)
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
+from conformance.jsonsafe import safe_text
 from conformance.matrix.case import DTYPES, Case
 from conformance.onnx.graph import OPSET_VARIABLE as ONNX_OPSET_VARIABLE
 from conformance.results.lock import ReportDirLock
@@ -168,15 +179,17 @@ class ConformanceSession:
         self.config = config
         self.diagnoses = 0  # may_diagnose's count
         option = config.option
-        report_dir = Path(option.report_dir)
-        self.stream_path = Path(option.results_stream or report_dir / "results.jsonl")
-        self.json_path = Path(option.results_json or report_dir / "results.json")
-        self.fixtures_dir = Path(option.fixtures_dir) if option.fixtures_dir else default_fixtures_dir()
+        # absolute from the start: an adapter that changes the working directory must not move them
+        report_dir = Path(os.path.abspath(option.report_dir))
+        self.stream_path = Path(os.path.abspath(option.results_stream or report_dir / "results.jsonl"))
+        self.json_path = Path(os.path.abspath(option.results_json or report_dir / "results.json"))
+        self.fixtures_dir = Path(os.path.abspath(option.fixtures_dir or default_fixtures_dir()))
         self.known = load_known_failures(known_failure_files(
             option.known_failures, builtin=not option.no_builtin_known_failures))
         self.cases: list[Case] = []
         self.adapters: dict[str, Any] = {}
         self.versions: dict[str, dict[str, str] | None] = {}  # adapter name -> versions(), None: unavailable
+        self.breaches: dict[tuple[str, str], str | None] = {}  # (adapter, device) -> contract_breach
         self.records: list[Record] = []
         self.done_ids: set[str] = set()
         self.recorded_ids: set[str] = set()
@@ -193,7 +206,7 @@ class ConformanceSession:
             previous = [Record.from_dict(r) for r in read_jsonl(self.stream_path) if r.get("record") == "result"]
             self.records.extend(previous)
             self.done_ids = {r.test_id for r in previous}
-        elif self.stream_path.exists():
+        elif self.stream_path.exists() or self.stream_path.is_symlink():  # a dangling link, too
             self.stream_path.unlink()
         self.writer = JsonlWriter(self.stream_path)
 
@@ -231,8 +244,20 @@ class ConformanceSession:
         the framework is unavailable, so that no scoped entry applies to its (skipped) tests."""
         if name not in self.versions:
             adapter = self.adapter(name)
-            self.versions[name] = adapter.versions() if adapter.available() is None else None
+            try:
+                self.versions[name] = checked_versions(adapter) if adapter.available() is None else None
+            except ContractBreach:  # every test of the adapter is an error saying so (contract_breach)
+                self.versions[name] = None
         return self.versions[name]
+
+    def contract_breach(self, param: ConformanceParam) -> str | None:
+        """The adapter's answers that break the contract, for this test's device (``contract_breach``;
+        asked once per adapter and device); None for an unavailable adapter: its tests are skips."""
+        key = (param.adapter, param.device)
+        if key not in self.breaches:
+            adapter = self.adapter(param.adapter)
+            self.breaches[key] = contract_breach(adapter, param.device) if adapter.available() is None else None
+        return self.breaches[key]
 
     def may_diagnose(self) -> bool:
         """Whether the next unexpected failure is diagnosed: the first ``DIAGNOSES_PER_PROCESS`` of an
@@ -253,16 +278,7 @@ class ConformanceSession:
         self.writer.append(record.to_dict())
 
     def adapter_summary(self) -> dict[str, dict[str, Any]]:
-        summary = {}
-        for adapter in {id(a): a for a in self.adapters.values()}.values():
-            reason = adapter.available()
-            devices = adapter.devices() if reason is None else []
-            summary[adapter.name] = {
-                "available": reason is None, "reason": reason, "devices": devices,
-                "versions": adapter.versions() if reason is None else {},
-                "device_names": {d: adapter.device_name(d) for d in devices},
-            }
-        return summary
+        return {adapter.name: adapter_entry(adapter) for adapter in {id(a): a for a in self.adapters.values()}.values()}
 
     def known_audit(self) -> Audit:
         """The known-differences entries this session checked and those that matched no result."""
@@ -273,7 +289,7 @@ class ConformanceSession:
     def unreached(self) -> list[Record]:
         """A ``not_run`` for each collected test the session ended without recording."""
         missing = [param for test_id, param in self.planned.items()
-                   if test_id not in self.recorded_ids and test_id not in self.done_ids]
+                   if test_id not in self.recorded_ids and safe_text(test_id) not in self.done_ids]
         return [record_for(param, None, "not_run", "not run: the pytest session ended before this test "
                            "(interrupted, or stopped by -x / --maxfail)", produced=False) for param in missing]
 
@@ -356,8 +372,7 @@ def started_session(config: pytest.Config) -> ConformanceSession:
     known-differences lists, the fixtures, every adapter; then the dir is claimed."""
     session = ConformanceSession(config)
     session.cases = load_cases(session.fixtures_dir, vouched_manifest=config.option.fixtures_checked)
-    for name in session.adapter_names():
-        session.adapter(name)
+    check_distinct_names({name: session.adapter(name) for name in session.adapter_names()})
     session.start_stream()
     return session
 
@@ -425,7 +440,7 @@ def _params(session: ConformanceSession, cases: list[Case]) -> list[ConformanceP
     params = matrix_params(cases, device_rows(session.config.option.device, adapters), session.config.option.dtype)
     if session.plan is not None:
         params = [p for p in params if p.test_id in session.plan]
-    return [p for p in params if p.test_id not in session.done_ids]
+    return [p for p in params if safe_text(p.test_id) not in session.done_ids]  # done: as the stream stores them
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -536,11 +551,27 @@ def skip_reason(adapter: Any, device: str) -> str | None:
     return None
 
 
+def adapter_entry(adapter: LoadedAdapter) -> dict[str, Any]:
+    """What an adapter says about itself, for results.json's ``adapters``: an answer the contract
+    does not allow is left out, and the breach named in ``contract_breach``."""
+    reason = adapter.available()
+    entry: dict[str, Any] = {"available": reason is None, "reason": reason, "devices": [], "versions": {},
+                             "device_names": {}}
+    if reason is None:
+        try:
+            entry["devices"] = checked_devices(adapter)
+            entry["versions"] = checked_versions(adapter)
+            entry["device_names"] = {d: checked_device_name(adapter, d) for d in entry["devices"]}
+        except ContractBreach as exc:
+            entry["contract_breach"] = str(exc)
+    return entry
+
+
 def record_for(param: ConformanceParam, adapter: Any, status: str, message: str, **extra: Any) -> Record:
     device_name = ""  # a skipped or unreached row names no device: the framework may not see one
     if status != "skipped" and adapter is not None:
         try:
-            device_name = adapter.device_name(param.device)
+            device_name = checked_device_name(adapter, param.device)
         except Exception:  # noqa: BLE001 - an optional nicety must not lose the result
             pass
     if reduced_precision_allowed():  # every row of such a run, so that no result of it passes for the verdict

@@ -20,6 +20,10 @@ def test_adapter_returns_the_keras_output_list(conformance_param: ConformancePar
                                                conformance_known: str | None) -> None:
     param, session = conformance_param, conformance_session
     adapter = session.adapter(param.adapter)
+    breach = session.contract_breach(param)
+    if breach is not None:
+        session.record(record_for(param, adapter, "error", breach, known=conformance_known))
+        pytest.fail(breach, pytrace=False)
     reason = skip_reason(adapter, param.device)
     if reason is not None:
         session.record(record_for(param, adapter, "skipped", reason))

@@ -29,7 +29,8 @@ SLOW_MODULES = frozenset({
     "test_report_browser", "test_repro", "test_results_robustness", "test_run_plan", "test_run_robustness",
     "test_run_shards", "test_runner", "test_specificity", "test_sweep", "test_torch_flax_reduced_precision",
     "test_torch_mapping", "test_tox", "test_tract_adapter", "test_workflow", "test_executorch_adapter",
-    "test_torch_compile_adapter", "test_litert_adapter",
+    "test_torch_compile_adapter", "test_litert_adapter", "test_keras_onnx_backends",
+    "test_openvino_torch_adapter", "test_run_isolation", "test_report_dir_safety",
 })
 
 

@@ -447,3 +447,38 @@ def torch_lstm_gates_i_f_swapped(key, params: dict) -> dict:
             swapped[name] = np.ascontiguousarray(np.concatenate([f, i, g, o], axis=0))
     return swapped
 
+
+
+def keras_lstm_gates_i_f_swapped(weights: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """Keras-layout weights with an LSTM's gates i and f swapped (column blocks i, f, c, o of every
+    kernel and bias; the cell is read from the kernel's width, 4 * units)."""
+    swapped = {}
+    for name, arrays in weights.items():
+        units = arrays[1].shape[0] if len(arrays) > 1 else 0  # the recurrent kernel: (units, gates * units)
+        swapped[name] = [np.concatenate([a[..., units:2 * units], a[..., :units], a[..., 2 * units:]], axis=-1)
+                         if units and a.shape[-1] == 4 * units else a for a in arrays]
+    return swapped
+
+
+def _keras_onnx_gates_swapped(base: type) -> type:
+    """``base`` (a Keras ONNX-export row) with the LSTM i/f swap in the weights it feeds the export."""
+
+    class GatesSwapped(base):
+        name = f"{base.name}-gates-swapped"
+
+        def case_weights(self, case):
+            return keras_lstm_gates_i_f_swapped(super().case_weights(case))
+
+    GatesSwapped.__name__ = GatesSwapped.__qualname__ = f"{base.__name__}GatesSwapped"
+    return GatesSwapped
+
+
+def _keras_onnx_rows() -> tuple[type, type]:
+    from conformance.adapters.onnx.keras_export import OnnxKerasJaxAdapter, OnnxKerasTorchAdapter
+
+    return OnnxKerasJaxAdapter, OnnxKerasTorchAdapter
+
+
+# The porting bug in the conversion step of Keras 3's ONNX export rows (the weights fed to the
+# exported graph): `conformance run --adapter tests.faulty_adapters:OnnxKerasTorchGatesSwapped`.
+OnnxKerasJaxGatesSwapped, OnnxKerasTorchGatesSwapped = map(_keras_onnx_gates_swapped, _keras_onnx_rows())

@@ -107,14 +107,15 @@ def soak_behaviour(test: str) -> str:
 
 
 class SlowToLoadAdapter(OracleAdapter):
-    """Takes 4 s in its first ``available()``, as a big framework does to import on a busy machine."""
+    """Takes ``LOAD_SECONDS`` in its first ``available()``, as a big framework does to import on a busy machine."""
 
     name = "hostile-slow-to-load"
     loaded = False
+    LOAD_SECONDS = 12
 
     def available(self) -> str | None:
         if not self.loaded:
-            time.sleep(4)
+            time.sleep(self.LOAD_SECONDS)
             self.loaded = True
         return None
 
@@ -127,3 +128,155 @@ class HangingAtStartAdapter(OracleAdapter):
     def available(self) -> str | None:
         while True:
             time.sleep(60)
+
+
+# --- issue 29: what one adapter does must not bend a verdict -----------------------------------
+
+
+class InPlaceAdapter(OracleAdapter):
+    """Answers right, then writes into everything it was handed (an in-place optimisation gone
+    wide): x, the mask, the states, the weights, the tokens, even the expected answer."""
+
+    name = "hostile-in-place"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        outputs = super().run(case, device)
+        for array in (case.x, case.mask, case.tokens, case.embeddings, case.decoder_x, case.earlier_x,
+                      *(case.initial_state or ()), *(case.expected or ()),
+                      *(w for layer in case.weights.values() for w in layer.values())):
+            if array is not None:
+                array[...] = 0 if array.dtype.kind == "b" else array.flat[0] + 7
+        if case.mask is not None:
+            case.mask[..., 0] = True
+        return outputs
+
+
+class SeterrRaiseAdapter(OracleAdapter):
+    """Answers right (under an error state of its own), having made numpy raise on every
+    floating-point exception, process-wide, for whatever runs after it."""
+
+    name = "hostile-seterr"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        with np.errstate(all="ignore"):
+            outputs = super().run(case, device)
+        np.seterr(all="raise")
+        return outputs
+
+
+class TextOutputAdapter(OracleAdapter):
+    """Returns its first output as words (``str`` dtype) on LSTM cases, as ``None`` objects on GRU's."""
+
+    name = "hostile-text"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        outputs = super().run(case, device)
+        if case.cell == "lstm":
+            outputs[0] = np.full(outputs[0].shape, "wrong")
+        elif case.cell == "gru":
+            outputs[0] = np.full(outputs[0].shape, None, dtype=object)
+        return outputs
+
+
+class ChdirAdapter(OracleAdapter):
+    """Moves its process one directory deeper (``elsewhere/``, made where it stands) on every run."""
+
+    name = "hostile-chdir"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        os.makedirs("elsewhere", exist_ok=True)
+        os.chdir("elsewhere")
+        return super().run(case, device)
+
+
+class BellNameAdapter(OracleAdapter):
+    """A name with a bell and an escape in it: stored as ``\\x07`` and ``\\x1b``."""
+
+    name = "hostile-\x07bell\x1b"
+
+
+class NoneDevicesAdapter(OracleAdapter):
+    """``devices()`` returns None, not a list."""
+
+    name = "hostile-none-devices"
+
+    def devices(self):
+        return None
+
+
+class IntDevicesAdapter(OracleAdapter):
+    """``devices()`` returns an int."""
+
+    name = "hostile-int-devices"
+
+    def devices(self):
+        return 1
+
+
+class IntDeviceNameAdapter(OracleAdapter):
+    """``device_name()`` returns an int, not the device's name."""
+
+    name = "hostile-int-device-name"
+
+    def device_name(self, device: str):
+        return 0
+
+
+class BytesVersionsAdapter(OracleAdapter):
+    """``versions()`` has a bytes key."""
+
+    name = "hostile-bytes-versions"
+
+    def versions(self):
+        return {b"oracle": "1.0"}
+
+
+class SameNameAdapter(OracleAdapter):
+    """Another class that calls itself ``oracle``, as ``OracleAdapter`` does."""
+
+    name = "oracle"
+
+
+class KeyboardInterruptAdapter(OracleAdapter):
+    """Raises ``KeyboardInterrupt`` inside ``run`` on LSTM cases (no Ctrl-C was pressed)."""
+
+    name = "hostile-keyboard-interrupt"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        if case.cell == "lstm":
+            raise KeyboardInterrupt
+        return super().run(case, device)
+
+
+class LoudAdapter(OracleAdapter):
+    """Writes 20 MB to stderr on its first run."""
+
+    name = "hostile-loud"
+    said = False
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        if not self.said:
+            self.said = True
+            line = b"loud adapter: " + b"x" * 1010 + b"\n"
+            for _ in range(20_000):
+                os.write(2, line)
+        return super().run(case, device)
+
+
+class GrandchildAdapter(OracleAdapter):
+    """Leaves a process behind that would sleep for ten minutes (a worker pool, a compiler server);
+    its pid goes to the file ``$HOSTILE_GRANDCHILD_PID``."""
+
+    name = "hostile-grandchild"
+    started = False
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        if not self.started:
+            self.started = True
+            import subprocess
+            import sys
+
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            with open(os.environ["HOSTILE_GRANDCHILD_PID"], "w") as pid_file:
+                pid_file.write(str(child.pid))
+        return super().run(case, device)

@@ -288,3 +288,16 @@ def test_stateful_cases_need_their_earlier_call_and_only_they_have_one():
     plain = next(c for c in CASES if c.earlier_x is None)
     with pytest.raises(ValueError, match="go with a stateful layer"):
         dataclasses.replace(plain, reset_states=True)
+
+
+def test_no_two_dtype_rows_of_a_case_share_an_array_nor_with_the_case():
+    """What an adapter writes into one row's arrays reaches no other row (issue 29, item 1)."""
+    from tests.fixture_cases import fixture_cases
+
+    holes = next(c for c in fixture_cases() if c.option == "mask_holes" and "float64" in c.dtypes)
+    rows = [holes, holes.for_dtype("float32"), holes.for_dtype("float64"), holes.for_dtype("float32").fresh_copy()]
+    arrays = [[row.x, row.mask, *row.expected, *(w for layer in row.weights.values() for w in layer.values())]
+              for row in rows]
+    for n, first in enumerate(arrays):
+        for second in arrays[n + 1:]:
+            assert not any(np.shares_memory(a, b) for a, b in zip(first, second))

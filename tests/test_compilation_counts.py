@@ -112,10 +112,11 @@ def test_eager_adapters_report_no_count():
 
 
 @pytest.mark.slow
-def test_onnx_torch_exports_a_module_once(tmp_path, monkeypatch):
-    """torch.onnx.export keeps the time axis dynamic for a float32 LSTM: one export serves all three."""
-    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))  # a cache the machine may hold stays out
-    assert compilations_per_run("onnx-torch") == [1, 0, 0]
+def test_onnx_torch_exports_a_module_once(tmp_path):
+    """torch.onnx.export keeps the time axis dynamic for a float32 LSTM: one export serves all three.
+    In a fresh interpreter, as a run's adapter process is: torch state other tests of this worker left
+    (Dynamo's caches and settings) once made the third case export again (a full suite run, 2026-12-07)."""
+    assert compilations_in_fresh_interpreter("onnx-torch", tmp_path) == [1, 0, 0]
 
 
 @pytest.mark.slow

@@ -272,6 +272,21 @@ def an_input_edited_with_its_hash(d: Path) -> tuple[str, str]:
     return Path(file).name, "ULPs from the stored answer"
 
 
+def another_cases_valid_file_with_its_hash(d: Path) -> tuple[str, str]:
+    """A case's file replaced by the file of another case of the same layer and shapes: the
+    replay agrees (its answer fits its inputs); only regenerating the case's inputs and weights
+    from its definition tells that they are another case's."""
+    def alike(entry: dict) -> tuple[str, list[str]]:
+        with np.load(d / entry["file"]) as archive:
+            return json.dumps([entry[k] for k in ("spec", "output_shapes", "dtypes")]), archive.files
+
+    entries = read(d)["cases"]
+    victim, donor = next((a, b) for a in entries for b in entries if a is not b and alike(a) == alike(b))
+    shutil.copyfile(d / donor["file"], d / victim["file"])
+    rehash(d, victim["file"])
+    return Path(victim["file"]).name, f"is not the array case {victim['id']!r} generates"
+
+
 DAMAGE = [cases_as_an_object, files_as_an_array, manifest_as_an_array, schema_version_as_a_string,
           a_number_too_long_to_parse, an_unknown_top_level_field, an_entry_without_its_dtypes,
           an_entry_that_is_a_string, output_shapes_as_a_string, dtypes_empty, a_hash_that_is_no_sha256,
@@ -279,7 +294,7 @@ DAMAGE = [cases_as_an_object, files_as_an_array, manifest_as_an_array, schema_ve
           a_hash_no_case_uses, a_spec_edited_in_the_manifest, output_shapes_that_do_not_fit_the_file,
           a_path_climbing_out, an_absolute_path, a_symlink_leading_out, a_cases_dir_symlinked_out, a_symlink_loop,
           an_expected_value_edited_with_its_hash, an_expected_value_made_nan_with_its_hash,
-          an_input_edited_with_its_hash]
+          an_input_edited_with_its_hash, another_cases_valid_file_with_its_hash]
 
 
 def damaged(damage: Callable[[Path], tuple[str, str]]) -> str:

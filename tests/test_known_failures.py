@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +308,56 @@ def test_the_report_header_names_the_conformance_variables_and_the_adapters_devi
     process, _ = pytest_run(tmp_path, "no-such-case  # unused\n")
     assert "conformance environment: " in process.stdout
     assert "conformance adapter torch: cpu" in process.stdout
+
+
+# --- a user's list is the user's word: counted apart, named, called out when it explains much --
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_with_user_lists(tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path, Path, Path]:
+    """An adapter wrong on every GRU and LSTM tutorial result (8), under two user lists: one entry
+    for one result, then ``*``, which swallows the other 7."""
+    narrow, broad = tmp_path / "narrow.txt", tmp_path / "everything.txt"
+    narrow.write_text("gru-seq0-state0-constant-b1t3-tutorial[*]  # one result, explained\n")
+    broad.write_text("# a list that declares everything away\n*  # all fine, trust me\n")
+    report_dir = tmp_path / "reports"
+    process = subprocess.run([str(Path(sys.executable).with_name("conformance")), "run", "--adapter",
+                              "tests.hostile_adapters:NanAdapter", "--device", "cpu", "--dtype", "float32",
+                              "-k", "tutorial and (gru or lstm)", "--known-failures", str(narrow),
+                              "--known-failures", str(broad), "--report-dir", str(report_dir)],
+                             capture_output=True, text=True, timeout=3600, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    return process, report_dir, narrow, broad
+
+
+def test_a_users_list_is_counted_apart_named_and_called_out_where_results_are_counted(tmp_path):
+    process, report_dir, narrow, broad = run_with_user_lists(tmp_path)
+    assert process.returncode == 0, process.stdout + process.stderr  # the lists explain every fail
+    assert f"known differences from your list {narrow} (not the built-in, evidenced one): 1 result;" in process.stdout
+    assert f"known differences from your list {broad} (not the built-in, evidenced one): 7 results; " \
+           "per entry: '*' (line 2) 7" in process.stdout
+    assert f"CALLED OUT: {broad} explains 7 of the 8 results adapter hostile-nan computed" in process.stdout
+    assert f"CALLED OUT: {narrow}" not in process.stdout  # 1 of 8 is no more than 20%
+    assert "8 known differences (fails and errors the known-differences lists explain; 8 of them by your " \
+           "lists, not the built-in one)" in process.stdout
+
+    lists = json.loads((report_dir / "results.json").read_text())["user_known_lists"]
+    assert [(x["file"], x["results"], x["called_out"]) for x in lists] == [
+        (str(narrow), 1, []), (str(broad), 7, ["hostile-nan"])]
+    assert lists[1]["entries"] == [{"pattern": "*", "line": 2, "reason": "all fine, trust me", "results": 7}]
+    assert lists[1]["adapters"] == {"hostile-nan": {"known": 7, "computed": 8}}
+
+    html = (report_dir / "index.html").read_text()
+    assert f"Known differences from your list {broad}, not the built-in one" in html
+    assert "CALLED OUT: it explains 7 of the 8 results hostile-nan computed, more than 20%" in html
+    junit = (report_dir / "junit.xml").read_text()
+    assert junit.count(f"known difference from your list {broad}, not the built-in one") == 7
+    assert f"{broad}: explained 7 results; CALLED OUT for hostile-nan: 7 of 8 results" in junit
+
+    rendered = subprocess.run([str(Path(sys.executable).with_name("conformance")), "report",
+                               str(report_dir / "results.json"), "-o", str(tmp_path / "again")],
+                              capture_output=True, text=True, timeout=3600)
+    assert rendered.returncode == 0, rendered.stderr  # the file passes the suite's own schema
+    assert "CALLED OUT" in (tmp_path / "again" / "index.html").read_text()

@@ -42,7 +42,10 @@ suite only calls the members). Optional members, used when present:
 
 ``load_adapter`` (``conformance.adapters``) checks the five required members
 and fills in the optional ones once, as a ``LoadedAdapter``: everything past
-loading calls every member without probing.
+loading calls every member without probing. An answer of ``devices()``,
+``device_name()`` or ``versions()`` of another type than the one above is a
+``ContractBreach`` (``contract_breach``): every result of that adapter is an
+error naming the member and its answer.
 
 An adapter converts *conventions* (transposes, gate reorders, bias splits, a
 time flip, list assembly); it never computes values the framework didn't.
@@ -55,7 +58,7 @@ Framework imports belong inside methods, so listing adapters imports nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -99,7 +102,8 @@ class Reproducer:
     values under, one per entry of ``case.output_names``). ``model_file`` is the
     file ``model_bytes`` is written to (``model.onnx``, ``model.tflite``), or
     None where the script builds the model itself from the feeds (an eager or
-    compiled framework path: ``model_path`` is then None).
+    compiled framework path: ``model_path`` is then None). ``side_files``: further files the
+    model file refers to, written beside it (OpenVINO IR's ``model.bin`` beside ``model.xml``).
     """
 
     model_file: str | None
@@ -109,6 +113,7 @@ class Reproducer:
     runner: str
     runtime: str
     how: str
+    side_files: dict[str, bytes] = field(default_factory=dict)
 
 
 REQUIRED_MEMBERS = ("name", "available", "devices", "supports", "run")
@@ -221,6 +226,75 @@ def declared_devices_of(adapter: object) -> tuple[str, ...]:
         raise ValueError(f"declared_devices must be a non-empty tuple of device names such as "
                          f"('cpu', 'cuda'), not {declared!r}"[:300])
     return tuple(declared)
+
+
+class ContractBreach(TypeError):
+    """An adapter member answered with a type the contract does not allow (``devices()`` None,
+    ``versions()`` with a bytes key, ...): an error of that adapter, in one line, never a results
+    file the suite's own schema refuses."""
+
+
+def _breach(adapter: LoadedAdapter, call: str, answer: object, expected: str) -> ContractBreach:
+    return ContractBreach(f"adapter {adapter.name!r} broke the contract: {call} returned "
+                          f"{_short_repr(answer)}; expected {expected}")
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a repr that raises still names the type
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def checked_devices(adapter: LoadedAdapter) -> list[str]:
+    """``adapter.devices()``, a list of device names, or ContractBreach."""
+    devices = adapter.devices()
+    if not isinstance(devices, (list, tuple)) or not all(isinstance(device, str) for device in devices):
+        raise _breach(adapter, "devices()", devices, "a list of device names such as ['cpu']")
+    return list(devices)
+
+
+def checked_device_name(adapter: LoadedAdapter, device: str) -> str:
+    """``adapter.device_name(device)``, a str, or ContractBreach."""
+    name = adapter.device_name(device)
+    if not isinstance(name, str):
+        raise _breach(adapter, f"device_name({device!r})", name, "a str")
+    return name
+
+
+def checked_versions(adapter: LoadedAdapter) -> dict[str, str]:
+    """``adapter.versions()``, a dict of str to str, or ContractBreach."""
+    versions = adapter.versions()
+    if not isinstance(versions, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in versions.items()):
+        raise _breach(adapter, "versions()", versions, "a dict of framework name to version, both str")
+    return versions
+
+
+def contract_breach(adapter: LoadedAdapter, device: str) -> str | None:
+    """What an available adapter's ``devices()``, ``device_name(device)`` (for a device it sees)
+    and ``versions()`` answered against the contract, in one line; None when every answer fits."""
+    try:
+        if device in checked_devices(adapter):
+            checked_device_name(adapter, device)
+        checked_versions(adapter)
+    except ContractBreach as exc:
+        return str(exc)
+    return None
+
+
+def check_distinct_names(adapters: dict[str, LoadedAdapter]) -> None:
+    """ValueError (one line) when two adapters asked for (``--adapter`` as given -> adapter) share a
+    ``name``: results are keyed by it, and two adapters' results under one key would each pass once
+    and fail once."""
+    seen: dict[str, str] = {}
+    for requested, adapter in adapters.items():
+        if adapter.name in seen and seen[adapter.name] != requested:
+            raise ValueError(f"adapters {seen[adapter.name]!r} and {requested!r} are both named "
+                             f"{adapter.name!r}: results are keyed by the adapter's name, so a run takes "
+                             "one adapter of each name")
+        seen.setdefault(adapter.name, requested)
 
 
 def _no_versions() -> dict[str, str]:

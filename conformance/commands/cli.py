@@ -288,11 +288,9 @@ def command_report(args: argparse.Namespace) -> int:
     each checked before any is written, under the dir's lock.
     """
     from conformance.files import REPORT_FILES, check_outputs_in
-    from conformance.report import render_report
-    from conformance.results.junit import write_junit
+    from conformance.report import write_report
     from conformance.results.lock import ReportDirBusy, ReportDirLock
     from conformance.results.reading import expand, load_any
-    from conformance.results.records import records_of, write_json_atomic
 
     sources = expand(args.results)
     own_results = len(sources) == 1 and sources[0].resolve() == (args.output_dir / "results.json").resolve()
@@ -302,10 +300,7 @@ def command_report(args: argparse.Namespace) -> int:
         lock = ReportDirLock(args.output_dir).acquire()
     except ReportDirBusy as exc:
         raise UsageError(str(exc)) from None
-    if not own_results:
-        write_json_atomic(args.output_dir / "results.json", document)
-        write_junit(args.output_dir / "junit.xml", records_of(document))
-    path = render_report(document, args.output_dir)
+    path = write_report(document, args.output_dir, ("index.html",) if own_results else REPORT_FILES)
     lock.release()
     print(f"report: {path} ({len(sources)} results file(s), {len(document['results'])} results)")
     return EXIT_OK

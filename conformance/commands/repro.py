@@ -1,6 +1,7 @@
 """``conformance repro TEST_ID -o DIR``: one adapter's result as a standalone reproducer.
 
-    DIR/model.*        the model as the adapter ran it (model.onnx, model.tflite, model.pte, model.keras;
+    DIR/model.*        the model as the adapter ran it (model.onnx, model.tflite, model.pte, model.keras,
+                       OpenVINO IR model.xml + model.bin;
                        none where the script builds it itself, as for torch.compile)
     DIR/inputs.npz     the feeds the script's run_model takes
     DIR/expected.npz   the Keras outputs (float64 golden values), by output name
@@ -30,7 +31,7 @@ from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import check_outputs_in, write_bytes_atomic, write_text_atomic
 from conformance.matrix.case import DTYPES, Case
 
-MODEL_FILES = ("model.onnx", "model.tflite", "model.pte", "model.keras")
+MODEL_FILES = ("model.onnx", "model.tflite", "model.pte", "model.keras", "model.xml", "model.bin")
 FILES = (*MODEL_FILES, "inputs.npz", "expected.npz", "repro.py")
 TEST_ID = re.compile(r"(?P<case>[^\[\]]+)\[(?P<adapter>.+)-(?P<device>cpu|cuda)-(?P<dtype>" + "|".join(DTYPES) + r")\]")
 
@@ -96,6 +97,8 @@ def write_repro(directory: Path, test_id: str, bound: Case, case: Case, adapter:
     directory.mkdir(parents=True, exist_ok=True)
     if made.model_file is not None:
         write_bytes_atomic(directory / made.model_file, made.model_bytes)
+    for name, data in made.side_files.items():
+        write_bytes_atomic(directory / name, data)
     write_bytes_atomic(directory / "inputs.npz", npz(made.feeds))
     write_bytes_atomic(directory / "expected.npz", npz(expected))
     write_text_atomic(directory / "repro.py", script(test_id, bound, adapter, made, device))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from conformance import __version__
 from conformance.adapters import adapter_paths, load_adapter
-from conformance.adapters.contract import LoadedAdapter
+from conformance.adapters.contract import LoadedAdapter, check_distinct_names
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from conformance.commands.supervisor import (
     INTERRUPTED,
@@ -59,8 +59,8 @@ from conformance.results.records import (
     results_document,
     run_selection,
     unexpected_count,
-    write_json_atomic,
 )
+from conformance.results.user_lists import user_known_lists, user_list_lines
 from conformance.verdict.known_differences import Audit, KnownFailures, known_failure_files, load_known_failures
 
 PROGRESS_EVERY = 5.0
@@ -115,6 +115,10 @@ def validated_options(args: argparse.Namespace) -> dict:
             raise UsageError(f"{flag} {seconds:g}: expected a finite number of seconds > 0")
     adapters = {requested: load_adapter(requested)  # UnknownAdapterError -> one line, exit 2
                 for requested in args.adapter or list(adapter_paths())}
+    try:
+        check_distinct_names(adapters)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     check_outputs(args.report_dir)
     check_onnx_opset(args.onnx_opset)
     builtin = not args.no_builtin_known_failures
@@ -235,8 +239,7 @@ def adapter_summaries(groups: list[GroupRun]) -> dict:
 
 def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun], fixtures_dir: Path,
                   complete: bool, created: str, audit: Audit | None, options: dict) -> dict:
-    from conformance.report import render_report
-    from conformance.results.junit import write_junit
+    from conformance.report import write_report
 
     document = results_document(records, complete=complete, created=created,
                                 fixtures_sha256=manifest_sha256(fixtures_dir), machine=machine_info(),
@@ -246,11 +249,11 @@ def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun
                                 selection=run_selection(keyword=options["keyword"], device=options["device"],
                                                         dtype=options["dtype"],
                                                         adapters=[a.name for a in options["adapters"].values()],
-                                                        covering=covering_record(options)))
+                                                        covering=covering_record(options)),
+                                user_known_lists=user_known_lists(options["known"], records, {
+                                    name: entry.get("versions") for name, entry in adapter_summaries(groups).items()}))
     check_outputs(report_dir)  # still writable: nothing is replaced unless everything can be
-    write_json_atomic(report_dir / "results.json", document)
-    write_junit(report_dir / "junit.xml", records_of(document))
-    render_report(document, report_dir)
+    write_report(document, report_dir)
     return document
 
 
@@ -299,8 +302,10 @@ def summary_table(document: dict) -> str:
         lines.append(f"{' and '.join(REDUCED_PRECISION)} rows (the reduced-precision rule, counted apart):")
         lines += outcome_table(reduced)
     totals = document["counts"]
+    by_user = sum(listed["results"] for listed in document.get("user_known_lists") or [])
     lines.append(f"{unexpected_count(totals)} unexpected (fail, error), {totals['known']} known differences "
-                 f"(fails and errors the known-differences lists explain)")
+                 f"(fails and errors the known-differences lists explain"
+                 + (f"; {by_user} of them by your lists, not the built-in one)" if by_user else ")"))
     if document.get("planned") is not None and document["produced"] != document["planned"]:
         missing = document["planned"] - document["produced"]
         lines.append(f"{document['produced']} of {document['planned']} planned results produced; of the other "
@@ -385,12 +390,15 @@ class StopOnSignal:
 
 
 def prepare_report_dir(report_dir: Path) -> Path:
-    """The locked report dir with an empty ``streams/``: no earlier run's stream can be merged in."""
+    """The locked report dir with an empty ``streams/``: no earlier run's stream can be merged in.
+    A ``streams`` that is a link is removed, not followed: nothing is written outside the report dir."""
     try:
         ReportDirLock(report_dir).acquire()  # held until this process ends
     except ReportDirBusy as exc:
         raise UsageError(str(exc)) from None
     stream_dir = report_dir / "streams"
+    if stream_dir.is_symlink():
+        stream_dir.unlink()
     shutil.rmtree(stream_dir, ignore_errors=True)
     stream_dir.mkdir(parents=True, exist_ok=True)
     return stream_dir
@@ -438,7 +446,7 @@ def run_command(args: argparse.Namespace) -> int:
         document = write_outputs(args.report_dir, records, groups, fixtures_dir, complete, created, audit,
                                  options)
     print(summary_table(document))
-    for line in unexpected_lines(document) + unmatched_lines(audit):
+    for line in user_list_lines(document) + unexpected_lines(document) + unmatched_lines(audit):
         print(line)
     print(f"reports: {args.report_dir / 'index.html'}, results.json, junit.xml"
           + ("" if complete else "  (INCOMPLETE run)"))

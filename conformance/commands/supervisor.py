@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.jsonsafe import safe_text
 from conformance.matrix.case import Case
 from conformance.plugin import SUPERVISOR_VARIABLE
 from conformance.results.records import REDUCED_PRECISION_KEY, JsonlWriter, Record, make_record, parse_json, read_jsonl
@@ -30,6 +31,8 @@ from conformance.results.records import REDUCED_PRECISION_KEY, JsonlWriter, Reco
 TEST_MODULE = Path(__file__).resolve().parent.parent / "test_conformance.py"
 # At most 64 KiB of a lost test's stderr: its first lines say what happened, its last where.
 STDERR_HEAD, STDERR_TAIL = 4 * 1024, 60 * 1024
+# At most 2 MiB of each process's in the raw streams/*.stderr (cap_stderr_file).
+STDERR_FILE_HEAD, STDERR_FILE_TAIL = 1024 * 1024, 1024 * 1024
 INTERRUPTED = "not run: the run was interrupted (Ctrl-C or SIGTERM) before this test"
 
 
@@ -196,12 +199,34 @@ def reap(group: GroupRun, block: bool = False) -> int | None:
 
 
 def kill(group: GroupRun) -> None:
-    if group.process and reap(group) is None:
-        try:
-            os.killpg(group.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        reap(group, block=True)
+    """End the adapter process and its whole process group, ended or not: what it started (a
+    worker pool, a compiler server) must not outlive it and run on after the run."""
+    if group.process is None:
+        return
+    try:
+        os.killpg(group.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the process and all it started have ended
+        pass
+    reap(group, block=True)
+
+
+def cap_stderr_file(group: GroupRun) -> None:
+    """Cut what the process that just ended wrote to the stderr file to its first and last
+    ``STDERR_FILE_HEAD`` / ``STDERR_FILE_TAIL`` bytes, as records are cut: an adapter that prints
+    without end must not fill the report dir (the records took their part already)."""
+    try:
+        size = group.stderr_path.stat().st_size
+        omitted = size - group.stderr_offset - STDERR_FILE_HEAD - STDERR_FILE_TAIL
+        if omitted <= 0:
+            return
+        with open(group.stderr_path, "r+b") as stderr:
+            stderr.seek(size - STDERR_FILE_TAIL)
+            tail = stderr.read(STDERR_FILE_TAIL)
+            stderr.seek(group.stderr_offset + STDERR_FILE_HEAD)
+            stderr.write(f"\n[... {omitted} bytes of stderr omitted ...]\n".encode() + tail)
+            stderr.truncate()
+    except OSError:  # the raw file is a help; the records hold what the verdict needs
+        pass
 
 
 def append_error(group: GroupRun, cases: dict[str, Case], options: dict, test_id: str, why: str,
@@ -303,6 +328,8 @@ def supervise(group: GroupRun, cases: dict[str, Case], options: dict,
             break
         before = group.done
         ended = run_process(group, cases, options, on_progress, resume=group.restarts > 0)
+        kill(group)  # anything the adapter process left behind
+        cap_stderr_file(group)
         if ended is None:
             group.ended = INTERRUPTED
             break
@@ -324,9 +351,14 @@ def safe_name(adapter: str) -> str:
 
 
 def new_group(adapter: str, planned: list[str], work_dir: Path, shard: str = "") -> GroupRun:
-    """A group whose plan file is written and whose earlier stream and stderr are gone."""
+    """A group whose plan file is written and whose earlier stream and stderr are gone.
+
+    The plan file holds the test ids as the adapter process builds them; the group holds them as
+    its stream stores them (``safe_text``: an adapter name's control characters as ``\\xNN``),
+    which is how it finds them there."""
     name = safe_name(adapter) + (f".{shard.replace('/', 'of')}" if shard else "")
-    group = GroupRun(adapter=adapter, planned=planned, stream=work_dir / f"{name}.jsonl",
+    group = GroupRun(adapter=adapter, planned=[safe_text(test_id) for test_id in planned],
+                     stream=work_dir / f"{name}.jsonl",
                      group_json=work_dir / f"{name}.json", stderr_path=work_dir / f"{name}.stderr",
                      plan_path=work_dir / f"{name}.plan.json", shard=shard)
     for leftover in (group.stream, group.stderr_path, group.group_json):

@@ -30,7 +30,9 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,9 +53,11 @@ SCHEMA = "rnn-conformance/sweep/1"
 ADAPTER_EXTRAS = {
     "keras-tensorflow": ("keras", "tensorflow"), "keras-jax": ("keras", "jax"), "keras-torch": ("keras", "torch"),
     "tf-keras": ("keras", "tensorflow"), "torch": ("torch",), "flax": ("jax",),
-    "onnx-keras": ("keras", "onnx", "tensorflow"),
+    "onnx-keras": ("keras", "onnx", "tensorflow"), "onnx-keras-jax": ("jax", "jax2onnx", "keras", "onnx"),
+    "onnx-keras-torch": ("keras", "onnx", "torch"),
     "onnx-torch": ("onnx", "torch"), "onnx-native": ("onnx",), "onnx-native-layout1": ("onnx",),
-    "openvino": ("openvino",), "openvino-inputs": ("openvino",), "tract": ("tract",), "tract-inputs": ("tract",),
+    "openvino": ("openvino",), "openvino-inputs": ("openvino",), "openvino-torch": ("openvino", "torch"),
+    "tract": ("tract",), "tract-inputs": ("tract",),
     "executorch": ("executorch",),
     "torch-compile": ("torch",),
     "litert-keras": ("keras", "litert"), "litert-tf-keras": ("keras", "litert", "tensorflow"),
@@ -166,16 +170,32 @@ def environment_key(sweep: Sweep, version: str, root: Path) -> str:
              requirements_for(sweep, version), requirements_for(sweep, None),
              NO_DEPS_REQUIREMENTS.get(sweep.adapter, ())]
     digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
-    return f"{sweep.adapter}-{sweep.package}-{version}-{digest}"
+    return path_part(f"{sweep.adapter}-{sweep.package}-{version}-{digest}")
+
+
+def path_part(name: str) -> str:
+    """``name`` as one safe path component: a ``module:Class`` adapter's ``:`` (which ``venv``
+    refuses: it separates PATH) and any ``/`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", name)
 
 
 def _pip(python: Path, arguments: list[str]) -> None:
     done = subprocess.run([str(python), *PIP, *arguments], capture_output=True, text=True)
     if done.returncode != 0:
         said = done.stderr + done.stdout
-        lines = [line for line in said.splitlines() if line.startswith("ERROR")]
-        raise InstallFailed((lines[0] if lines else f"pip exited {done.returncode}")[:300],
+        raise InstallFailed(pip_refusal(said, done.returncode),
                             conflict="ResolutionImpossible" in said or "conflicting dependencies" in said)
+
+
+def pip_refusal(said: str, returncode: int) -> str:
+    """Why pip refused, in a line: "no such version" for a requirement no index holds, else pip's
+    first ERROR line that says why (not its notes on versions it ignored for another Python)."""
+    missing = re.search(r"^ERROR: No matching distribution found for (\S+)", said, re.MULTILINE)
+    if missing:
+        return f"no such version: pip finds no {missing.group(1)} for this Python and platform"
+    lines = [line for line in said.splitlines()
+             if line.startswith("ERROR") and not line.startswith("ERROR: Ignored the following")]
+    return (lines[0] if lines else f"pip exited {returncode}")[:300]
 
 
 def _new_environment(path: Path) -> Path:
@@ -238,10 +258,12 @@ def run_version(sweep: Sweep, run: VersionRun, bin_dir: Path, output: Path) -> N
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=environment, errors="replace")
-    last = ""
-    for line in process.stdout:
-        last = line.strip() or last
-        print(f"  {run.label}: {line.rstrip()}", file=sys.stderr, flush=True)
+    try:
+        last = pass_through(process, run.label)
+    except KeyboardInterrupt:
+        run.run_exit, run.run_s = stop_run(process, run.label), round(time.monotonic() - started, 1)
+        run.run_note = f"interrupted; its INCOMPLETE report: {report_dir}"
+        raise
     run.run_exit = process.wait()
     run.run_s = round(time.monotonic() - started, 1)
     if (report_dir / "results.json").is_file() and run.run_exit in (0, 1):
@@ -250,6 +272,30 @@ def run_version(sweep: Sweep, run: VersionRun, bin_dir: Path, output: Path) -> N
         run.versions = (document.get("adapters", {}).get(sweep.adapter) or {}).get("versions") or {}
     else:
         run.run_note = f"conformance run exited {run.run_exit}: {last[:300]}"
+
+
+def pass_through(process: subprocess.Popen, label: str) -> str:
+    """The run's output, each line prefixed with the version's label; returns its last non-empty line."""
+    last = ""
+    for line in process.stdout:
+        last = line.strip() or last
+        print(f"  {label}: {line.rstrip()}", file=sys.stderr, flush=True)
+    return last
+
+
+def stop_run(process: subprocess.Popen, label: str) -> int:
+    """Ctrl-C during a version's run: the run is asked to stop (SIGINT, which it answers by writing
+    its INCOMPLETE report) and waited for, its output still read (a closed pipe would kill it
+    before it writes); a further Ctrl-C cannot cut that short. Returns its exit status."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        print(f"sweep: interrupted; waiting for the run of {label} to write its report", file=sys.stderr, flush=True)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        pass_through(process, label)
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def sweep_versions(sweep: Sweep, output: Path, venv_dir: Path) -> list[VersionRun]:
@@ -267,10 +313,12 @@ def sweep_versions(sweep: Sweep, output: Path, venv_dir: Path) -> list[VersionRu
         print(f"sweep: [{number}/{len(sweep.versions)}] {run.label}: {run.install}"
               f"{' (' + run.install_note + ')' if run.install_note else ''} in {run.install_s:g} s",
               file=sys.stderr, flush=True)
-        if run.install != "failed":
-            run_version(sweep, run, bin_dir, output)
-        runs.append(run)
-        write_sweep_file(sweep, runs, output)
+        try:
+            if run.install != "failed":
+                run_version(sweep, run, bin_dir, output)
+        finally:  # an interrupted version has its row too
+            runs.append(run)
+            write_sweep_file(sweep, runs, output)
     return runs
 
 
@@ -330,7 +378,7 @@ def sweep_command(args: argparse.Namespace) -> int:
             _name(requirement)
         except Exception:  # noqa: BLE001 - packaging's InvalidRequirement
             raise UsageError(f"--with {requirement!r}: not a pip requirement") from None
-    output = args.output or Path("reports") / f"sweep-{args.adapter}-{package}"
+    output = args.output or Path("reports") / path_part(f"sweep-{args.adapter}-{package}")
     check_output_dir(output)
     venv_dir = args.venv_dir or ((cache_root() or output) / "sweep-venvs")
     check_output_dir(venv_dir)

@@ -127,21 +127,37 @@ class Case:
         return tolerance_for(dtype or self.dtype, steps)
 
     def for_dtype(self, dtype: str) -> Case:
-        """This case with every input and weight cast to ``dtype``."""
+        """This case with every input and weight cast to ``dtype``: arrays of its own, the mask, the
+        tokens and the answer included (``fresh_copy``), so that nothing an adapter writes into
+        them reaches another dtype's row of the case."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not allowed; expected one of {DTYPES}")
         numpy_type = numpy_dtype(dtype)
-        cast = (lambda a: None if a is None else np.asarray(a).astype(numpy_type))
+        return self._with_arrays(lambda a: np.asarray(a).astype(numpy_type), dtype=dtype)
+
+    def fresh_copy(self) -> Case:
+        """This case with a copy of every array: what an adapter is handed (``check_case``), so that
+        what it writes into its inputs (an in-place optimisation) reaches no verdict."""
+        return self._with_arrays(lambda a: np.array(a, copy=True))
+
+    def _with_arrays(self, convert, **changes) -> Case:
+        """This case with ``convert`` applied to x, the states and weights (the inputs an adapter
+        reads in the case's dtype), and a copy of the mask, tokens and answer (which keep theirs)."""
+        convert_or_none = (lambda a: None if a is None else convert(a))
+        copy_or_none = (lambda a: None if a is None else np.array(a, copy=True))
         return dataclasses.replace(
             self,
-            dtype=dtype,
-            x=cast(self.x),
-            decoder_x=cast(self.decoder_x),
-            embeddings=cast(self.embeddings),
-            earlier_x=cast(self.earlier_x),
+            x=convert(self.x),
+            decoder_x=convert_or_none(self.decoder_x),
+            embeddings=convert_or_none(self.embeddings),
+            earlier_x=convert_or_none(self.earlier_x),
             initial_state=None if self.initial_state is None
-            else tuple(cast(s) for s in self.initial_state),
-            weights={name: {k: cast(v) for k, v in w.items()} for name, w in self.weights.items()},
+            else tuple(convert(s) for s in self.initial_state),
+            weights={name: {k: convert(v) for k, v in w.items()} for name, w in self.weights.items()},
+            mask=copy_or_none(self.mask),
+            tokens=copy_or_none(self.tokens),
+            expected=None if self.expected is None else tuple(np.array(a, copy=True) for a in self.expected),
+            **changes,
         )
 
     def describe(self) -> str:

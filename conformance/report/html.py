@@ -30,14 +30,17 @@ from typing import Any
 
 import jinja2
 
+from conformance.files import REPORT_FILES, OutputPathError, write_texts_atomic
 from conformance.matrix.case import is_reduced_precision
 from conformance.matrix.spec import CELLS
+from conformance.results.junit import junit_xml
 from conformance.results.messages import short_message
 from conformance.results.records import (
     OUTCOMES,
     UNEXPECTED,
     Record,
     document_machines,
+    json_text,
     outcome_counts,
     records_of,
     reduced_precision_label,
@@ -45,6 +48,7 @@ from conformance.results.records import (
     write_text_atomic,
 )
 from conformance.results.regression import CATEGORIES, NOISE_FLOOR, REGRESSING, match_key
+from conformance.results.user_lists import CALLED_OUT_SHARE
 from conformance.verdict.compare import WINDOW
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -651,11 +655,32 @@ def environment() -> jinja2.Environment:
 
 def render_report(document: dict[str, Any], out_dir: Path) -> Path:
     """Write ``out_dir/index.html`` (atomically) for a results document; return its path."""
-    view = build_view(document)
-    html = environment().get_template("report.html.j2").render(view=view, title="RNN conformance report")
     path = Path(out_dir) / "index.html"
-    write_text_atomic(path, html)
+    write_text_atomic(path, report_html(document))
     return path
+
+
+def write_report(document: dict[str, Any], out_dir: Path, names: tuple[str, ...] = REPORT_FILES) -> Path:
+    """The report files ``names`` of a results document, replaced together: a write that fails
+    (a full disk) leaves the report there before whole, and is one line (OutputPathError), not a
+    traceback. Returns the path of ``index.html``."""
+    out_dir = Path(out_dir)
+    texts = {"results.json": lambda: json_text(document, indent=1) + "\n",
+             "junit.xml": lambda: junit_xml(records_of(document), document.get("user_known_lists")),
+             "index.html": lambda: report_html(document)}
+    try:
+        write_texts_atomic({out_dir / name: texts[name]() for name in names})
+    except OSError as exc:
+        raise OutputPathError(f"could not write the report in {out_dir}: {exc.strerror or exc}; "
+                              "the report there before is unchanged") from None
+    return out_dir / "index.html"
+
+
+def report_html(document: dict[str, Any]) -> str:
+    """The HTML report of a results document (what ``render_report`` writes)."""
+    return environment().get_template("report.html.j2").render(view=build_view(document),
+                                                               title="RNN conformance report",
+                                                               called_out_share=CALLED_OUT_SHARE)
 
 
 def render_regression(regression, baseline: dict[str, Any], current: dict[str, Any],

@@ -54,7 +54,8 @@ def seconds(value: Any) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def testcase(record: Record) -> ET.Element:
+def testcase(record: Record, user_list: str | None = None) -> ET.Element:
+    """``user_list``: the user's known-differences file that explained this result, if one did."""
     case = ET.Element("testcase", classname=f"conformance.{xml_text(record.adapter)}",
                       name=xml_text(record.test_id), time=f"{seconds(record.duration_s):.6f}")
     kind, message = record.outcome, record.message
@@ -63,6 +64,11 @@ def testcase(record: Record) -> ET.Element:
     elif kind == "error":
         element = ET.SubElement(case, "error", type="error", message=_message(message))
         element.text = xml_text(record.stderr or message)
+    elif kind == "known" and user_list:
+        element = ET.SubElement(case, "skipped", type="known difference (your list)",
+                                message=_message(f"known difference from your list {user_list}, not the built-in "
+                                                 f"one: {record.known}"))
+        element.text = xml_text(f"{record.status}: {message}")
     elif kind == "known":
         element = ET.SubElement(case, "skipped", type="known difference",
                                 message=_message(f"known difference: {record.known}"))
@@ -74,14 +80,29 @@ def testcase(record: Record) -> ET.Element:
     return case
 
 
-def junit_xml(records: list[Record]) -> str:
+def junit_xml(records: list[Record], user_lists: list[dict[str, Any]] | None = None) -> str:
+    """``user_lists``: the document's ``user_known_lists``; each is a ``<property>`` of the suite,
+    and each result one of them explained says so in its ``<skipped>``."""
     counts = outcome_counts(records)
     suite = ET.Element("testsuite", name="rnn-conformance", tests=str(len(records)),
                        failures=str(counts["fail"]), errors=str(counts["error"]),
                        skipped=str(counts["known"] + counts["unsupported"] + counts["skipped"] + counts["not_run"]),
                        time=f"{sum(seconds(r.duration_s) for r in records):.3f}")
-    suite.extend(testcase(record) for record in records)
+    if user_lists:
+        properties = ET.SubElement(suite, "properties")
+        for listed in user_lists:
+            ET.SubElement(properties, "property", name="known-differences list (yours, not the built-in one)",
+                          value=xml_text(user_list_summary(listed)))
+    by_list = {test_id: listed["file"] for listed in user_lists or () for test_id in listed["test_ids"]}
+    suite.extend(testcase(record, by_list.get(record.test_id)) for record in records)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def user_list_summary(listed: dict[str, Any]) -> str:
+    """One user list in a line: its file, what it explained, and the adapters it is called out for."""
+    called = "; ".join(f"CALLED OUT for {name}: {listed['adapters'][name]['known']} of "
+                       f"{listed['adapters'][name]['computed']} results" for name in listed["called_out"])
+    return f"{listed['file']}: explained {listed['results']} results" + (f"; {called}" if called else "")
 
 
 def write_junit(path, records: list[Record]) -> None:

@@ -6,7 +6,9 @@ plugin when it is not an adapter process of such a run) takes
 ``REPORT_DIR/.conformance.lock`` with ``flock`` first; a second writer is
 refused with one line naming the holder. The kernel releases the lock when
 its process ends, however it ends (even SIGKILL), so a stale lock never
-blocks a later run.
+blocks a later run. A lock path that is a symbolic link (planted, or left
+by something else) is replaced by a file of our own: the lock never opens,
+truncates or writes whatever the link points at.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class ReportDirLock:
 
     def acquire(self) -> ReportDirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -43,6 +45,13 @@ class ReportDirLock:
         os.write(fd, f"pid {os.getpid()}".encode())
         self.fd = fd
         return self
+
+    def _open(self) -> int:
+        """The lock file, opened without following a link: a link in its place is removed first
+        (O_NOFOLLOW: one planted after that is refused, never followed)."""
+        if self.path.is_symlink():
+            self.path.unlink()  # the link only, never its target
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
 
     def release(self) -> None:
         if self.fd is not None:

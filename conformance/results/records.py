@@ -9,7 +9,8 @@ At the end the streams are merged into ``results.json``, written atomically
      "fixtures_sha256": ..., "machine": {...}, "machines": {id: {...}}, "adapters": {name: {...}},
      "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
      "known_unmatched": [pattern, ...], "suite_version": "0.1.0",
-     "selection": {"keyword": ..., "device": ..., "dtype": ..., "adapters": [...]}, "results": [record, ...]}
+     "selection": {"keyword": ..., "device": ..., "dtype": ..., "adapters": [...]},
+     "user_known_lists": [{"file": ..., "results": n, ...}, ...], "results": [record, ...]}
 
 A record is a ``Record``; its key is ``test_id`` (``case[adapter-device-dtype]``)
 and its ``status`` is one of ``STATUSES``. What a record means for the run is
@@ -28,6 +29,8 @@ results mean something.
 run could check and those it found matching no result
 (``conformance.verdict.known_differences.KnownFailures.audit``); both are null when the
 run checked none (an interrupted run, or an older file).
+``user_known_lists`` is what each of the user's known-differences lists explained,
+counted apart from the built-in list (``conformance.results.user_lists``).
 
 ``machines`` holds every machine that produced a result (id -> ``machine_info()``),
 and each record its machine's id (``machine``), so results merged from several
@@ -269,7 +272,8 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
                      adapters: dict[str, dict[str, Any]], known_checked: list[str] | None = None,
                      known_unmatched: list[str] | None = None, planned: int | None = None,
                      machines: dict[str, dict[str, Any]] | None = None, suite_version: str | None = None,
-                     selection: dict[str, Any] | None = None) -> dict[str, Any]:
+                     selection: dict[str, Any] | None = None,
+                     user_known_lists: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The results.json document; its ``results`` are in JSON form, sorted by test id, all ``json_safe``.
 
     Made safe here, so that the document a run renders and the one it writes are the same.
@@ -281,6 +285,8 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
     ``suite_version`` (``conformance.__version__``) and ``selection``
     (``run_selection``: what the run was asked to run) say what a comparison of two
     runs can count on; None where unknown (a raw stream, an older file).
+    ``user_known_lists`` (``conformance.results.user_lists``): what each of the user's
+    known-differences lists explained ([]: the run had none; None: not known, as in a merge)
     """
     if machines is None:
         machines = {machine_id(machine): machine} if machine else {}
@@ -291,6 +297,7 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
             "fixtures_sha256": fixtures_sha256, "machine": machine, "machines": machines, "adapters": adapters,
             "counts": outcome_counts(ordered), "known_checked": known_checked,
             "known_unmatched": known_unmatched, "suite_version": suite_version, "selection": selection,
+            "user_known_lists": user_known_lists,
             "results": [r.to_dict() for r in ordered]})
 
 

@@ -6,8 +6,12 @@ The conformance tests, the benchmark and the developer loop all go through
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,11 @@ from conformance.verdict.compare import Verdict, compare_outputs
 from conformance.verdict.diagnosis import diagnose
 
 MAX_ERROR_TEXT = 4000
+# numpy's own defaults: the verdict is judged under them, whatever state an adapter left numpy in
+# (np.seterr(all="raise") in an adapter made a float16 ULP figure's cast raise, issue 29)
+VERDICT_ERRSTATE = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
+RAISED_INTERRUPT = ("KeyboardInterrupt: raised inside the adapter's run, no Ctrl-C having reached the "
+                    "process (the adapter's own, or its framework's)")
 
 
 @dataclass
@@ -51,25 +60,61 @@ def check_case(adapter: LoadedAdapter | Adapter, case: Case, device: str, diagno
 
     On an accelerator the case runs twice: bit-different answers are recorded
     (``run_info["repeatable"]``), since GPU kernels may be non-deterministic.
+
+    What one adapter does must not bend a verdict (issue 29): each call hands it a
+    ``fresh_copy`` of the case (what it writes into its inputs reaches neither ``case``
+    nor another result), the verdict runs under numpy's default error state
+    (``VERDICT_ERRSTATE``), and a ``KeyboardInterrupt`` the adapter raises without a
+    Ctrl-C is its error.
     """
-    reason = adapter.supports(case)
+    reason = adapter.supports(case.fresh_copy())
     if reason:
         return Outcome("unsupported", reason)
     started = time.perf_counter()
     try:
-        actual = adapter.run(case, device)
-        duration = time.perf_counter() - started
-        run_info = dict(adapter.last_run_info())
-        if device != "cpu":
-            run_info["repeatable"] = _same_bits(actual, adapter.run(case, device))
+        with sigint_watch() as pressed:
+            actual = adapter.run(case.fresh_copy(), device)
+            duration = time.perf_counter() - started
+            run_info = dict(adapter.last_run_info())
+            if device != "cpu":
+                run_info["repeatable"] = _same_bits(actual, adapter.run(case.fresh_copy(), device))
     except Exception as exc:  # noqa: BLE001 - whatever the framework raised is the finding
         return Outcome("error", _error_text(exc), duration_s=time.perf_counter() - started,
                        traceback=traceback.format_exc(limit=8)[-MAX_ERROR_TEXT:])
-    verdict = compare_outputs(case, actual)
-    if not verdict.passed and diagnose_failure:
-        verdict.diagnosis = diagnosis_text(case, actual)
+    except KeyboardInterrupt:
+        if pressed:
+            raise
+        return Outcome("error", RAISED_INTERRUPT, duration_s=time.perf_counter() - started,
+                       traceback=traceback.format_exc(limit=8)[-MAX_ERROR_TEXT:])
+    with np.errstate(**VERDICT_ERRSTATE):
+        verdict = compare_outputs(case, actual)
+        if not verdict.passed and diagnose_failure:
+            verdict.diagnosis = diagnosis_text(case, actual)
     status = "pass" if verdict.passed else "fail"
     return Outcome(status, verdict.message, verdict, duration, run_info)
+
+
+@contextmanager
+def sigint_watch() -> Iterator[list[int]]:
+    """A list that holds SIGINT once one reaches the process while the block runs, so that a user's
+    Ctrl-C still stops the session while a ``KeyboardInterrupt`` an adapter raises itself is its
+    error. Where it cannot watch (not the main thread, or another SIGINT handler installed), the
+    list holds a 0 from the start: every ``KeyboardInterrupt`` then counts as the user's."""
+    pressed: list[int] = []
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield [0]
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        pressed.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def diagnosis_text(case: Case, actual: object) -> str:

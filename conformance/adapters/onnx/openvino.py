@@ -8,10 +8,10 @@ constants as W, R, B inputs", ``intel_cpu/src/nodes/rnn.cpp``) and runs the
 op decomposed into a ``TensorIterator`` loop. The two disagree with each
 other (see /work/notes/openvino-findings.md and FINDINGS.md).
 
-Precision: on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin defaults
-``INFERENCE_PRECISION_HINT`` to bfloat16 and then computes float32 models in
-bfloat16 (all but one of the float32 results fail that way). For the float32
-verdict the adapter sets the hint to f32 and records it; in the labelled
+Precision (settings shared with the frontend rows: ``conformance.adapters.openvino.runtime``):
+on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin defaults ``INFERENCE_PRECISION_HINT``
+to bfloat16 and then computes float32 models in bfloat16 (all but one of the float32 results
+fail that way). For the float32 verdict the adapter sets the hint to f32 and records it; in the labelled
 reduced-precision mode (``conformance run --reduced-precision-defaults``) it leaves the runtime's
 default and records that default. Every record also holds what the compiled model reports
 (``inference_precision_hint``, read back from it) and the precision its recurrent kernels run
@@ -37,70 +37,33 @@ Devices: ``cpu`` only. OpenVINO's "GPU" device is an Intel GPU, not CUDA.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from conformance.adapters.contract import reduced_precision_allowed
 from conformance.adapters.onnx.consumer import OnnxConsumerAdapter
+from conformance.adapters.openvino import runtime
+from conformance.adapters.openvino.runtime import (
+    DTYPE_HINTS,
+    HINTS,
+    OPENVINO_DEVICES,
+    PRECISION_HINT,  # noqa: F401 - the hint's name, read from here by the reduced-precision tests
+    compile_config,
+    default_precision_hint,
+)
 from conformance.matrix.case import Case
 from conformance.onnx import export
 from conformance.onnx.mapping import ONNX_ACTIVATION, onnx_activations
 
-OPENVINO_DEVICES = {"cpu": "CPU"}
-PRECISION_HINT = "INFERENCE_PRECISION_HINT"
 # The only cell activations OpenVINO builds: its ONNX frontend has no Affine
 # (op/util/activation_functions.cpp, "Unknown activation function: affine") and the
 # CPU plugin's cell decomposition no HardSigmoid (transformations/utils/utils.cpp
 # activation(), "Unsupported activation function"); both refuse at compile.
 OPENVINO_ACTIVATIONS = ("Tanh", "Sigmoid", "Relu")
-# Small recurrent graphs: a second thread costs more in hand-over than it saves (measured here).
-THREADS = 1
-
-
-@functools.cache
-def _core():
-    """One ``ov.Core`` per process: creating one loads the plugins, which costs more than a compile."""
-    import openvino
-
-    return openvino.Core()
-
-
-@functools.cache
-def default_precision_hint(device: str) -> str:
-    """What the CPU plugin would compute float32 models in on this machine (``bf16`` on AVX512_BF16/AMX)."""
-    return _core().get_property(OPENVINO_DEVICES[device], PRECISION_HINT).to_string()
-
-
-# A model's float element type -> the hint that computes in it; every other model gets f32.
-HINTS = {"f16": "f16", "bf16": "bf16"}
-DTYPE_HINTS = {"float16": "f16", "bfloat16": "bf16"}
-RECURRENT_KERNELS = ("RNNSeq", "RNNCell", "TensorIterator")
-
-
-def compile_config(hint: str = "f32") -> dict[str, object]:
-    """The compile properties: ``hint`` (f32 for the float32 verdict, the row's own for float16 and
-    bfloat16 models) unless the labelled mode keeps the default."""
-    config: dict[str, object] = {"INFERENCE_NUM_THREADS": THREADS}
-    if not reduced_precision_allowed():
-        config[PRECISION_HINT] = hint
-    return config
 
 
 def model_hint(model) -> str:
     """The hint for an ``openvino.Model``: its input ``x``'s own float type where that is f16 or bf16."""
     return HINTS.get(model.input("x").get_element_type().to_string(), "f32")
-
-
-def kernel_precisions(compiled) -> dict[str, str]:
-    """Recurrent kernel -> the precision(s) the CPU plugin runs it in, from the runtime model."""
-    found: dict[str, set[str]] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        kind = info["layerType"].astype(str)
-        if kind in RECURRENT_KERNELS:
-            found.setdefault(kind, set()).add(info["runtimePrecision"].astype(str))
-    return {kind: ",".join(sorted(precisions)) for kind, precisions in sorted(found.items())}
 
 
 def refused_activations(case: Case) -> str | None:
@@ -153,36 +116,21 @@ def run_model(model_path, feeds, device):
             compiled = self._compiled_model(export(case, self.weights, self.layout), device)
         except Exception:  # noqa: BLE001 - the runtime's refusal is run's result, not a precision fact
             return None
-        want = DTYPE_HINTS[case.dtype]
-        got = compiled.get_property(PRECISION_HINT).to_string()
-        kernels = kernel_precisions(compiled)
-        # A TensorIterator's own runtimePrecision says nothing of its body (it reads f32 under a bf16 hint
-        # whose body computes in bf16, measured): the fused kernels' label and the hint read back decide.
-        if got == want and all(p == want for kind, p in kernels.items() if kind != "TensorIterator"):
-            return None
-        import openvino
-
-        capabilities = ", ".join(_core().get_property(OPENVINO_DEVICES[device], "OPTIMIZATION_CAPABILITIES"))
-        ran = ", ".join(f"{kind} {p}" for kind, p in kernels.items() if kind != "TensorIterator") or (
-            "a TensorIterator loop, whose body's precision it does not list" if kernels else "no recurrent kernel")
-        return (f"OpenVINO {openvino.__version__.split('-')[0]} {OPENVINO_DEVICES[device]} plugin here "
-                f"({self.device_name(device)}, OPTIMIZATION_CAPABILITIES {capabilities}): the {case.dtype} model "
-                f"compiled with {PRECISION_HINT}={want} reads back {PRECISION_HINT}={got} (runtime model: {ran}), "
-                f"so it would compute in {got}, not {case.dtype}")
+        return runtime.precision_refusal(compiled, case.dtype, device)
 
     def devices(self) -> list[str]:
         return ["cpu"]
 
     def versions(self) -> dict[str, str]:
-        import openvino
+        openvino = runtime.openvino_module()
 
         return {"openvino": openvino.__version__}
 
     def device_name(self, device: str) -> str:
-        return str(_core().get_property(OPENVINO_DEVICES[device], "FULL_DEVICE_NAME"))
+        return runtime.device_name(device)
 
     def load(self, model: bytes, device: str):
-        core = _core()
+        core = runtime.core()
         read = core.read_model(model=model)
         return core.compile_model(read, OPENVINO_DEVICES[device], compile_config(model_hint(read)))
 
@@ -196,8 +144,7 @@ def run_model(model_path, feeds, device):
 
     def compiled_info(self, compiled) -> dict:
         """The hint the compiled model runs under, read back from it, and its recurrent kernels' precision."""
-        return {"inference_precision_hint": compiled.get_property(PRECISION_HINT).to_string(),
-                "recurrent_kernel_precision": kernel_precisions(compiled)}
+        return runtime.compiled_info(compiled)
 
 
 class OpenvinoInputsAdapter(OpenvinoAdapter):
