@@ -22,16 +22,24 @@ def example_source() -> str:
     return example("my_lstm_adapter.py")
 
 
+# The user's environment: nothing of this checkout on PYTHONPATH (the adapter is found in the cwd).
+USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def run_example_adapter(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The example adapter saved in ``tmp_path`` and run from there into ``reports/``, as the docs say."""
+    (tmp_path / "my_lstm_adapter.py").write_text(example_source())
+    return subprocess.run([str(Path(sys.executable).with_name("conformance")), "run", "--adapter",
+                           "my_lstm_adapter:LstmCellAdapter", "--report-dir", "reports", *args],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path, env=USER_ENV)
+
+
 @pytest.mark.slow
 def test_the_example_adapter_passes_or_declares_unsupported_on_the_whole_matrix(tmp_path):
     """Saved in the directory the command runs from, with nothing on PYTHONPATH (as the docs say),
     and run whole: every LSTM case it claims passes, every other result is one of its own reasons."""
     pytest.importorskip("torch")
-    (tmp_path / "my_lstm_adapter.py").write_text(example_source())
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([str(Path(sys.executable).with_name("conformance")), "run", "--adapter",
-                           "my_lstm_adapter:LstmCellAdapter", "--device", "cpu", "--report-dir", "reports"],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    done = run_example_adapter(tmp_path, "--device", "cpu")
     assert done.returncode == 0, done.stderr + done.stdout
     document = json.loads((tmp_path / "reports" / "results.json").read_text())
     results = document["results"]
@@ -77,14 +85,10 @@ def test_the_onnx_runtime_walkthrough_certifies_onnxruntime_on_the_whole_matrix(
 def test_the_results_reading_example_counts_a_run_and_names_its_unexpected_results(tmp_path):
     """examples/read_results.py on a real run of the example adapter: its counts are the run's own."""
     pytest.importorskip("torch")
-    (tmp_path / "my_lstm_adapter.py").write_text(example_source())
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([str(Path(sys.executable).with_name("conformance")), "run", "--adapter",
-                          "my_lstm_adapter:LstmCellAdapter", "-k", "tutorial", "--report-dir", "reports"],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    run = run_example_adapter(tmp_path, "-k", "tutorial")
     assert run.returncode == 0, run.stderr
     read = subprocess.run([sys.executable, str(EXAMPLES / "read_results.py"), "reports/results.json"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=USER_ENV)
     assert read.returncode == 0, read.stderr
     statuses = [r["status"] for r in json.loads((tmp_path / "reports" / "results.json").read_text())["results"]]
     assert read.stdout.splitlines() == [f"torch-lstmcell: {statuses.count('pass')} pass, "

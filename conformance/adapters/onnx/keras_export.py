@@ -365,11 +365,7 @@ class OnnxKerasAdapter(Adapter):
         reason = self.available()
         if reason:
             raise RuntimeError(reason)
-        structure = Structure.of(case, "cpu")
-        exported = self._exported(structure, case)
-        if exported.refusal:
-            raise RuntimeError(exported.refusal)
-        feeds = input_feeds(structure, case)
+        structure, exported, feeds = self._prepared(case)
         if exported.model_bytes is None:
             data, caught = export_onnx(structure, self.case_weights(case), case, self.path)
             self._exported_in_run += 1
@@ -380,7 +376,6 @@ class OnnxKerasAdapter(Adapter):
                 exported.sessions[device] = onnx_runtime.open_session(exported.model_bytes, device,
                                                                       is_reduced_precision(case.dtype))
             session, facts = exported.sessions[device]
-            feeds.update(weight_feeds(exported, self.case_weights(case)))
         # exports since the previous run: supports() makes a structure's probe export
         exports, self._exported_in_run = self._exported_in_run, 0
         self._info = {"export": exported.how, "compilations": exports, "onnx_ops": exported.recurrent_ops,
@@ -389,6 +384,19 @@ class OnnxKerasAdapter(Adapter):
         if exported.warnings:
             self._info["export_warnings"] = exported.warnings
         return [np.asarray(a) for a in session.run(None, feeds)]
+
+    def _prepared(self, case: Case) -> tuple[Structure, Exported, dict[str, np.ndarray]]:
+        """The case's structure, its export (RuntimeError with the exporter's words where it refused)
+        and the feeds: the inputs, and the case's weights where the export takes them as graph inputs
+        (a per-case export, ``model_bytes`` None, holds them itself)."""
+        structure = Structure.of(case, "cpu")
+        exported = self._exported(structure, case)
+        if exported.refusal:
+            raise RuntimeError(exported.refusal)
+        feeds = input_feeds(structure, case)
+        if exported.model_bytes is not None:
+            feeds.update(weight_feeds(exported, self.case_weights(case)))
+        return structure, exported, feeds
 
     def case_weights(self, case: Case) -> dict[str, list[np.ndarray]]:
         """The case's weights as the export's layers take them (the conversion step a porting
@@ -400,16 +408,11 @@ class OnnxKerasAdapter(Adapter):
         per-case export where they could not be located) and its feeds, for ``conformance repro``."""
         from conformance.adapters.onnx.native import OnnxNativeAdapter
 
-        structure = Structure.of(case, "cpu")
-        exported = self._exported(structure, case)
-        if exported.refusal:
-            raise RuntimeError(exported.refusal)
-        feeds = input_feeds(structure, case)
+        structure, exported, feeds = self._prepared(case)
         if exported.model_bytes is None:
             data, _ = export_onnx(structure, self.case_weights(case), case, self.path)
         else:
             data = exported.model_bytes
-            feeds.update(weight_feeds(exported, self.case_weights(case)))
         how = (f"keras.Model.export(format='onnx') on the {self.path.backend} backend ({self.path.exporter}"
                f"{', at the case shapes' if self.path.static_shapes else ''}): {exported.how}")
         # onnx-native's runner: exactly the row's provider, as onnx_runtime.open_session opens it
