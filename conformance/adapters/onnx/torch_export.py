@@ -39,7 +39,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import Any
 
 import numpy as np
 
@@ -47,6 +46,7 @@ from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.torch.adapter import (
+    ModuleCallRow,
     ModuleKey,
     RecordedCalls,
     build_module,
@@ -63,7 +63,7 @@ RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 PARAMETER_PREFIX = "rnn."  # the attribute holding the torch module in the export wrapper
 
 
-class OnnxTorchAdapter(Adapter):
+class OnnxTorchAdapter(ModuleCallRow, Adapter):
     """torch.onnx.export -> onnxruntime; see the module docstring."""
 
     name = "onnx-torch"
@@ -106,13 +106,7 @@ class OnnxTorchAdapter(Adapter):
         self._info["compilations"] = self._exports  # 0: every module's export was reused
         return outputs
 
-    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """``RecordedCalls.replay`` of ``run``: ``session.run``'s list per module call."""
-        return self._calls.replay(lambda: self.run(case, device))
 
-    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._calls.run(key, params, x, lengths, states)
 
     # --- the framework call (torch.adapter.ModuleCall) -------------------------------------
 

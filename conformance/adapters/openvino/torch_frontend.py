@@ -38,7 +38,6 @@ import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import Any
 
 import numpy as np
 
@@ -47,6 +46,7 @@ from conformance.adapters.contract import Adapter, Reproducer, reduced_precision
 from conformance.adapters.openvino import runtime
 from conformance.adapters.torch.adapter import (
     TORCH_CLASS,
+    ModuleCallRow,
     ModuleKey,
     RecordedCalls,
     build_module,
@@ -179,7 +179,7 @@ def feed_array(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else np.ascontiguousarray(array)
 
 
-class OpenvinoTorchAdapter(Adapter):
+class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
     """OpenVINO's PyTorch frontend on the torch adapter's modules; see the module docstring."""
 
     name = "openvino-torch"
@@ -230,13 +230,7 @@ class OpenvinoTorchAdapter(Adapter):
                       "default_inference_precision_hint": runtime.default_precision_hint(device)}
         return keras_outputs(case, device, self._run_module)  # never cast: a wrong dtype is OpenVINO's
 
-    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """``RecordedCalls.replay`` of ``run``: each compiled model's inference alone."""
-        return self._calls.replay(lambda: self.run(case, device))
 
-    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._calls.run(key, params, x, lengths, states)
 
     # --- the framework call (torch.adapter.ModuleCall) -------------------------------------
 

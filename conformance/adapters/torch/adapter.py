@@ -228,7 +228,25 @@ class RecordedCalls:
 # --- the adapter -----------------------------------------------------------------------------
 
 
-class TorchAdapter(Adapter):
+
+class ModuleCallRow:
+    """What every row built on the torch adapter's module calls shares (torch, torch-compile,
+    onnx-torch, executorch, openvino-torch): ``keras_outputs`` calls ``_run_module`` for each module
+    call, which ``self._calls`` (a ``RecordedCalls`` over the row's own ``prepare``) runs, and
+    ``bare_forward`` replays those calls alone for ``conformance bench``."""
+
+    _calls: RecordedCalls
+
+    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
+        """``RecordedCalls.replay`` of ``run``: the row's raw results per module call."""
+        return self._calls.replay(lambda: self.run(case, device))
+
+    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
+                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self._calls.run(key, params, x, lengths, states)
+
+
+class TorchAdapter(ModuleCallRow, Adapter):
     """``torch.nn`` recurrent modules; see the module docstring."""
 
     name = "torch"
@@ -267,10 +285,6 @@ class TorchAdapter(Adapter):
         self._info = {}
         return keras_outputs(case, device, self._run_module)  # never cast: a wrong dtype is torch's
 
-    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """``RecordedCalls.replay`` of ``run``: torch's ``(output, h_n[, c_n])`` per module call."""
-        return self._calls.replay(lambda: self.run(case, device))
-
     def reproducer(self, case: Case, device: str) -> Reproducer:
         """No model file: the script builds the ``nn`` module as ``run`` does and calls it eagerly
         (``conformance.adapters.torch.repro``; single-call, unmasked cases)."""
@@ -279,10 +293,6 @@ class TorchAdapter(Adapter):
         return Reproducer(None, None, repro_arrays(case, keras_outputs), list(case.output_names),
                           repro_runner(case, keras_outputs, compiled=False), "torch",
                           "torch.nn module, eager, batch_first=True, the case's weights copied in")
-
-    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._calls.run(key, params, x, lengths, states)
 
     # --- the framework call (ModuleCall) ---------------------------------------------------
 

@@ -69,6 +69,7 @@ import numpy as np
 from conformance.adapters.caches import cache_root
 from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.torch.adapter import (
+    ModuleCallRow,
     ModuleKey,
     RecordedCalls,
     TorchAdapter,
@@ -262,7 +263,7 @@ def refusal_text(exc: BaseException) -> str:
 # --- the adapter --------------------------------------------------------------------------------
 
 
-class TorchCompileAdapter(Adapter):
+class TorchCompileAdapter(ModuleCallRow, Adapter):
     """``torch.compile`` of the torch adapter's modules; see the module docstring."""
 
     name = "torch-compile"
@@ -319,13 +320,7 @@ class TorchCompileAdapter(Adapter):
         self._info = self._run_info(device, {name: after[name] - before[name] for name in after})
         return outputs  # never cast: a wrong dtype is torch's
 
-    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """``RecordedCalls.replay`` of ``run``: the compiled forward's ``(output, h_n[, c_n])`` per call."""
-        return self._calls.replay(lambda: self.run(case, device))
 
-    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._calls.run(key, params, x, lengths, states)
 
     def _run_info(self, device: str, delta: dict[str, int]) -> dict:
         """The proof of capture for this run; RuntimeError where a module call ran outside a

@@ -59,6 +59,7 @@ import numpy as np
 from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, Reproducer, missing_module_reason
 from conformance.adapters.torch.adapter import (
+    ModuleCallRow,
     ModuleKey,
     RecordedCalls,
     build_module,
@@ -99,7 +100,7 @@ class Refusal(Exception):
     """torch.export or the lowering refused a module: the tool's words."""
 
 
-class ExecutorchAdapter(Adapter):
+class ExecutorchAdapter(ModuleCallRow, Adapter):
     """torch.export -> XNNPACK -> ExecuTorch runtime; see the module docstring."""
 
     name = "executorch"
@@ -154,13 +155,7 @@ class ExecutorchAdapter(Adapter):
         self._info.update(compilations=made["lowerings"] + made["loads"], lowerings=made["lowerings"])
         return outputs
 
-    def bare_forward(self, case: Case, device: str) -> Callable[[], Any]:
-        """``RecordedCalls.replay`` of ``run``: the method's outputs per program call."""
-        return self._calls.replay(lambda: self.run(case, device))
 
-    def _run_module(self, key: ModuleKey, params: dict[str, np.ndarray], x: np.ndarray,
-                    lengths: np.ndarray | None, states: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._calls.run(key, params, x, lengths, states)
 
     # --- the framework call (torch.adapter.ModuleCall) -------------------------------------
 
