@@ -72,7 +72,7 @@ def test_a_search_finds_a_planted_porting_bug_and_shrinks_it_below_the_smallest_
 
 
 def test_a_correct_adapter_gives_no_disagreement_and_exit_0(tmp_path):
-    done = search(tmp_path, "--adapter", "tests.oracle_adapters:OracleAdapter", "--budget", "0.1", "-o", "clean")
+    done = search(tmp_path, "--adapter", "tests.oracle_adapters:OracleAdapter", "--budget", "0.3", "-o", "clean")
     assert done.returncode == 0, done.stdout + done.stderr
     document = json.loads((tmp_path / "clean" / "search.json").read_text())
     assert document["disagreements"] == [] and document["tried"] > 0 and document["complete"] is True
