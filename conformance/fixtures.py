@@ -41,7 +41,8 @@ from conformance.matrix.case import Case
 from conformance.matrix.cases import build_cases
 from conformance.matrix.spec import spec_from_dict
 from conformance.matrix.tolerance import TOLERANCE_RULE
-from conformance.reference import exact_expected_outputs, expected_outputs, preactivation_range
+from conformance.matrix.unseen import unseen_cases
+from conformance.reference import answered, exact_expected_outputs, expected_outputs, preactivation_range
 
 SCHEMA_VERSION = 1
 GENERATOR_VERSION = "conformance-fixtures/2"
@@ -490,6 +491,15 @@ def checked_cases(fixtures_dir: Path, replay: bool = True) -> list[tuple[Case, P
             check_generated_arrays(arrays, matrix[entry["id"]], path)
         loaded.append((case, path))
     return loaded
+
+
+def load_unseen(count: int, seed: int | None) -> list[Case]:
+    """``count`` unseen cases of ``seed`` (``conformance.matrix.unseen``) with the float64 oracle's
+    answers: what a run judges beside the fixtures (``--unseen``); ValueError (one line) for a
+    count or seed out of range, or a count without a seed."""
+    if count and seed is None:
+        raise ValueError("unseen cases need their seed (--unseen-seed S; conformance run draws one)")
+    return [answered(case) for case in unseen_cases(count, seed)] if count else []
 
 
 def load_cases(fixtures_dir: Path | None = None, vouched_manifest: str | None = None) -> list[Case]:

@@ -63,7 +63,7 @@ from typing import Any
 import pytest
 
 from conformance import __version__
-from conformance.adapters import UnknownAdapterError, adapter_paths, load_adapter
+from conformance.adapters import UnknownAdapterError, adapter_paths
 from conformance.adapters.contract import (
     REDUCED_PRECISION_VARIABLE,
     ContractBreach,
@@ -75,9 +75,11 @@ from conformance.adapters.contract import (
     contract_breach,
     reduced_precision_allowed,
 )
-from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, manifest_sha256
+from conformance.adapters.worker import AdapterWorker, RemoteAdapter
+from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, load_unseen, manifest_sha256
 from conformance.jsonsafe import safe_text
 from conformance.matrix.case import DTYPES, Case
+from conformance.matrix.unseen import fresh_seed
 from conformance.onnx.graph import OPSET_VARIABLE as ONNX_OPSET_VARIABLE
 from conformance.results.lock import ReportDirLock
 from conformance.results.machine import machine_info, package_versions
@@ -91,6 +93,7 @@ from conformance.results.records import (
     results_document,
     run_selection,
     test_id,
+    unseen_record,
     write_json_atomic,
 )
 from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
@@ -148,6 +151,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave out tests already in the results stream (resuming after a crash)")
     group.addoption("--plan", default=None, metavar="FILE.json",
                     help="run exactly the test ids listed in this JSON file (conformance run's plan)")
+    group.addoption("--unseen", type=int, default=0, metavar="N",
+                    help="also run N cases drawn at run time from the matrix's space (conformance.matrix.unseen), "
+                         "judged against the float64 oracle in this process (default 0)")
+    group.addoption("--unseen-seed", type=int, default=None, metavar="S",
+                    help="the unseen cases' seed (default: a fresh one, printed in the header and recorded; "
+                         "give one with pytest-xdist, whose processes must draw the same cases)")
     group.addoption("--fixtures-checked", default=None, metavar="SHA256",
                     help="the SHA-256 of a fixtures manifest the calling run has loaded with every check "
                          "(conformance run hands it on): if it is this manifest's, the files are checked "
@@ -168,8 +177,10 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     state = config._conformance
     if state is None or config.option.no_header:
         return []
-    return [f"conformance adapter {name}: {', '.join(info['devices']) or info['reason'] or 'no device'}"
-            for name, info in state.adapter_summary().items()]
+    count = config.option.unseen
+    unseen = [f"conformance unseen cases: {count}, seed {state.unseen_seed}"] if count else []
+    return unseen + [f"conformance adapter {name}: {', '.join(info['devices']) or info['reason'] or 'no device'}"
+                     for name, info in state.adapter_summary().items()]
 
 
 class ConformanceSession:
@@ -187,13 +198,15 @@ class ConformanceSession:
         self.known = load_known_failures(known_failure_files(
             option.known_failures, builtin=not option.no_builtin_known_failures))
         self.cases: list[Case] = []
-        self.adapters: dict[str, Any] = {}
+        self.worker: AdapterWorker | None = None  # the adapters' own process, started with the first adapter
+        self.adapters: dict[str, RemoteAdapter] = {}
         self.versions: dict[str, dict[str, str] | None] = {}  # adapter name -> versions(), None: unavailable
         self.breaches: dict[tuple[str, str], str | None] = {}  # (adapter, device) -> contract_breach
         self.records: list[Record] = []
         self.done_ids: set[str] = set()
         self.recorded_ids: set[str] = set()
         self.plan = read_plan(option.plan) if option.plan else None
+        self.unseen_seed = option.unseen_seed if option.unseen_seed is not None or not option.unseen else fresh_seed()
         self.planned: dict[str, ConformanceParam] = {}  # this session's collected tests, by test id
         self.writer: JsonlWriter | None = None
         self.lock: ReportDirLock | None = None
@@ -229,12 +242,20 @@ class ConformanceSession:
         """Every case of the matrix (before -k) and its dtypes."""
         return {case.id: case.dtypes for case in self.cases}
 
-    def adapter(self, name: str) -> Any:
-        """The adapter registered as, or whose ``name`` is, ``name`` (imported once)."""
+    def adapter(self, name: str) -> RemoteAdapter:
+        """The adapter registered as, or whose ``name`` is, ``name``: loaded once, in the session's
+        worker process, which never holds an answer (``conformance.adapters.worker``)."""
         if name not in self.adapters:
-            adapter = load_adapter(name)
+            if self.worker is None:
+                self.worker = AdapterWorker()
+            adapter = RemoteAdapter(self.worker, name)
             self.adapters[name] = self.adapters[adapter.name] = adapter
         return self.adapters[name]
+
+    def close_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
     def adapter_names(self) -> list[str]:
         return self.config.option.adapter or list(adapter_paths())
@@ -309,7 +330,7 @@ class ConformanceSession:
         option = self.config.option
         return run_selection(keyword=option.keyword, device=option.device, dtype=option.dtype,
                              adapters=[self.adapter(name).name for name in self.adapter_names()],
-                             plan=self.plan is not None)
+                             plan=self.plan is not None, unseen=unseen_record(option.unseen, self.unseen_seed))
 
 
 def read_plan(path: str) -> set[str]:
@@ -361,6 +382,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config._conformance_refused = ""  # why the session was refused (bad adapter, fixtures, lists, dir)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The worker ends with the session, however the session ended."""
+    state = getattr(config, "_conformance", None)
+    if state is not None:
+        state.close_worker()
+
+
 def session_of(config: pytest.Config) -> ConformanceSession:
     """The session, created and started (fixtures and adapters loaded, report dir claimed) at collection."""
     assert config._conformance is not None, "created in pytest_generate_tests"
@@ -371,9 +399,14 @@ def started_session(config: pytest.Config) -> ConformanceSession:
     """Everything that can be refused is checked before the report dir is touched: the
     known-differences lists, the fixtures, every adapter; then the dir is claimed."""
     session = ConformanceSession(config)
-    session.cases = load_cases(session.fixtures_dir, vouched_manifest=config.option.fixtures_checked)
-    check_distinct_names({name: session.adapter(name) for name in session.adapter_names()})
-    session.start_stream()
+    session.cases = load_cases(session.fixtures_dir, vouched_manifest=config.option.fixtures_checked) \
+        + load_unseen(config.option.unseen, session.unseen_seed)
+    try:
+        check_distinct_names({name: session.adapter(name) for name in session.adapter_names()})
+        session.start_stream()
+    except BaseException:  # a refused session leaves no worker behind
+        session.close_worker()
+        raise
     return session
 
 
@@ -533,6 +566,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
     audit = None if interrupted else state.known_audit()
     state.write_document(complete=not interrupted, audit=audit)
+    state.close_worker()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for entry in audit.unmatched if audit else ():

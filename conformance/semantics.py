@@ -229,8 +229,19 @@ def route(spec: AnySpec, run: LayerRunner, x: np.ndarray, initial_state=None,
 
     ``run(name, layer, inputs, initial_state, masked)`` computes one sub-layer
     (``layer`` as ``keras_sublayers`` gives it; ``masked``: whether the mask
-    reaches it). A stacked layer reads the previous layer's sequence in its
-    processing order; the decoder starts from the encoder's final states.
+    reaches it) and returns its ``LayerRun``. The order, and what each reads:
+
+    - a layer: ``x`` and ``initial_state``;
+    - ``Bidirectional``: ``forward``, then ``backward``, both on ``x``, each with its half of
+      ``initial_state`` (``split_initial_state``); ``backward`` is the layer with
+      ``go_backwards=True``, as Keras makes it;
+    - a stack: ``layer_0``, ``layer_1``, ... in order, the first on ``x`` and ``initial_state``,
+      each next one on the previous layer's ``sequence`` (in its processing order) with no
+      initial state; the mask reaches every one;
+    - an encoder-decoder: ``encoder`` on ``x`` and ``initial_state``, then ``decoder`` on
+      ``decoder_x`` starting from the encoder's final states, unmasked.
+
+    Returns the runs by sub-layer name, ready for ``output_list``.
     """
     layers = keras_sublayers(spec)
     states = split_initial_state(spec, initial_state)

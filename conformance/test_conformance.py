@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.plugin import ConformanceParam, ConformanceSession, record_for, skip_reason
-from conformance.verdict.check import check_case
+from conformance.verdict.check import judge
 
 
 def test_adapter_returns_the_keras_output_list(conformance_param: ConformanceParam,
@@ -30,8 +30,9 @@ def test_adapter_returns_the_keras_output_list(conformance_param: ConformancePar
         pytest.skip(reason)
 
     session.announce(param)
-    outcome = check_case(adapter, param.case.for_dtype(param.dtype), param.device,
-                         diagnose_failure=conformance_known is None and session.may_diagnose())
+    case = param.case.for_dtype(param.dtype)
+    answer = adapter.ask(case.question(), param.device)  # in the adapter's own process, without the answer
+    outcome = judge(case, answer, diagnose_failure=conformance_known is None and session.may_diagnose())
     session.record(record_for(
         param, adapter, outcome.status, outcome.message, duration_s=outcome.duration_s,
         verdict=outcome.verdict.to_dict() if outcome.verdict else None, run_info=outcome.run_info,

@@ -1,8 +1,9 @@
 """MkDocs hooks: the reference pages generated from the code, and the repository's own Markdown
 files (SEMANTICS, FINDINGS, BENCHMARKS, CHANGELOG, CONTRIBUTING) included as they are.
 
-A page asks for generated text with a marker line, ``<!-- generated: NAME -->`` (``cli``,
-``results-schema``, ``known-differences-format``, ``cases``), for a Markdown file of the
+A page asks for generated text with a marker, ``<!-- generated: NAME -->`` (``cli``,
+``results-schema``, ``known-differences-format``, ``cases`` on a line of their own; ``case-count``
+and ``covering-plan`` inside a sentence), for a Markdown file of the
 repository with ``<!-- include: PATH -->``, or for a file shown as code (the examples, which the
 tests run from ``examples/``) with ``<!-- code: PATH -->``. Nothing in the site is copied by hand from the code: the
 command-line reference is the argparse parser itself, the schema page is
@@ -20,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"^<!-- (generated|include|code): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"<!-- (generated|include|code): (\S+) -->")
 # The repository's Markdown files and the pages that include them.
 PAGES = {"README.md": "index.md", "SEMANTICS.md": "semantics.md", "FINDINGS.md": "findings.md",
          "BENCHMARKS.md": "benchmarks.md", "CHANGELOG.md": "project/changelog.md",
@@ -56,6 +57,8 @@ def include(path: str, depth: int) -> str:
             return match.group(0)
         if target in PAGES:
             return f"[{label}]({'../' * depth}{PAGES[target]}{anchor})"
+        if target.startswith("docs/") and target.endswith(".md"):  # a page of this site
+            return f"[{label}]({'../' * depth}{target.removeprefix('docs/')}{anchor})"
         return f"{label} (`{target}`)"
 
     return LINK.sub(relink, text)
@@ -149,8 +152,7 @@ def known_differences_format() -> str:
 
 def cases() -> str:
     """The fixtures' cases counted by cell and by family option, from the manifest."""
-    manifest = json.loads((ROOT / "fixtures/manifest.json").read_text(encoding="utf-8"))
-    rows = manifest["cases"] if isinstance(manifest, dict) else manifest
+    rows = manifest_rows()
     ids = [row["id"] for row in rows]
     by_cell = Counter(case_id.split("-")[0] for case_id in ids)
     dtypes = Counter(dtype for row in rows for dtype in row.get("dtypes", ["float32"]))
@@ -160,5 +162,27 @@ def cases() -> str:
     return "\n".join(lines)
 
 
+def case_count() -> str:
+    """The matrix's size as a sentence states it, counted from the fixtures' manifest."""
+    rows = manifest_rows()
+    return f"{len(rows)} cases ({sum(len(row.get('dtypes', ['float32'])) for row in rows)} case × dtype pairs)"
+
+
+def covering_plan_size() -> str:
+    """How many case × dtype pairs the covering plan holds, of how many: computed from the fixtures
+    as ``conformance run`` computes it (seconds)."""
+    from conformance.fixtures import load_cases
+    from conformance.matrix.covering import covering_plan
+
+    plan = covering_plan(load_cases())
+    return f"{len(plan.pairs)} of the {len(plan.pairs) + len(plan.left_out)} pairs"
+
+
+def manifest_rows() -> list[dict]:
+    manifest = json.loads((ROOT / "fixtures/manifest.json").read_text(encoding="utf-8"))
+    return manifest["cases"] if isinstance(manifest, dict) else manifest
+
+
 GENERATORS = {"cli": cli_reference, "results-schema": results_schema,
-              "known-differences-format": known_differences_format, "cases": cases}
+              "known-differences-format": known_differences_format, "cases": cases,
+              "case-count": case_count, "covering-plan": covering_plan_size}

@@ -21,7 +21,7 @@ SLOW_MODULES = frozenset({
     "test_api", "test_search",
     "test_bare_forward", "test_bench_tox", "test_bfloat16_exports", "test_cases_command", "test_cli",
     "test_commands", "test_compare_command", "test_compilation_counts", "test_covering_plan",
-    "test_device_rows", "test_explain", "test_export_onnx", "test_fixture_independence",
+    "test_device_rows", "test_explain", "test_export_onnx", "test_fixture_independence", "test_unseen_independence",
     "test_fixtures_robustness", "test_flax_mapping", "test_float16_bfloat16_rows", "test_history", "test_junit",
     "test_keras_initializers", "test_keras_mapping", "test_keras_reduced_precision", "test_known_failures",
     "test_loading_robustness", "test_messages", "test_onnx_mapping", "test_onnx_opset",

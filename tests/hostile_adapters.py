@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from conformance.matrix.case import Case, test_id
+from conformance.matrix.case import Case, numpy_dtype, test_id
 from tests.oracle_adapters import OracleAdapter
 
 
@@ -280,3 +280,40 @@ class GrandchildAdapter(OracleAdapter):
             with open(os.environ["HOSTILE_GRANDCHILD_PID"], "w") as pid_file:
                 pid_file.write(str(child.pid))
         return super().run(case, device)
+
+
+class AnswerCopyingAdapter(OracleAdapter):
+    """Cheats: returns the golden answer it was handed (``case.expected``) or any it can find in its
+    process's memory; raises LookupError when it finds none (issue 30)."""
+
+    name = "cheat-answer"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        found = case.expected if case.expected is not None else answer_in_memory(case.id)
+        if found is None:
+            raise LookupError(f"no answer to copy: case.expected is None and no Case object of this process "
+                              f"holds one for {case.id}")
+        return [np.asarray(a).astype(numpy_dtype(case.dtype)) for a in found]
+
+
+def answer_in_memory(case_id: str) -> tuple | None:
+    """The expected outputs of any ``Case`` object with this id that the process holds."""
+    import gc
+
+    held = (obj for obj in gc.get_objects() if isinstance(obj, Case) and obj.id == case_id)
+    return next((obj.expected for obj in held if obj.expected is not None), None)
+
+
+class FixtureReadingAdapter(OracleAdapter):
+    """Cheats: reads the golden answer from the public fixture files (``fixtures/cases/ID.npz``);
+    raises FileNotFoundError for a case that has none."""
+
+    name = "cheat-fixtures"
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        from pathlib import Path
+
+        path = Path(__file__).resolve().parent.parent / "fixtures" / "cases" / f"{case.id}.npz"
+        with np.load(path) as stored:
+            answers = [stored[f"expected.{n}"] for n in range(len(case.output_names))]
+        return [a.astype(numpy_dtype(case.dtype)) for a in answers]

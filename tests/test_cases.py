@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from conformance.matrix.weights import per_gate_weights
 from conformance.reference import expected_outputs, forward, preactivation_ranges
 
 CASES = build_cases()
-README = Path(__file__).resolve().parent.parent / "README.md"
+MANIFEST = Path(__file__).resolve().parent.parent / "fixtures" / "manifest.json"
+# The core family's shapes (batch, timesteps): a single step, short sequences, a long one.
+CORE_SHAPES = {(1, 1), (2, 5), (3, 5), (3, 7), (4, 48)}
 ID_PATTERN = re.compile(r"^(simple_rnn|lstm|gru)-seq[01]-state[01]-(constant|per_gate|random|saturating)"
                         r"-b\d+t\d+(-[a-z_]+)?$")
 
@@ -23,22 +26,15 @@ def combos(cases):
     return {(c.cell, c.layer.return_sequences, c.layer.return_state) for c in cases}
 
 
-def readme_counts() -> tuple[int, int]:
-    """What the README states: 'a deterministic, curated list of N cases (P case × dtype pairs)'."""
-    match = re.search(r"curated list of (\d+)\s+cases \((\d+) case × dtype pairs\)", README.read_text())
-    assert match, "README.md no longer states the case count in the form this test reads"
-    return int(match[1]), int(match[2])
+def manifest_counts() -> tuple[int, int]:
+    """The cases and case × dtype pairs of the golden fixtures, which the docs count from."""
+    manifest = json.loads(MANIFEST.read_text())
+    rows = manifest["cases"] if isinstance(manifest, dict) else manifest
+    return len(rows), sum(len(row["dtypes"]) for row in rows)
 
 
-def readme_core_shapes() -> set[tuple[int, int]]:
-    """The core family's shapes as the README lists them: 'shapes b1t1, b2t5, ... and a long b4t48'."""
-    match = re.search(r"shapes ((?:b\d+t\d+,?\s+)+)and a long (b\d+t\d+)", README.read_text())
-    assert match, "README.md no longer lists the core shapes in the form this test reads"
-    return {(int(b), int(t)) for b, t in re.findall(r"b(\d+)t(\d+)", match[1] + match[2])}
-
-
-def test_the_matrix_has_exactly_the_cases_and_pairs_the_readme_states():
-    cases, pairs = readme_counts()
+def test_the_matrix_has_exactly_the_cases_and_pairs_of_the_fixtures():
+    cases, pairs = manifest_counts()
     assert len(CASES) == cases
     assert sum(len(c.dtypes) for c in CASES) == pairs
 
@@ -61,8 +57,8 @@ def test_every_scheme_covers_all_twelve_combinations():
         assert len(combos(c for c in CASES if c.scheme == scheme)) == 12
 
 
-def test_the_core_shapes_are_the_readme_s_from_a_single_step_to_a_long_sequence():
-    assert {(c.batch, c.timesteps) for c in CASES if c.option == "plain"} == readme_core_shapes()
+def test_the_core_shapes_go_from_a_single_step_to_a_long_sequence():
+    assert {(c.batch, c.timesteps) for c in CASES if c.option == "plain"} == CORE_SHAPES
 
 
 def test_units_differ_from_features_outside_the_same_size_family():
@@ -124,8 +120,8 @@ def test_the_tutorial_case_exists_for_all_twelve_combinations():
         assert case.layer.units == 1
 
 
-def test_every_case_runs_in_float32_and_the_readme_s_remaining_pairs_in_float64_or_reduced_precision():
-    cases, pairs = readme_counts()
+def test_every_case_runs_in_float32_and_its_other_pairs_in_float64_or_reduced_precision():
+    cases, pairs = len(CASES), sum(len(c.dtypes) for c in CASES)
     assert all(c.dtypes[0] == "float32" for c in CASES)
     reduced = sum(d in ("float16", "bfloat16") for c in CASES for d in c.dtypes)
     assert sum("float64" in c.dtypes for c in CASES) + reduced == pairs - cases

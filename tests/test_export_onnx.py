@@ -14,6 +14,7 @@ exactly those to differ and every other case to match.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
@@ -32,6 +33,16 @@ pytest.importorskip("onnxruntime")
 SELECTION = "tutorial or b3t5"
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 RNN_ACTIVATIONS = {"Tanh", "Affine"}  # the only ones op_rnn.py's choose_act knows
+RUNNER_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "onnx_backend_runner.py"
+
+
+def runner_example():
+    """``examples/onnx_backend_runner.py``, the file the docs show, imported as pytest imports a
+    user's test file (without ``EXPORT_DIR``, so it defines its Runner without building one)."""
+    spec = importlib.util.spec_from_file_location("onnx_backend_runner", RUNNER_EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def export(*arguments: str) -> subprocess.CompletedProcess:
@@ -140,24 +151,16 @@ def known_onnx_native_differences(index: dict) -> dict[str, str]:
 
 # onnxruntime 1.32's backend module imports onnx.version, which onnx 1.23 deprecates on import.
 @pytest.mark.filterwarnings("ignore:onnx.version is deprecated:DeprecationWarning")
-def test_onnx_backend_runner_runs_the_export_on_onnxruntime(selection, monkeypatch):
-    import re
-
-    import onnx.backend.test
-    import onnxruntime.backend
+def test_the_runner_example_runs_the_export_on_onnxruntime(selection, monkeypatch):
+    """The docs' example, as it is: onnx's Runner on onnxruntime over the export, each known
+    difference of onnx-native an expected failure and every other test a pass."""
     from onnx.backend.test import runner as onnx_runner
-    from onnx.backend.test.loader import load_model_tests
 
     # Without onnx's own ~1,700 node tests (slow to generate, and they warn): only the export's.
     monkeypatch.setattr(onnx_runner, "load_model_tests", lambda data_dir=None, kind=None: [])
-    runner = onnx.backend.test.BackendTest(onnxruntime.backend, __name__)
-    for placement in ("initializers", "inputs"):
-        for model_test in load_model_tests(data_dir=str(selection), kind=placement):
-            runner._add_model_test(model_test, placement.title())  # onnx's runner: one class per kind
+    runner = runner_example().backend_test(str(selection))
     runner.exclude(r"_cuda$")  # the CPU rows: known_differences names onnx-native's cpu ids
     known = known_onnx_native_differences(index_of(selection))
-    for name in known:
-        runner.xfail(f"^{re.escape(name)}$")
     ours = [runner.test_cases[f"OnnxBackend{p.title()}ModelTest"] for p in ("initializers", "inputs")]
     suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromTestCase(case) for case in ours)
     result = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0).run(suite)
@@ -169,12 +172,8 @@ def test_onnx_backend_runner_runs_the_export_on_onnxruntime(selection, monkeypat
     assert len(result.expectedFailures) == sum(f"{e['test']}_cpu" in known for e in tests) > 0
 
 
-def test_the_readme_runner_example_expects_exactly_the_known_onnxruntime_differences(selection):
-    import re
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("### Export the cases as ONNX")[1].split("```python")[1].split("```")[0]
-    patterns = [re.compile(p) for p in re.findall(r'runner\.xfail\(r"(.+?)"\)', section)]
+def test_the_runner_example_expects_exactly_the_known_onnxruntime_differences(selection):
+    patterns = [re.compile(p) for p in runner_example().ONNXRUNTIME_DIFFERENCES]
     names = [f"{e['test']}_cpu" for e in index_of(selection)["tests"]]
     assert patterns and {n for n in names if any(p.search(n) for p in patterns)} == set(
         known_onnx_native_differences(index_of(selection)))
@@ -249,10 +248,6 @@ def test_every_exported_case_matches_onnx_reference_evaluator_except_its_blind_s
     assert not wrong, wrong[:5]
     assert blind and not [name for name, (_, matches) in blind.items() if matches], \
         "a case named as the evaluator's blind spot matched: the exclusion is wider than the finding"
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    stated = re.search(r"ReferenceEvaluator`: (\d+) of the (\d+) models per placement match", readme)
-    assert stated and (int(stated[1]), int(stated[2])) == (len(entries) - len(blind), len(entries)), \
-        "README's ReferenceEvaluator figures are not this matrix's"
     print(f"{len(entries) - len(blind)} {weights} cases match the evaluator; {len(blind)} excluded: "
           f"{sorted({reason.split(' (')[0] for reason, _ in blind.values()})}")
 

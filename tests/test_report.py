@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from conformance.matrix.cases import build_cases, replace_expected
 from conformance.reference import expected_outputs
+from conformance.report import html as report_html
 from conformance.report import render_report
 from conformance.report.html import heat_level, sci
 from conformance.results.records import make_record, outcome_counts, results_document
@@ -380,3 +382,90 @@ def test_ten_thousand_results_make_a_few_megabytes(tmp_path: Path) -> None:
     assert len(document["results"]) >= 10_000
     size = render_report(document, tmp_path).stat().st_size
     assert size < 4_000_000, f"report is {size / 1e6:.1f} MB for {len(document['results'])} results"
+
+
+# --- a large report: panels in details files beside index.html ------------------------------
+
+
+def details_markup(directory: Path) -> dict[str, str]:
+    """Each details file beside ``index.html`` -> the panel markup it hands to the page."""
+    files = {}
+    for path in sorted(directory.glob(f"{report_html.DETAILS_PREFIX}*.js")):
+        match = re.fullmatch(r"conformanceDetails\((\d+), (\".*\")\);\n", path.read_text("utf-8"), flags=re.S)
+        assert match, f"{path.name} is not one call of conformanceDetails"
+        files[path.name] = json.loads(match.group(2))
+    return files
+
+
+@pytest.fixture
+def small_inline_limit(monkeypatch):
+    """A report of more than 3 panels counts as large, and a details file holds about 3 panels."""
+    monkeypatch.setattr(report_html, "INLINE_PANELS", 3)
+    monkeypatch.setattr(report_html, "DETAILS_FILE_CHARS", 3000)
+
+
+def test_a_large_report_keeps_its_panels_in_details_files_beside_it(tmp_path: Path, small_inline_limit) -> None:
+    document = mixed_run_document()
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    assert '<details class="panel' not in html
+    files = details_markup(tmp_path)
+    assert len(files) > 2
+    for name in files:
+        assert f'data-src="{name}"' in html
+    markup = "".join(files.values())
+    not_passing = [r["test_id"] for r in document["results"] if r["status"] != "pass"]
+    assert sorted(re.findall(r'<span class="tid">([^<]+)</span>', markup)) == sorted(not_passing)
+    assert re.findall(r'<details class="panel \w" id="r(\d+)"', markup) == [str(n) for n in range(len(not_passing))]
+    assert "script-src 'unsafe-inline' 'self'" in html  # the page may load the files beside it
+
+
+def test_a_details_file_holds_only_shown_or_only_folded_panels(tmp_path: Path, small_inline_limit) -> None:
+    html = render_report(mixed_run_document(), tmp_path).read_text(encoding="utf-8")
+    shown, folded = html.split('<details class="folded" id="folded-panels">', 1)
+    for name, markup in details_markup(tmp_path).items():
+        kinds = set(re.findall(r'<details class="panel (\w)"', markup))
+        assert kinds <= {"f", "e", "k"} and name in shown or kinds <= {"u", "s", "n"} and name in folded
+
+
+def test_a_small_report_stays_one_file(tmp_path: Path) -> None:
+    render_report(mixed_run_document(), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["index.html"]
+
+
+def test_untrusted_text_in_a_details_file_appears_only_escaped(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(report_html, "INLINE_PANELS", 0)
+    case = next(c for c in solved_cases() if c.id.startswith("gru-seq0-state1")).for_dtype("float32")
+    record = dataclasses.replace(synthetic_record(case, XSS, "cpu", "error", message=f"ValueError: {XSS}\"); x("),
+                                 stderr=f"Traceback: {XSS}")
+    document = results_document([record], complete=True, created="", fixtures_sha256="", machine={}, adapters={})
+    render_report(document, tmp_path)
+    (markup,) = details_markup(tmp_path).values()  # one call of a JSON string: nothing else runs
+    assert XSS not in markup and "&lt;script&gt;alert(1)&lt;/script&gt;" in markup
+
+
+def test_the_details_files_of_an_earlier_report_are_removed_and_a_planted_link_not_followed(
+        tmp_path: Path, small_inline_limit, monkeypatch) -> None:
+    render_report(mixed_run_document(), tmp_path)
+    assert details_markup(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-precious.txt"
+    outside.write_text("someone else's file")
+    (tmp_path / f"{report_html.DETAILS_PREFIX}planted-0.js").symlink_to(outside)
+    monkeypatch.setattr(report_html, "INLINE_PANELS", 500)
+    render_report(mixed_run_document(), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["index.html"]
+    assert outside.read_text() == "someone else's file"
+
+
+def test_a_large_matrix_draws_its_first_rows_and_keeps_the_others_as_inert_text(tmp_path: Path, monkeypatch) -> None:
+    """Every result is still one cell: the first rows in the table, the others in the inert
+    ``#matrix-rest`` text (no script: its type is not JavaScript) that the page turns into rows."""
+    monkeypatch.setattr(report_html, "WHOLE_MATRIX_ROWS", 2)
+    monkeypatch.setattr(report_html, "FIRST_ROWS", 2)
+    document = small_document()
+    html = render_report(document, tmp_path).read_text(encoding="utf-8")
+    table = html.split('<table id="matrix">', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
+    rest = html.split('<script type="text/html" id="matrix-rest">', 1)[1].split("</script>", 1)[0]
+    assert len(re.findall(r'<tr data-c="', table)) == 2
+    cells = re.findall(r'<td class="[pfeuksn]"', table + rest)
+    assert len(cells) == len(document["results"])
+    assert html.count("<script>") == 1  # the page's own script is still the only one that runs

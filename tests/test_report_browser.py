@@ -4,19 +4,28 @@ Needs Debian's chromium (``apt-get install chromium``; another binary can be nam
 with ``CONFORMANCE_CHROMIUM=/path``) and the ``playwright`` Python package; its own
 browser download (``playwright install``) is not used.
 Without either, every test here is skipped with the reason. Screenshots are
-saved under ``reports/`` for a person to look at.
+saved under ``reports/`` for a person to look at, and the first paint of a
+full-matrix-sized report in ``reports/first-paint.json`` (recorded, never asserted).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from conformance.report import html as report_html
 from conformance.report import render_regression, render_report
+from conformance.results.reading import load_any
+from conformance.results.records import records_of
 from conformance.results.regression import compare_runs
-from tests.test_report import solved_cases, synthetic_document
+from tests.commandline import CONSOLE_SCRIPT
+from tests.test_report import details_markup, solved_cases, synthetic_document
 
 pytestmark = pytest.mark.browser
 
@@ -180,3 +189,158 @@ def test_the_adapters_table_of_fourteen_adapters_fits_a_laptop_screen(browser, t
                           ".map(th => th.getBoundingClientRect().right))")
     assert right <= 1400, f"the adapters table reaches {right:.0f} px"
     page.close()
+
+
+# --- a large report: panels in details files beside it, the matrix drawn as the reader scrolls -----
+
+
+@pytest.fixture(scope="module")
+def large_report_path(document, tmp_path_factory) -> Path:
+    """The same run drawn as a large report is: every panel in a details file, 5 matrix rows at first."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_html, "INLINE_PANELS", 0)
+        patch.setattr(report_html, "DETAILS_FILE_CHARS", 20_000)
+        patch.setattr(report_html, "WHOLE_MATRIX_ROWS", 5)
+        patch.setattr(report_html, "FIRST_ROWS", 5)
+        path = render_report(document, tmp_path_factory.mktemp("large"))
+    assert len(list(path.parent.glob(f"{report_html.DETAILS_PREFIX}*.js"))) > 2
+    return path
+
+
+@pytest.fixture
+def large_page(browser, large_report_path):
+    """The large report opened from disk (``large_page.goto(hash)`` again for a link); no console error."""
+    page = browser.new_page(viewport=SIZE)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(large_report_path.as_uri())
+    yield page
+    page.close()
+    assert errors == [], f"console errors: {errors}"
+
+
+def test_a_large_report_opens_a_failing_cells_panel_from_its_details_file(large_page) -> None:
+    page = large_page
+    assert page.locator("details.panel").count() == 0  # nothing loaded until it is needed
+    page.fill("#search", DRIFT.split("[")[0])
+    row = page.locator("#matrix tbody tr:not(.grp):visible").first
+    columns = [th.get_attribute("title") for th in page.locator("#matrix thead tr.cols th").all()]
+    row.locator("td").nth(columns.index("torch-cpu-float32")).locator("a").click()
+    body = page.locator("#drawer-body")
+    assert page.locator("#drawer-title").inner_text() == DRIFT
+    assert body.get_by_text("output: first divergence at").is_visible()
+    assert body.locator("table.hm").count() == 3
+
+
+def test_a_large_reports_matrix_draws_more_rows_when_scrolled_or_asked(large_page, document) -> None:
+    page, cases = large_page, len({r["case_id"] for r in document["results"]})
+    assert visible_rows(page) == 5
+    assert page.locator("#shown").inner_text().startswith(f"{cases} of {cases} cases")
+    assert page.locator("p.more-rows").inner_text().startswith(f"5 of the {cases} cases drawn")
+    page.set_viewport_size({"width": SIZE["width"], "height": 120})  # a screen the 5 rows overflow
+    page.locator(".matrix-wrap").evaluate("wrap => { wrap.scrollTop = wrap.scrollHeight; }")
+    page.locator("#matrix tbody tr:not(.grp):visible").nth(5).wait_for()
+    while page.locator("#more-rows").is_visible():
+        page.locator("#more-rows").click()
+    assert visible_rows(page) == cases
+
+
+def test_a_link_to_a_panel_of_a_large_report_opens_it(browser, large_report_path, document) -> None:
+    ids = report_html.panel_ids_for(records_of(document))
+    test_id = next(t for t, panel in ids.items() if panel == "r3")
+    page = browser.new_page(viewport=SIZE)
+    page.goto(large_report_path.as_uri() + "#r3")
+    page.locator("#drawer").wait_for(state="visible")
+    assert page.locator("#drawer-title").inner_text() == test_id
+    page.close()
+
+
+def test_a_large_reports_folded_results_load_when_opened(large_page) -> None:
+    folded = large_page.locator("#folded-panels")
+    folded.evaluate("folded => { folded.scrollIntoView(); folded.open = true; }")  # a click, wherever it has moved
+    folded.locator("details.panel").first.wait_for(state="attached")
+    assert folded.locator("details.panel").count() > 0
+    assert "could not load" not in folded.inner_text()
+
+
+def test_a_large_report_copied_without_its_details_files_says_so(browser, large_report_path, tmp_path) -> None:
+    alone = tmp_path / "index.html"
+    alone.write_bytes(large_report_path.read_bytes())
+    page = browser.new_page(viewport=SIZE)
+    page.goto(alone.as_uri())
+    page.fill("#search", DRIFT.split("[")[0])
+    page.locator("#matrix tbody tr:visible td a").first.click()
+    page.locator("#drawer").wait_for(state="visible")
+    assert "it belongs beside this index.html" in page.locator("#drawer-title").inner_text()
+    page.close()
+
+
+# --- how fast a full-matrix-sized report opens (recorded, never asserted: it is the machine's speed) --
+
+REAL_MIX = (("skipped", 42), ("pass", 35), ("unsupported", 13), ("error", 6), ("drift", 2), ("gate", 2))
+# Waits for the first-contentful-paint entry (buffered: one that came before the call counts).
+PAINT = """() => new Promise(resolve => new PerformanceObserver((list, observer) => {
+  const paint = list.getEntries().find(e => e.name === "first-contentful-paint");
+  if (!paint) return;
+  observer.disconnect();
+  resolve({ first_contentful_paint_ms: paint.startTime,
+            load_ms: performance.getEntriesByType("navigation")[0].loadEventEnd });
+}).observe({ type: "paint", buffered: true }))"""
+
+
+def opening_times(browser, path: Path, times: int = 3) -> dict:
+    """The medians of ``times`` openings from disk: first contentful paint, and the load event (the whole
+    page drawn and its script run), in milliseconds since navigation start."""
+    samples = []
+    for _ in range(times):
+        page = browser.new_page(viewport=SIZE)
+        page.goto(path.as_uri(), wait_until="load", timeout=300_000)
+        samples.append(page.evaluate(PAINT))
+        page.close()
+    return {key: round(statistics.median(s[key] for s in samples)) for key in samples[0]} | {
+        "index_html_bytes": path.stat().st_size}
+
+
+def first_paint_document() -> tuple[str, dict]:
+    """The run to draw: $CONFORMANCE_FIRST_PAINT_RESULTS (a results file or report dir, e.g. a merged
+    full matrix) when set, else a synthetic run of the whole matrix with a real run's mix of outcomes."""
+    given = os.environ.get("CONFORMANCE_FIRST_PAINT_RESULTS")
+    if given:
+        return given, load_any([Path(given)])
+    return "synthetic", synthetic_document(solved_cases(), mix=REAL_MIX)
+
+
+@pytest.mark.slow
+def test_the_first_paint_of_a_full_matrix_sized_report_is_recorded(browser, tmp_path) -> None:
+    """Written to reports/first-paint.json: the report as written, beside the same run as one file with
+    every panel and row inline (the report before details files). BENCHMARKS.md cites the figures."""
+    source, document = first_paint_document()
+    written = render_report(document, tmp_path / "written")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_html, "INLINE_PANELS", len(document["results"]))
+        patch.setattr(report_html, "WHOLE_MATRIX_ROWS", len(document["results"]))
+        one_file = render_report(document, tmp_path / "one-file")
+    assert list(written.parent.glob(f"{report_html.DETAILS_PREFIX}*.js"))
+    figures = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": source,
+               "results": len(document["results"]),
+               "chromium": browser.version, "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
+               "written": opening_times(browser, written), "one_file": opening_times(browser, one_file)}
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / "first-paint.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    print(f"\nfirst paint: {json.dumps(figures)}")
+
+
+def test_the_report_command_writes_a_large_reports_details_files_beside_it(tmp_path: Path) -> None:
+    """A run with more panels than INLINE_PANELS, through the console script as a user runs it."""
+    document = synthetic_document(solved_cases()[:120], adapters=("torch", "flax", "onnx-native"), devices=("cpu",),
+                                  mix=(("unsupported", 100),))
+    panels = len(document["results"])
+    assert panels > report_html.INLINE_PANELS
+    (tmp_path / "run.json").write_text(json.dumps(document), encoding="utf-8")
+    done = subprocess.run([str(CONSOLE_SCRIPT), "report", str(tmp_path / "run.json"), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    markup = "".join(details_markup(tmp_path / "out").values())
+    assert markup.count('<details class="panel u"') == panels
+    assert {"index.html", "results.json", "junit.xml"} <= {p.name for p in (tmp_path / "out").iterdir()}

@@ -80,7 +80,7 @@ def test_an_adapter_that_changes_directory_leaves_a_relative_report_dir_where_it
 
 
 def test_an_adapter_named_with_control_characters_has_every_result_recorded(tmp_path):
-    """README: such names are stored as ``\\xNN``; the supervisor finds the results under that name."""
+    """Control characters in text are stored as ``\\xNN``; the supervisor finds the results under that name."""
     result = conformance_run(tmp_path, *hostile("BellNameAdapter"), *BOTH_DTYPES)
     records = planned_equals_recorded(strict_json(tmp_path / "results.json"))
     assert len(records) == 24 and {r["status"] for r in records.values()} == {"pass"}, result.stdout

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conformance.report import render_regression, render_report
+from conformance.report.html import DETAILS_PREFIX
 from conformance.results.machine import machine_info
 from conformance.results.records import (
     Record,
@@ -168,6 +169,13 @@ def test_the_merge_job_downloads_every_uploaded_result_and_runs_after_every_job(
     for uploader in ("matrix", "gpu"):
         name = step(uploader, uses="actions/upload-artifact")["with"]["name"]
         assert fnmatch.fnmatch(re.sub(r"\$\{\{[^}]*\}\}", "x", name), pattern), (uploader, name)
+
+
+def test_the_merge_job_uploads_the_merged_report_with_the_details_files_beside_it():
+    """A merged full matrix keeps its result details in files beside index.html (conformance.report.html)."""
+    paths = step("merge", uses="actions/upload-artifact")["with"]["path"].split()
+    assert {"reports/index.html", "reports/results.json", "reports/junit.xml"} <= set(paths)
+    assert any(fnmatch.fnmatch(f"reports/{DETAILS_PREFIX}0123456789ab-0.js", path) for path in paths)
 
 
 def test_the_checks_job_runs_the_suites_own_tests_and_lint():

@@ -61,6 +61,13 @@ def build_parser() -> Parser:
                      help="every case on every adapter: without it (and without -k), the adapters that "
                           "compile per structure run the covering plan (every factor value and pair of "
                           "values; the run says which pairs it left out)")
+    run.add_argument("--unseen", type=int, default=0, metavar="N",
+                     help="also run N cases drawn now from the whole space the matrix covers, which no adapter "
+                          "can have been tuned to, judged by the same rules against the float64 oracle and "
+                          "counted apart (default 0)")
+    run.add_argument("--seed", type=int, default=None, metavar="S",
+                     help="the unseen cases' seed: the same seed draws the same cases anywhere (default: a "
+                          "fresh one, recorded with the results)")
     run.add_argument("--report-dir", type=Path, default=Path("reports"),
                      help="where results.json, junit.xml and index.html are written")
     run.add_argument("--jobs", type=int, default=2, help="adapter processes at once (default 2)")

@@ -42,9 +42,10 @@ from conformance.commands.supervisor import (
     supervise,
 )
 from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
-from conformance.fixtures import default_fixtures_dir, load_cases, manifest_sha256
+from conformance.fixtures import default_fixtures_dir, load_cases, load_unseen, manifest_sha256
 from conformance.matrix.case import REDUCED_PRECISION, Case, is_reduced_precision
 from conformance.matrix.covering import CoveringPlan, covering_plan
+from conformance.matrix.unseen import check_count, check_seed, fresh_seed, is_unseen
 from conformance.plugin import ConformanceParam, device_rows, keyword_filter, matrix_params
 from conformance.results.lock import ReportDirBusy, ReportDirLock
 from conformance.results.machine import machine_info
@@ -59,6 +60,7 @@ from conformance.results.records import (
     results_document,
     run_selection,
     unexpected_count,
+    unseen_record,
 )
 from conformance.results.user_lists import user_known_lists, user_list_lines
 from conformance.verdict.known_differences import Audit, KnownFailures, known_failure_files, load_known_failures
@@ -121,6 +123,7 @@ def validated_options(args: argparse.Namespace) -> dict:
         raise UsageError(str(exc)) from None
     check_outputs(args.report_dir)
     check_onnx_opset(args.onnx_opset)
+    unseen = unseen_choice(args.unseen, args.seed)
     builtin = not args.no_builtin_known_failures
     try:
         known = load_known_failures(known_failure_files(args.known_failures, builtin))
@@ -131,7 +134,22 @@ def validated_options(args: argparse.Namespace) -> dict:
             "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
             "case_timeout": args.case_timeout, "startup_timeout": args.startup_timeout,
             "max_restarts": args.max_restarts,
-            "reduced_precision_defaults": args.reduced_precision_defaults, "onnx_opset": args.onnx_opset}
+            "reduced_precision_defaults": args.reduced_precision_defaults, "onnx_opset": args.onnx_opset,
+            "unseen": unseen}
+
+
+def unseen_choice(count: int, seed: int | None) -> dict[str, int] | None:
+    """``selection.unseen`` of a run with ``--unseen N [--seed S]`` (a fresh seed where none is given);
+    None without; UsageError (one line, exit 2) for a count or seed out of range."""
+    try:
+        check_count(count)
+        if seed is not None:
+            check_seed(seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if seed is not None and not count:
+        raise UsageError("--seed S goes with --unseen N (the seed of the cases drawn at run time)")
+    return unseen_record(count, fresh_seed() if seed is None else seed)
 
 
 class Progress:
@@ -171,8 +189,9 @@ def adapter_plan(adapter: LoadedAdapter, cases: list[Case], options: dict) -> li
     params = matrix_params(cases, device_rows(options["device"], [adapter]), options["dtype"])
     known, versions = options["known"], options["known"].installed_versions()
     params = [p for p in params if selects(p, known.reason_for(p.test_id, versions) is not None)]
-    if covers(adapter, options):
-        params = on_covering_plan(params, options["covering"], known, versions)
+    if covers(adapter, options):  # the unseen cases all run: the covering plan is the fixed matrix's
+        params = on_covering_plan([p for p in params if not is_unseen(p.case.id)], options["covering"], known,
+                                  versions) + [p for p in params if is_unseen(p.case.id)]
     return [p.test_id for p in params]
 
 
@@ -194,7 +213,10 @@ def selection_line(plans: dict[str, list[str]], options: dict) -> str:
     for requested, plan in plans.items():
         adapter = options["adapters"][requested]
         parts.append(f"{adapter.name} {len(plan)} tests" + (" (covering plan)" if covers(adapter, options) else ""))
-    return "selected: " + ", ".join(parts)
+    unseen = options["unseen"]
+    tests = sum(is_unseen(test_id) for plan in plans.values() for test_id in plan)
+    drawn = f"; {tests} of them on the {unseen['count']} unseen cases (seed {unseen['seed']})" if unseen else ""
+    return "selected: " + ", ".join(parts) + drawn
 
 
 def covers(adapter: LoadedAdapter, options: dict) -> bool:
@@ -249,7 +271,8 @@ def write_outputs(report_dir: Path, records: list[Record], groups: list[GroupRun
                                 selection=run_selection(keyword=options["keyword"], device=options["device"],
                                                         dtype=options["dtype"],
                                                         adapters=[a.name for a in options["adapters"].values()],
-                                                        covering=covering_record(options)),
+                                                        covering=covering_record(options),
+                                                        unseen=options["unseen"]),
                                 user_known_lists=user_known_lists(options["known"], records, {
                                     name: entry.get("versions") for name, entry in adapter_summaries(groups).items()}))
     check_outputs(report_dir)  # still writable: nothing is replaced unless everything can be
@@ -290,17 +313,19 @@ def summary_table(document: dict) -> str:
 
     The float16 and bfloat16 rows (``REDUCED_PRECISION``) get a table of their own
     under the float32/float64 one: they are judged by another rule (tolerance.py)
-    and counted apart from the float32 verdict. The unexpected ones of both count
-    in the exit status."""
+    and counted apart from the float32 verdict. The unseen cases of a run with
+    ``--unseen`` get one of their own, and a line "N fixed cases, M unseen (seed S)".
+    The unexpected ones of all count in the exit status."""
     records = records_of(document)
-    full = [record for record in records if not is_reduced_precision(record.dtype)]
-    reduced = [record for record in records if is_reduced_precision(record.dtype)]
-    lines = outcome_table(full) if full or not reduced else []  # no empty float32 table for a reduced-only run
-    if reduced:
-        if lines:
-            lines.append("")
-        lines.append(f"{' and '.join(REDUCED_PRECISION)} rows (the reduced-precision rule, counted apart):")
-        lines += outcome_table(reduced)
+    fixed = [record for record in records if not is_unseen(record.case_id)]
+    lines = dtype_tables(fixed) if fixed or not records else []
+    unseen = (document.get("selection") or {}).get("unseen")
+    if unseen:
+        drawn = [record for record in records if is_unseen(record.case_id)]
+        lines += [""] * bool(lines) + [f"unseen cases, drawn at run time (seed {unseen['seed']}; the same rules, "
+                                       "counted apart from the fixed matrix):"] + outcome_table(drawn)
+        lines.append(f"{len({r.case_id for r in fixed})} fixed cases, {len({r.case_id for r in drawn})} unseen "
+                     f"(seed {unseen['seed']})")
     totals = document["counts"]
     by_user = sum(listed["results"] for listed in document.get("user_known_lists") or [])
     lines.append(f"{unexpected_count(totals)} unexpected (fail, error), {totals['known']} known differences "
@@ -314,6 +339,19 @@ def summary_table(document: dict) -> str:
     label = reduced_precision_label(records)
     plan = plan_line(document)
     return "\n".join(lines + ([f"labelled mode: {label}"] if label else []) + ([plan] if plan else []))
+
+
+def dtype_tables(records: list[Record]) -> list[str]:
+    """The float32/float64 outcome table, and the reduced-precision rows' under it."""
+    full = [record for record in records if not is_reduced_precision(record.dtype)]
+    reduced = [record for record in records if is_reduced_precision(record.dtype)]
+    lines = outcome_table(full) if full or not reduced else []  # no empty float32 table for a reduced-only run
+    if reduced:
+        if lines:
+            lines.append("")
+        lines.append(f"{' and '.join(REDUCED_PRECISION)} rows (the reduced-precision rule, counted apart):")
+        lines += outcome_table(reduced)
+    return lines
 
 
 def outcome_table(records: list[Record]) -> list[str]:
@@ -420,8 +458,10 @@ def run_command(args: argparse.Namespace) -> int:
     fixtures_dir = args.fixtures_dir or default_fixtures_dir()
     options["fixtures_checked"] = manifest_sha256(fixtures_dir)  # taken before the checks it vouches for
     case_list = load_cases(fixtures_dir)
-    cases = {case.id: case for case in case_list}
     options["covering"] = covering_for(args, case_list)
+    unseen = options["unseen"]
+    case_list += load_unseen(unseen["count"], unseen["seed"]) if unseen else []
+    cases = {case.id: case for case in case_list}
     try:
         plans = {requested: adapter_plan(adapter, case_list, options)
                  for requested, adapter in options["adapters"].items()}

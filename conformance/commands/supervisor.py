@@ -110,6 +110,8 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
         command += ["--fixtures-dir", str(options["fixtures_dir"])]
     if options.get("fixtures_checked"):
         command += ["--fixtures-checked", options["fixtures_checked"]]
+    if options.get("unseen"):
+        command += ["--unseen", str(options["unseen"]["count"]), "--unseen-seed", str(options["unseen"]["seed"])]
     if resume:
         command.append("--skip-done")
     if options.get("reduced_precision_defaults"):

@@ -4,7 +4,8 @@ An adapter receives a ``Case`` bound to one dtype (``case.dtype``) and reads
 ``case.x``, ``case.mask``, ``case.initial_state``, ``case.decoder_x`` and
 ``case.weights``, already cast to that dtype (and, where they exist, ``case.tokens`` /
 ``case.embeddings`` and ``case.earlier_x``: see ``Case``). ``case.expected`` (float64, from
-the oracle) is for the comparison, never for the adapter.
+the oracle) is for the comparison, never for the adapter: an adapter is handed the
+``question`` alone, in a process that never holds the answer (``conformance.adapters.worker``).
 """
 
 from __future__ import annotations
@@ -140,11 +141,17 @@ class Case:
         what it writes into its inputs (an in-place optimisation) reaches no verdict."""
         return self._with_arrays(lambda a: np.array(a, copy=True))
 
+    def question(self) -> Case:
+        """What an adapter is handed: a ``fresh_copy`` without the answer (``expected`` None), so that
+        no adapter can return the golden outputs it was given (issue 30)."""
+        return self._with_arrays(lambda a: np.array(a, copy=True), expected=None)
+
     def _with_arrays(self, convert, **changes) -> Case:
         """This case with ``convert`` applied to x, the states and weights (the inputs an adapter
         reads in the case's dtype), and a copy of the mask, tokens and answer (which keep theirs)."""
         convert_or_none = (lambda a: None if a is None else convert(a))
         copy_or_none = (lambda a: None if a is None else np.array(a, copy=True))
+        answer = changes.pop("expected", self.expected)
         return dataclasses.replace(
             self,
             x=convert(self.x),
@@ -156,7 +163,7 @@ class Case:
             weights={name: {k: convert(v) for k, v in w.items()} for name, w in self.weights.items()},
             mask=copy_or_none(self.mask),
             tokens=copy_or_none(self.tokens),
-            expected=None if self.expected is None else tuple(np.array(a, copy=True) for a in self.expected),
+            expected=None if answer is None else tuple(np.array(a, copy=True) for a in answer),
             **changes,
         )
 

@@ -153,9 +153,11 @@ class Draw:
             parts.append(self.recurrent_activation)
         return "_".join(p for p in parts if p) or "plain"
 
-    def case_id(self) -> str:
+    def case_id(self, label: str | None = None) -> str:
+        """The id in the fixed grammar; ``label`` stands where ``drawn{KEY}`` does (an unseen case's
+        ``unseen{SEED}-{INDEX}``: ``conformance.matrix.unseen``)."""
         return (f"{self.cell}-{flag_label(self.return_sequences, self.return_state)}-{self.scheme}"
-                f"-b{self.batch}t{self.steps}-drawn{self.key()}-{self.option()}")
+                f"-b{self.batch}t{self.steps}-{label or 'drawn' + self.key()}-{self.option()}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -191,10 +193,10 @@ def drawn_case(draw: Draw) -> Case:
     return base_case(draw).for_dtype(draw.dtype)
 
 
-def base_case(draw: Draw) -> Case:
+def base_case(draw: Draw, label: str | None = None) -> Case:
     """The case of a normalized ``draw`` as the fixtures hold cases: float32 values (on the bfloat16 grid
-    for a reduced dtype), ``dtypes`` its one drawn dtype."""
-    case_id = draw.case_id()
+    for a reduced dtype), ``dtypes`` its one drawn dtype; ``label`` as in ``Draw.case_id``."""
+    case_id = draw.case_id(label)
     x = None
     if draw.scheme == "saturating":
         x = uniform(rng_for(case_id + "/x"), -SATURATING_INPUT, SATURATING_INPUT,
@@ -207,22 +209,27 @@ def base_case(draw: Draw) -> Case:
     return on_reduced_grid(case) if is_reduced_precision(draw.dtype) else case
 
 
+NO_YES, YES_NO = (False, True), (True, False)
+# Every field of ``Draw`` and the values a draw takes, simplest (the default) first: the space the
+# search explores (``draws``) and unseen cases come from (``conformance.matrix.unseen``).
+SPACE: dict[str, tuple] = {
+    "cell": CELL_ORDER, "return_sequences": NO_YES, "return_state": NO_YES, "composite": COMPOSITES,
+    "merge_mode": MERGE_MODES, "go_backwards": NO_YES, "activation": ACTIVATIONS,
+    "recurrent_activation": RECURRENT_ACTIVATIONS, "use_bias": YES_NO, "reset_after": YES_NO,
+    "zero_output_for_mask": NO_YES, "unroll": NO_YES, "dropout": NO_YES, "stateful": STATEFUL, "mask": MASKS,
+    "mask_source": MASK_SOURCES, "initial_state": NO_YES, "scheme": SCHEMES,
+    "batch": tuple(range(1, MAX_BATCH + 1)), "steps": tuple(range(1, MAX_STEPS + 1)),
+    "features": tuple(range(1, MAX_FEATURES + 1)), "units": tuple(range(1, MAX_UNITS + 1)), "dtype": DTYPES,
+}
+
+
 def draws(dtypes: tuple[str, ...] = DTYPES):
-    """The Hypothesis strategy over ``Draw``: every dimension independent, simplest values first."""
+    """The Hypothesis strategy over ``Draw``: every dimension of ``SPACE`` independent, simplest values
+    first (what Hypothesis shrinks towards), the dtype one of ``dtypes``."""
     from hypothesis import strategies as st
 
-    return st.builds(
-        Draw, cell=st.sampled_from(CELL_ORDER),
-        return_sequences=st.booleans(), return_state=st.booleans(), composite=st.sampled_from(COMPOSITES),
-        merge_mode=st.sampled_from(MERGE_MODES), go_backwards=st.booleans(),
-        activation=st.sampled_from(ACTIVATIONS), recurrent_activation=st.sampled_from(RECURRENT_ACTIVATIONS),
-        use_bias=st.booleans().map(lambda b: not b), reset_after=st.booleans().map(lambda b: not b),
-        zero_output_for_mask=st.booleans(), unroll=st.booleans(), dropout=st.booleans(),
-        stateful=st.sampled_from(STATEFUL), mask=st.sampled_from(MASKS), mask_source=st.sampled_from(MASK_SOURCES),
-        initial_state=st.booleans(), scheme=st.sampled_from(SCHEMES),
-        batch=st.integers(1, MAX_BATCH), steps=st.integers(1, MAX_STEPS),
-        features=st.integers(1, MAX_FEATURES), units=st.integers(1, MAX_UNITS),
-        dtype=st.sampled_from(dtypes)).map(Draw.normalized)
+    fields = {name: st.sampled_from(values) for name, values in SPACE.items()}
+    return st.builds(Draw, **{**fields, "dtype": st.sampled_from(dtypes)}).map(Draw.normalized)
 
 
 def adopted_cases() -> Iterator[Case]:

@@ -26,6 +26,8 @@ every machine, which is what the golden fixtures store (``numbers`` says how).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from conformance import semantics
@@ -114,8 +116,8 @@ def exact_forward(spec: AnySpec, weights, x, initial_state=None, mask=None) -> l
                           "computed by cancellation?)")
 
 
-__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs", "preactivation_range",
-           "preactivation_ranges"]
+__all__ = ["forward", "exact_forward", "expected_outputs", "exact_expected_outputs", "answered",
+           "preactivation_range", "preactivation_ranges"]
 
 
 def _case_arguments(case) -> tuple:
@@ -144,6 +146,12 @@ def expected_outputs(case) -> list[np.ndarray]:
 def exact_expected_outputs(case) -> list[np.ndarray]:
     """The correctly rounded answer for a ``Case``: what the golden fixtures store."""
     return _case_outputs(case, exact_forward(*_case_arguments(case)))
+
+
+def answered(case):
+    """``case`` with the float64 oracle's answer as its ``expected``: how a case drawn at run time (an
+    unseen one, ``conformance.matrix.unseen``) gets its answer, in the process that judges."""
+    return dataclasses.replace(case, expected=tuple(expected_outputs(case)))
 
 
 RANGE_STEP = 0.1  # the recorded range is rounded outward to this

@@ -6,7 +6,8 @@
 comparison of two runs made by ``conformance.results.regression.compare_runs``;
 ``render_history(history, out_dir) -> Path`` writes ``history.html`` (and ``history.json``), runs
 across releases (``conformance.results.history.build_history``).
-Every page is self-contained (inline CSS and JS, no network) and opens from disk.
+Every page is self-contained (inline CSS and JS, no network) and opens from disk; a large
+report's result details are in ``index-details-*.js`` files beside its ``index.html``.
 """
 
 from conformance.report.history import render_history

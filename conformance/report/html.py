@@ -1,4 +1,4 @@
-"""The HTML reports: one self-contained file each, that opens from disk.
+"""The HTML reports: self-contained files that open from disk, with no network access.
 
 ``render_report(document, out_dir)`` draws a results document (see
 ``conformance.results.records``) as a matrix: cases grouped by cell and flags down the
@@ -16,12 +16,18 @@ reads what it needs from the markup. A Content-Security-Policy forbids any
 network access, so the file behaves the same on any machine.
 
 Size: a passing result is one ``<td>`` with a status class and its max error;
-only results that did not pass carry a panel, so a 10k-result run stays a few MB.
+only results that did not pass carry a panel. A large report (more than INLINE_PANELS
+panels) keeps them in details files beside ``index.html`` (``details_files``: scripts the
+page loads when a panel is needed, allowed by the policy's ``'self'``), and a matrix of more
+than WHOLE_MATRIX_ROWS cases draws its first FIRST_ROWS, then more as the reader scrolls: the
+merged report of the full matrix (22,176 results) opens in about a second instead of seven.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -29,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from conformance.files import REPORT_FILES, OutputPathError, write_texts_atomic
 from conformance.matrix.case import is_reduced_precision
 from conformance.matrix.spec import CELLS
+from conformance.matrix.unseen import is_unseen
 from conformance.results.junit import junit_xml
 from conformance.results.messages import short_message
 from conformance.results.records import (
@@ -60,6 +68,14 @@ DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 MACHINE_ORDER = ("runner_name", "runner_os", "runner_arch", "os", "platform", "python", "cpu", "gpu", "gpus",
                  "hostname", "node")
 MAX_STDERR_CHARS = 8000
+# A large report keeps its first paint cheap: past INLINE_PANELS panels they go to details files of
+# about DETAILS_FILE_CHARS each beside index.html, and a matrix of more than WHOLE_MATRIX_ROWS cases
+# draws its first FIRST_ROWS, then more as the reader scrolls (BENCHMARKS.md, "Opening the HTML report").
+INLINE_PANELS = 500
+DETAILS_FILE_CHARS = 500_000
+DETAILS_PREFIX = "index-details-"
+WHOLE_MATRIX_ROWS = 250
+FIRST_ROWS = 50  # about what a laptop screen shows of the matrix
 HEAT_LEVELS = 10  # 1..5: within atol by decade, 6..10: above atol by decade; 0: exact
 
 
@@ -263,6 +279,21 @@ class MachineView:
     adapters: list[str]
 
 
+@dataclass(frozen=True)
+class DetailsFile:
+    """A file of panels beside a large report's ``index.html``, loaded when a reader needs one of
+    them: panels ``r{first}`` to ``r{last}``, all shown or all folded (unsupported, skipped, not run)."""
+
+    name: str
+    first: int
+    last: int
+    folded: bool
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
 @dataclass
 class ReportView:
     document: dict[str, Any]
@@ -283,6 +314,13 @@ class ReportView:
     reduced_adapter_rows: list[dict[str, Any]] = field(default_factory=list)
     outcomes: tuple[str, ...] = OUTCOMES
     codes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_CODES))
+    details_files: list[DetailsFile] = field(default_factory=list)  # []: every panel is in the page
+    first_rows: int = FIRST_ROWS
+
+    @property
+    def row_count(self) -> int:
+        """The matrix's rows: one per case."""
+        return sum(len(g.rows) for g in self.groups)
 
     @property
     def shown_panels(self) -> list[Panel]:
@@ -298,6 +336,18 @@ class ReportView:
     @property
     def unexpected_panels(self) -> list[Panel]:
         return [p for p in self.panels if p.outcome in UNEXPECTED]
+
+    @property
+    def unseen(self) -> dict[str, Any] | None:
+        """A run with unseen cases (``--unseen``): their seed and count, how many fixed and unseen
+        cases it judged, and the unseen results' outcomes, counted apart; None for any other run."""
+        drawn = (self.document.get("selection") or {}).get("unseen")
+        if not drawn:
+            return None
+        records = records_of(self.document)
+        unseen = [record for record in records if is_unseen(record.case_id)]
+        return dict(drawn, fixed=len({r.case_id for r in records if not is_unseen(r.case_id)}),
+                    unseen=len({r.case_id for r in unseen}), outcomes=outcome_counts(unseen))
 
 
 FOLDED = ("unsupported", "skipped", "not_run")
@@ -494,8 +544,9 @@ def adapter_rows(document: dict[str, Any], records: list[Record],
 
 
 def panel_ids_for(records: list[Record], prefix: str = "r") -> dict[str, str]:
-    """Every result that did not pass gets a panel, numbered in record order."""
-    failing = [r for r in records if r.status != "pass"]
+    """Every result that did not pass gets a panel, numbered in panel order (``PANEL_ORDER``, then
+    record order), so that each details file of a large report holds a run of consecutive numbers."""
+    failing = sorted((r for r in records if r.status != "pass"), key=lambda r: PANEL_ORDER.index(r.outcome))
     return {r.test_id: f"{prefix}{n}" for n, r in enumerate(failing)}
 
 
@@ -511,7 +562,7 @@ def build_view(document: dict[str, Any]) -> ReportView:
             spans.append((column.adapter, 1))
     machines = machine_views(document, records)
     panels = sorted((build_panel(r, panel_ids[r.test_id], bool(machines)) for r in records if r.test_id in panel_ids),
-                    key=lambda p: PANEL_ORDER.index(p.outcome))  # stable: record order within an outcome
+                    key=lambda p: int(p.id[1:]))  # the ids are numbered in panel order
     groups = build_groups(records, columns, panel_ids)
     cells = sorted({g.cell for g in groups}, key=lambda c: _order(c, CELLS))
     full = [r for r in records if not is_reduced_precision(r.dtype)]
@@ -583,6 +634,8 @@ def selection_text(selection: dict[str, Any] | None) -> str:
         (["--plan"] if selection.get("plan") else []) + \
         ([f"the covering plan for {', '.join(selection['covering']['adapters'])}"] if selection.get("covering")
          else []) + \
+        ([f"{selection['unseen']['count']} unseen cases (seed {selection['unseen']['seed']})"]
+         if selection.get("unseen") else []) + \
         [f"--device {selection.get('device')}", f"--dtype {selection.get('dtype')}",
          ", ".join(selection.get("adapters") or ()) or "no adapter"]
     return " · ".join(parts)
@@ -654,33 +707,86 @@ def environment() -> jinja2.Environment:
 
 
 def render_report(document: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``out_dir/index.html`` (atomically) for a results document; return its path."""
+    """Write ``out_dir/index.html`` (and a large report's details files), atomically; return its path."""
     path = Path(out_dir) / "index.html"
-    write_text_atomic(path, report_html(document))
+    write_files_atomic(Path(out_dir), report_files(document))
     return path
 
 
 def write_report(document: dict[str, Any], out_dir: Path, names: tuple[str, ...] = REPORT_FILES) -> Path:
     """The report files ``names`` of a results document, replaced together: a write that fails
     (a full disk) leaves the report there before whole, and is one line (OutputPathError), not a
-    traceback. Returns the path of ``index.html``."""
+    traceback. ``index.html`` brings its details files along. Returns the path of ``index.html``."""
     out_dir = Path(out_dir)
-    texts = {"results.json": lambda: json_text(document, indent=1) + "\n",
-             "junit.xml": lambda: junit_xml(records_of(document), document.get("user_known_lists")),
-             "index.html": lambda: report_html(document)}
+    texts = {"results.json": lambda: {"results.json": json_text(document, indent=1) + "\n"},
+             "junit.xml": lambda: {"junit.xml": junit_xml(records_of(document), document.get("user_known_lists"))},
+             "index.html": lambda: report_files(document)}
+    files = {name: text for wanted in names for name, text in texts[wanted]().items()}
     try:
-        write_texts_atomic({out_dir / name: texts[name]() for name in names})
+        write_files_atomic(out_dir, files)
     except OSError as exc:
         raise OutputPathError(f"could not write the report in {out_dir}: {exc.strerror or exc}; "
                               "the report there before is unchanged") from None
     return out_dir / "index.html"
 
 
+def write_files_atomic(out_dir: Path, files: dict[str, str]) -> None:
+    """``files`` (name -> text) replaced together, ``index.html`` renamed in last so that it never
+    names a details file not yet there; then the details files of an earlier report are removed
+    (a planted link is removed itself, never followed)."""
+    ordered = sorted(files, key=lambda name: name == "index.html")
+    write_texts_atomic({out_dir / name: files[name] for name in ordered})
+    if "index.html" in files:
+        for stale in out_dir.glob(f"{DETAILS_PREFIX}*.js"):
+            if stale.name not in files:
+                stale.unlink(missing_ok=True)
+
+
 def report_html(document: dict[str, Any]) -> str:
-    """The HTML report of a results document (what ``render_report`` writes)."""
-    return environment().get_template("report.html.j2").render(view=build_view(document),
-                                                               title="RNN conformance report",
-                                                               called_out_share=CALLED_OUT_SHARE)
+    """The HTML report of a results document: ``index.html`` of ``report_files``."""
+    return report_files(document)["index.html"]
+
+
+def report_files(document: dict[str, Any]) -> dict[str, str]:
+    """``index.html`` and, for a report of more than INLINE_PANELS panels, its details files."""
+    view = build_view(document)
+    view.first_rows = view.row_count if view.row_count <= WHOLE_MATRIX_ROWS else FIRST_ROWS
+    files = {}
+    if len(view.panels) > INLINE_PANELS:
+        files = details_files(view)
+    html = environment().get_template("report.html.j2").render(
+        view=view, title="RNN conformance report", called_out_share=CALLED_OUT_SHARE,
+        extra_script_src=markupsafe.Markup(" 'self'" if files else ""))  # the details files beside it
+    return {**files, "index.html": html}
+
+
+def details_files(view: ReportView) -> dict[str, str]:
+    """The panels as files of about DETAILS_FILE_CHARS, each a script that hands its (escaped) markup
+    to the page: ``conformanceDetails(first, "<details ...>...")``. Sets ``view.details_files``.
+
+    Their names carry a digest of their content, so that a page never loads another run's panels."""
+    runs = panel_runs(view.panels)
+    scripts = [f"conformanceDetails({run[0][0]}, {json.dumps(''.join(m for _, m in run))});\n" for _, run in runs]
+    digest = hashlib.sha256("".join(scripts).encode()).hexdigest()[:12]
+    view.details_files = [DetailsFile(f"{DETAILS_PREFIX}{digest}-{n}.js", run[0][0], run[-1][0], folded)
+                          for n, (folded, run) in enumerate(runs)]
+    return {f.name: script for f, script in zip(view.details_files, scripts)}
+
+
+def panel_runs(panels: list[Panel]) -> list[tuple[bool, list[tuple[int, str]]]]:
+    """The panels' markup, numbered, cut into runs of about DETAILS_FILE_CHARS that are all shown or
+    all folded: (folded, [(number, markup), ...]) each."""
+    panel = environment().get_template("macros.html.j2").make_module({"OUTCOME_CODES": OUTCOME_CODES}).panel
+    runs: list[tuple[bool, list[tuple[int, str]]]] = []
+    size = 0
+    for number, p in enumerate(panels):
+        folded, markup = p.outcome in FOLDED, str(panel(p))
+        if not runs or runs[-1][0] != folded or size + len(markup) > DETAILS_FILE_CHARS:
+            runs.append((folded, []))
+            size = 0
+        runs[-1][1].append((number, markup))
+        size += len(markup)
+    return runs
 
 
 def render_regression(regression, baseline: dict[str, Any], current: dict[str, Any],

@@ -301,19 +301,28 @@ def results_document(records: Iterable[Record | dict[str, Any]], *, complete: bo
             "results": [r.to_dict() for r in ordered]})
 
 
+def unseen_record(count: int, seed: int | None) -> dict[str, int] | None:
+    """``selection.unseen``: how many cases the run drew at run time, and their seed; None: none."""
+    return {"count": count, "seed": seed} if count else None
+
+
 def run_selection(*, keyword: str | None, device: str, dtype: str, adapters: Iterable[str],
-              plan: bool = False, covering: dict[str, Any] | None = None) -> dict[str, Any]:
+              plan: bool = False, covering: dict[str, Any] | None = None,
+              unseen: dict[str, int] | None = None) -> dict[str, Any]:
     """What a run was asked to run: its ``-k`` (None: none), ``--device``, ``--dtype`` and adapters.
 
     ``plan`` marks a process that ran a plan handed to it (``--plan``): a part of
     a run, narrowed as a ``-k`` narrows. ``covering`` (``conformance run``'s
     ``covering_record``) says that the default covering plan narrowed some
     adapters' part, which ones, and which case × dtype pairs it left to the full plan.
+    ``unseen`` (``unseen_record``): the cases drawn at run time, beside the fixtures.
     """
     chosen = {"keyword": keyword or None, "device": device, "dtype": dtype,
               "adapters": sorted(dict.fromkeys(adapters))}
     if covering:
         chosen["covering"] = covering
+    if unseen:
+        chosen["unseen"] = unseen
     return dict(chosen, plan=True) if plan else chosen
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapters.asking import Unlisted
 from conformance.jsonsafe import json_safe
 from conformance.matrix.case import DTYPES, Case, is_floating, numpy_dtype
 
@@ -205,11 +206,13 @@ def non_finite_problem(name: str, values: np.ndarray) -> str | None:
 
 
 def compare_outputs(case: Case, actual: Any) -> Verdict:
-    """The verdict for ``actual`` (what an adapter returned) against ``case.expected``."""
+    """The verdict for ``actual`` (what an adapter returned, or its ``portable`` form: an ``Unlisted``
+    stands for what was no list) against ``case.expected``."""
     if case.expected is None:
         raise ValueError(f"case {case.id} has no expected outputs (load it from the fixtures)")
     if not isinstance(actual, (list, tuple)):
-        return Verdict(False, list_message(case, None, type(actual).__name__))
+        kind = actual.kind if isinstance(actual, Unlisted) else type(actual).__name__
+        return Verdict(False, list_message(case, None, kind))
     if len(actual) != len(case.expected):
         return Verdict(False, list_message(case, len(actual), "list"))
     tolerance = case.tolerance()
