@@ -28,13 +28,16 @@ The options it registers (group "recurrent-layer conformance suite" in ``pytest 
                                  (default ``REPORT_DIR/results.jsonl``)
 ``--results-json FILE``          the session's results document
                                  (default ``REPORT_DIR/results.json``)
-``--known-failures FILE``        a further known-differences list (repeatable; matched
+``--known-differences FILE``     a further known-differences list (repeatable; matched
                                  after the built-in one)
-``--no-builtin-known-failures``  leave out ``conformance/verdict/known_differences.txt``
+``--no-builtin-known-differences``
+                                 leave out ``conformance/verdict/known_differences.txt``
 ``--reduced-precision-defaults`` labelled mode: the runtimes' reduced-precision defaults
                                  (TF32 on GPUs, OpenVINO's bfloat16 hint, ...) left on;
                                  every record carries ``run_info.reduced_precision_defaults``
-``--tf32``                       the same mode under its first name
+``--known-failures FILE``        deprecated first spellings of the three options above:
+``--no-builtin-known-failures``  each works as its new name does, with a
+``--tf32``                       ``PytestDeprecationWarning`` saying what to write instead
 ``--skip-done``                  leave out tests already in the stream (resuming after a
                                  crash; used by ``conformance run``'s supervisor)
 ``--plan FILE.json``             run exactly these test ids (a JSON list; written by
@@ -81,6 +84,7 @@ from conformance.jsonsafe import safe_text
 from conformance.matrix.case import DTYPES, Case
 from conformance.matrix.unseen import fresh_seed
 from conformance.onnx.graph import OPSET_VARIABLE as ONNX_OPSET_VARIABLE
+from conformance.renamed import NotedRenamed, deprecation
 from conformance.results.lock import ReportDirLock
 from conformance.results.machine import machine_info, package_versions
 from conformance.results.records import (
@@ -96,7 +100,7 @@ from conformance.results.records import (
     unseen_record,
     write_json_atomic,
 )
-from conformance.verdict.known_differences import Audit, known_failure_files, load_known_failures
+from conformance.verdict.known_differences import Audit, known_difference_files, load_known_differences
 
 DEVICES = ("cpu", "cuda")
 DIAGNOSES_PER_PROCESS = 200  # unexpected failures diagnosed per adapter process (ConformanceSession.may_diagnose)
@@ -134,16 +138,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the session's results document here (default: REPORT_DIR/results.json)")
     group.addoption("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR",
                     help=f"where the stream and results.json go (default {DEFAULT_REPORT_DIR})")
-    group.addoption("--known-failures", action="append", default=[], metavar="FILE",
+    group.addoption("--known-differences", action="append", default=[], metavar="FILE",
                     help="a further list of test ids with reasons whose fails and errors are documented "
                          "findings (repeatable; added after the built-in list)")
-    group.addoption("--no-builtin-known-failures", action="store_true",
+    group.addoption("--no-builtin-known-differences", action="store_true",
                     help="leave out the built-in list, conformance/verdict/known_differences.txt")
-    group.addoption("--reduced-precision-defaults", "--tf32", dest="reduced_precision_defaults",
-                    action="store_true",
+    group.addoption("--reduced-precision-defaults", action="store_true",
                     help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
-                         "OpenVINO's bfloat16 hint, ...); every result carries "
-                         "run_info.reduced_precision_defaults (--tf32: the same, its first name)")
+                         "OpenVINO's bfloat16 hint, ...); every result carries run_info.reduced_precision_defaults")
+    for old, nargs in (("--known-failures", None), ("--no-builtin-known-failures", 0), ("--tf32", 0)):
+        group.addoption(old, action=NotedRenamed, nargs=nargs)  # conformance.renamed
     group.addoption("--onnx-opset", type=int, default=None, metavar="N",
                     help="stamp the ONNX models the adapters run with opset N (default: 14, the lowest "
                          "that expresses every graph); recorded as run_info.onnx_opset")
@@ -195,8 +199,8 @@ class ConformanceSession:
         self.stream_path = Path(os.path.abspath(option.results_stream or report_dir / "results.jsonl"))
         self.json_path = Path(os.path.abspath(option.results_json or report_dir / "results.json"))
         self.fixtures_dir = Path(os.path.abspath(option.fixtures_dir or default_fixtures_dir()))
-        self.known = load_known_failures(known_failure_files(
-            option.known_failures, builtin=not option.no_builtin_known_failures))
+        self.known = load_known_differences(known_difference_files(
+            option.known_differences, builtin=not option.no_builtin_known_differences))
         self.cases: list[Case] = []
         self.worker: AdapterWorker | None = None  # the adapters' own process, started with the first adapter
         self.adapters: dict[str, RemoteAdapter] = {}
@@ -374,6 +378,8 @@ def pytest_configure(config: pytest.Config) -> None:
     supervisor = os.environ.get(SUPERVISOR_VARIABLE, "")
     if supervisor.isdigit():
         watch_supervisor(int(supervisor))
+    for option in getattr(config.option, "deprecated_options", ()):
+        config.issue_config_time_warning(pytest.PytestDeprecationWarning(deprecation(option)), stacklevel=2)
     if getattr(config.option, "reduced_precision_defaults", False):
         os.environ[REDUCED_PRECISION_VARIABLE] = "1"  # read by the adapters (contract.reduced_precision_allowed)
     if getattr(config.option, "onnx_opset", None) is not None:
@@ -503,7 +509,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     A known test that fails or errors is xfailed; one that passes is XPASS(strict), a
     failure in pytest's eyes, while its record stays ``pass`` and the entry is named as
-    matching no result (``KnownFailures.audit``).
+    matching no result (``KnownDifferences.audit``).
     """
     if config._conformance_refused:
         pytest.exit(config._conformance_refused, returncode=2)

@@ -23,7 +23,7 @@ SLOW_MODULES = frozenset({
     "test_commands", "test_compare_command", "test_compilation_counts", "test_covering_plan",
     "test_device_rows", "test_explain", "test_export_onnx", "test_fixture_independence", "test_unseen_independence",
     "test_fixtures_robustness", "test_flax_mapping", "test_float16_bfloat16_rows", "test_history", "test_junit",
-    "test_keras_initializers", "test_keras_mapping", "test_keras_reduced_precision", "test_known_failures",
+    "test_keras_initializers", "test_keras_mapping", "test_keras_reduced_precision", "test_known_differences",
     "test_loading_robustness", "test_messages", "test_onnx_mapping", "test_onnx_opset",
     "test_onnx_reduced_precision", "test_openvino_adapter", "test_examples", "test_reduced_precision",
     "test_report_browser", "test_repro", "test_results_robustness", "test_run_plan", "test_run_robustness",

@@ -317,3 +317,17 @@ class FixtureReadingAdapter(OracleAdapter):
         with np.load(path) as stored:
             answers = [stored[f"expected.{n}"] for n in range(len(case.output_names))]
         return [a.astype(numpy_dtype(case.dtype)) for a in answers]
+
+
+class PausingAdapter(OracleAdapter):
+    """Answers its process's first case, then sleeps ten minutes on each later one: a run that is
+    certainly still going once one result has passed (for a test that interrupts it then)."""
+
+    name = "oracle"
+    answered = False
+
+    def run(self, case: Case, device: str) -> list[np.ndarray]:
+        if self.answered:
+            time.sleep(600)
+        self.answered = True
+        return super().run(case, device)

@@ -106,7 +106,7 @@ lstm-*-state1-*[oracle-*]   oracle>=3   # release 3 raises on LSTM return_state
 def release3(area) -> Path:
     """Release 3, run with a list whose first entry is scoped to other versions."""
     (area / "scoped.txt").write_text(SCOPED_LIST, "utf-8")
-    return run(area / "release3", f"{THIS}:OracleRelease3", KEYWORD, "--known-failures", area / "scoped.txt")
+    return run(area / "release3", f"{THIS}:OracleRelease3", KEYWORD, "--known-differences", area / "scoped.txt")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def compare(cwd: Path, *args: str | Path) -> tuple[subprocess.CompletedProcess, 
 
 def test_a_regression_the_lists_document_is_no_regression(baseline, release2, release2_list, tmp_path):
     known, failing = release2_list
-    done, report = compare(tmp_path, baseline, release2, "--known-failures", known)
+    done, report = compare(tmp_path, baseline, release2, "--known-differences", known)
     assert done.returncode == 0, done.stdout
     assert done.stdout.startswith("OK: no regressions")
     assert f"newly documented difference ({len(failing)}):" in done.stdout
@@ -153,7 +153,7 @@ def test_the_same_pair_without_the_list_regressed_and_names_each_case(baseline, 
 def test_a_documented_fail_that_became_a_documented_error_is_no_regression(release2, release2_list, release3,
                                                                             tmp_path):
     known, failing = release2_list
-    done, report = compare(tmp_path, release2, release3, "--known-failures", known)
+    done, report = compare(tmp_path, release2, release3, "--known-differences", known)
     assert done.returncode == 0, done.stdout
     assert f"documented difference, status changed ({len(failing)}):" in done.stdout
     assert [(c["test_id"], c["before"], c["after"]) for c in report["still_documented"]] == [
@@ -292,7 +292,7 @@ def test_a_bad_requirement_in_a_list_is_refused(baseline, tmp_path):
     (tmp_path / "bad.txt").write_text("lstm-*[oracle-*]  oracle>>2  # why\n", "utf-8")
     out = tmp_path / "out"
     out.mkdir()
-    line = one_line_error(conformance(tmp_path, "compare", baseline, baseline, "--known-failures",
+    line = one_line_error(conformance(tmp_path, "compare", baseline, baseline, "--known-differences",
                                       tmp_path / "bad.txt", "-o", out / "r.html"))
     assert line == f"conformance: error: {tmp_path / 'bad.txt'}:1: 'oracle>>2' is not a version requirement"
     assert snapshot(out) == {}

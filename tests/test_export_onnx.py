@@ -141,9 +141,9 @@ def test_onnx_loader_reads_each_placement_with_the_index_tolerances(selection):
 def known_onnx_native_differences(index: dict) -> dict[str, str]:
     """Runner test name -> the reason from the suite's known-differences list for onnx-native."""
     from conformance.results.records import test_id
-    from conformance.verdict.known_differences import known_failure_files, load_known_failures
+    from conformance.verdict.known_differences import known_difference_files, load_known_differences
 
-    known = load_known_failures(known_failure_files([], True))
+    known = load_known_differences(known_difference_files([], True))
     reasons = {f"{e['test']}_cpu": known.reason_for(test_id(e["case_id"], "onnx-native", "cpu", e["dtype"]))
                for e in index["tests"]}
     return {name: reason for name, reason in reasons.items() if reason}

@@ -2,7 +2,7 @@
 
 OpenVINO takes its fused recurrent kernel for constant weights and a loop
 for weights fed as inputs, so the two rows must differ exactly where the
-fused kernel is wrong (/work/notes/openvino-findings.md, FINDINGS.md).
+fused kernel is wrong (FINDINGS.md; the ``openvino`` entries of conformance/verdict/known_differences.txt).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The labelled reduced-precision mode: one flag (``--tf32`` its alias), one variable, every row labelled.
+"""The labelled reduced-precision mode: one flag (``--tf32`` its deprecated alias), one variable, every row labelled.
 
 Off (the default), every adapter switches its runtime's reduced-precision
 defaults off for the float32 verdict; on, they are left as the runtime ships
@@ -39,6 +39,9 @@ def test_the_contract_function_reads_the_one_variable(monkeypatch):
 def test_every_record_of_a_run_in_the_mode_is_labelled_and_so_is_the_run(tmp_path, flag):
     done = conformance("run", "--adapter", PROBE, "-k", "tutorial", flag, "--report-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
+    deprecation = "conformance: --tf32 is deprecated; use --reduced-precision-defaults"
+    assert [line for line in done.stderr.splitlines() if "deprecated" in line] == (
+        [deprecation] if flag == "--tf32" else [])
     records = load_results(tmp_path / "results.json")["results"]  # the published schema allows the label
     assert len(records) == 24
     assert {(r["run_info"][REDUCED_PRECISION_KEY], r["run_info"]["tf32_seen"]) for r in records} == {(True, True)}

@@ -12,7 +12,7 @@ import pytest
 from conformance.report import render_regression
 from conformance.results.records import merged_selection, results_document, run_selection
 from conformance.results.regression import CATEGORIES, compare_runs, summary_text
-from conformance.verdict.known_differences import parse_known_failures
+from conformance.verdict.known_differences import parse_known_differences
 
 ATOL = 1e-5
 
@@ -243,7 +243,7 @@ def test_minimal_records_render_in_the_regression_report(tmp_path: Path) -> None
 
 # --- documented differences (the records' own known, or the lists handed to compare) -------------
 
-KNOWN_A = parse_known_failures(f"{A}  # torch: a documented difference\n")
+KNOWN_A = parse_known_differences(f"{A}  # torch: a documented difference\n")
 
 
 def test_a_pass_that_becomes_a_documented_fail_is_newly_documented_not_a_regression() -> None:
@@ -276,7 +276,7 @@ def test_an_error_growing_in_a_documented_fail_is_reported_not_a_regression() ->
 
 def test_a_fail_no_longer_documented_is_newly_failing() -> None:
     """The entry held for the baseline's version and not for the current one's."""
-    scoped = parse_known_failures(f"{A}  torch<2.14  # fixed in 2.14, or so we thought\n")
+    scoped = parse_known_differences(f"{A}  torch<2.14  # fixed in 2.14, or so we thought\n")
     baseline, current = document(record(A, "fail")), document(record(A, "fail"))
     current["adapters"]["torch"]["versions"]["torch"] = "2.14.0"
     regression = compare_runs(baseline, current, known=scoped)
@@ -286,7 +286,7 @@ def test_a_fail_no_longer_documented_is_newly_failing() -> None:
 
 
 def test_a_scoped_entry_is_judged_by_each_runs_own_versions() -> None:
-    scoped = parse_known_failures(f"{A}  torch>=2.13  # from 2.13 on\n")  # the documents' torch is 2.13.0
+    scoped = parse_known_differences(f"{A}  torch>=2.13  # from 2.13 on\n")  # the documents' torch is 2.13.0
     current = document(record(A, "fail"), record(B), record(C, "unsupported"))
     assert compare_runs(BASELINE, current, known=scoped).newly_documented
     current["adapters"]["torch"]["versions"]["torch"] = "2.12.1"

@@ -111,7 +111,7 @@ def synthetic_document(cases, adapters=ADAPTERS, devices=DEVICES, *, complete: b
 MIXED_RUN = {"pass": 5, "fail": 1, "error": 2, "known fail": 2, "known error": 1, "unsupported": 4, "skipped": 6,
              "not_run": 2}
 MIXED_COUNTS = {"pass": 5, "fail": 1, "error": 2, "known": 3, "unsupported": 4, "skipped": 6, "not_run": 2}
-KNOWN_REASON = "a documented finding (known_failures.txt)"
+KNOWN_REASON = "a documented finding (known_differences.txt)"
 
 
 def mixed_run_document(known_unmatched=None) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from conformance.adapters import load_adapter
 from conformance.fixtures import load_cases
 from conformance.plugin import device_rows, keyword_filter, matrix_params
-from conformance.verdict.known_differences import known_failure_files, load_known_failures
+from conformance.verdict.known_differences import known_difference_files, load_known_differences
 from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ def collected_by_pytest(keyword: str, report_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def plan_of():
     cases = load_cases()
-    known = load_known_failures(known_failure_files([], builtin=True))
+    known = load_known_differences(known_difference_files([], builtin=True))
     rows = device_rows("all", [load_adapter(ADAPTER)])
     versions = known.installed_versions()  # version-scoped entries, judged as the planner judges them
 

@@ -15,7 +15,7 @@ from conformance.matrix.case import test_id as make_test_id  # aliased: pytest w
 from conformance.matrix.cases import build_cases
 from conformance.results.lock import LOCK_NAME
 from conformance.results.records import VOLATILE_FIELDS
-from conformance.verdict.known_differences import parse_known_failures
+from conformance.verdict.known_differences import parse_known_differences
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_a_crash_the_known_differences_list_explains_is_a_known_error(tmp_path):
     case = next(c for c in build_cases() if c.cell == "lstm")
     crashed, other = (make_test_id(case.id, "crash-abort", "cpu", dtype) for dtype in ("float32", "float64"))
     group = runner.new_group("crash-abort", [crashed, other], tmp_path)
-    known = parse_known_failures(f"{crashed}  # aborts on this case\n")
+    known = parse_known_differences(f"{crashed}  # aborts on this case\n")
     for current in (crashed, other):
         group.current = current
         runner.record_lost_test(group, {case.id: case}, {"known": known}, "killed by signal SIGABRT")
@@ -138,8 +138,8 @@ def test_an_adapter_that_breaks_the_harness_still_leaves_an_error_per_test(tmp_p
     assert all("KeyError" in r["message"] for r in records)
 
 
-@pytest.mark.parametrize("flag, seen", [([], False), (["--tf32"], True)])
-def test_the_tf32_mode_reaches_the_adapter_process_only_when_asked(tmp_path, flag, seen):
+@pytest.mark.parametrize("flag, seen", [([], False), (["--reduced-precision-defaults"], True)])
+def test_the_reduced_precision_mode_reaches_the_adapter_process_only_when_asked(tmp_path, flag, seen):
     process = conformance("--adapter", "tests.oracle_adapters:Tf32ProbeAdapter", "-k", "tutorial and lstm",
                           "--report-dir", str(tmp_path), *flag)
     process.communicate(timeout=GUARD_S)

@@ -141,7 +141,8 @@ def test_a_module_class_adapter_can_be_swept(venvs, tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_sweep_waits_for_its_run_which_leaves_an_incomplete_report(venvs, tmp_path):
     output = tmp_path / "interrupted"
-    process = subprocess.Popen([str(CONSOLE_SCRIPT), "sweep", *ORACLE, "-o", str(output), "--venv-dir", str(venvs)],
+    pausing = ("--adapter", "tests.hostile_adapters:PausingAdapter", *ORACLE[2:])  # still running when interrupted
+    process = subprocess.Popen([str(CONSOLE_SCRIPT), "sweep", *pausing, "-o", str(output), "--venv-dir", str(venvs)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     report_dir = output / NUMPY[0].replace("==", "-")
@@ -182,6 +183,6 @@ def test_full_is_passed_on_to_every_versions_run():
     from conformance.commands.sweep import run_options
 
     args = argparse.Namespace(keyword="", device=None, dtype=None, shards=None, fixtures_dir=None,
-                              onnx_opset=None, known_failures=[], full=True)
+                              onnx_opset=None, known_differences=[], full=True)
     assert run_options(args) == ("--full",)
     assert run_options(argparse.Namespace(**{**vars(args), "full": False})) == ()

@@ -1,6 +1,7 @@
 """The built-in ``tract`` and ``tract-inputs`` adapters on real cases: both weight placements pass
 where tract is right, a finding reproduces, a refusal is unsupported, tract's error chains read
-root cause first (see /work/notes/tract-findings.md for the evidence behind each)."""
+root cause first (the evidence behind each: FINDINGS.md and the ``tract`` entries of
+conformance/verdict/known_differences.txt, each with its reason)."""
 
 from __future__ import annotations
 

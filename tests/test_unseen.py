@@ -27,7 +27,7 @@ from conformance.matrix.unseen import (
     unseen_cases,
 )
 from conformance.reference import answered, exact_expected_outputs, expected_outputs
-from conformance.verdict.known_differences import parse_known_failures
+from conformance.verdict.known_differences import parse_known_differences
 from tests.fixture_cases import fixture_cases
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_ids_say_unseen_and_are_unique_within_a_seed_and_between_seeds(two_hundr
 
 
 def test_ids_keep_the_fixed_grammar_so_test_ids_and_known_difference_patterns_apply(two_hundred):
-    known = parse_known_failures("lstm-*[torch-cpu-float32]  # every LSTM on torch\n"
+    known = parse_known_differences("lstm-*[torch-cpu-float32]  # every LSTM on torch\n"
                                  "*-stateful_reset[torch-cpu-float32]  # one option, by its label\n")
     for case in two_hundred:
         key = make_test_id(case.id, "torch", "cpu", "float32")

@@ -313,7 +313,7 @@ REDUCED_PRECISION_VARIABLE = "CONFORMANCE_REDUCED_PRECISION"
 
 
 def reduced_precision_allowed() -> bool:
-    """The labelled mode ``conformance run --reduced-precision-defaults`` (alias ``--tf32``).
+    """The labelled mode ``conformance run --reduced-precision-defaults`` (``--tf32``: deprecated).
 
     Off, the default, every adapter switches its runtime's reduced-precision
     defaults off for the float32 verdict (SEMANTICS.md §6): TF32 matmuls on

@@ -17,6 +17,7 @@ from pathlib import Path
 from conformance.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from conformance.commands.search import add_parser as search_parser
 from conformance.matrix.case import DTYPES
+from conformance.renamed import add_renamed
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -84,18 +85,14 @@ def build_parser() -> Parser:
                           "recorded as given up (default 50)")
     run.add_argument("--fixtures-dir", type=Path, default=None, metavar="DIR",
                      help="the golden fixtures to run (default: the ones installed with the suite)")
-    run.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
-                     help="a further known-differences list (repeatable; added after the built-in one)")
-    run.add_argument("--no-builtin-known-failures", action="store_true",
-                     help="leave out the built-in list, conformance/verdict/known_differences.txt")
+    add_known_differences(run)
     run.add_argument("--onnx-opset", type=int, default=None, metavar="N",
                      help="stamp the ONNX models the ONNX adapters run with opset N (default 14, the lowest "
                           "that expresses every graph), for a runtime that wants another; recorded per result")
-    run.add_argument("--reduced-precision-defaults", "--tf32", dest="reduced_precision_defaults",
-                     action="store_true",
-                     help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
-                          "OpenVINO's bfloat16 hint, ...); the float32 verdict runs with them off. "
-                          "--tf32 is its first name")
+    add_renamed(run, run.add_argument(
+        "--reduced-precision-defaults", action="store_true",
+        help="labelled mode: leave the runtimes' reduced-precision defaults on (TF32 on GPUs, "
+             "OpenVINO's bfloat16 hint, ...); the float32 verdict runs with them off"))
 
     report = commands.add_parser("report", help="render index.html from results files")
     report.add_argument("results", nargs="+", type=Path,
@@ -114,10 +111,7 @@ def build_parser() -> Parser:
                          help="a tensor's max abs error growing by more than this factor is a regression")
     compare.add_argument("--by-case", action="store_true",
                          help="match results by case, device and dtype, the adapter left out (one adapter per run)")
-    compare.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
-                         help="a further known-differences list (repeatable; added after the built-in one)")
-    compare.add_argument("--no-builtin-known-failures", action="store_true",
-                         help="leave out the built-in list, conformance/verdict/known_differences.txt")
+    add_known_differences(compare)
 
     explain = commands.add_parser("explain", help="a cell's output list and how each framework spells it; or one "
                                                   "result's verdict and diagnosis (the porting mistake it matches)")
@@ -221,8 +215,9 @@ def build_parser() -> Parser:
                        help="the golden fixtures every version runs (default: the ones installed with the suite)")
     sweep.add_argument("--onnx-opset", type=int, default=None, metavar="N",
                        help="passed on to every version's conformance run (see run --onnx-opset)")
-    sweep.add_argument("--known-failures", type=Path, action="append", default=[], metavar="FILE",
-                       help="a further known-differences list for every version's run (repeatable)")
+    add_renamed(sweep, sweep.add_argument(
+        "--known-differences", type=Path, action="append", default=[], metavar="FILE",
+        help="a further known-differences list for every version's run (repeatable)"))
     sweep.add_argument("--drift-factor", type=float, default=10.0,
                        help="a passing result whose error moves by more than this factor is flagged as drift")
 
@@ -241,6 +236,16 @@ def build_parser() -> Parser:
         subcommand = commands.choices[listed.dest]
         subcommand.description = subcommand.description or listed.help
     return parser
+
+
+def add_known_differences(command: argparse.ArgumentParser) -> None:
+    """The known-differences options of run and compare, each with its deprecated first spelling."""
+    add_renamed(command, command.add_argument(
+        "--known-differences", type=Path, action="append", default=[], metavar="FILE",
+        help="a further known-differences list (repeatable; added after the built-in one)"))
+    add_renamed(command, command.add_argument(
+        "--no-builtin-known-differences", action="store_true",
+        help="leave out the built-in list, conformance/verdict/known_differences.txt"))
 
 
 def command_fixtures(args: argparse.Namespace) -> int:
@@ -333,7 +338,7 @@ def command_compare(args: argparse.Namespace) -> int:
         nothing_compared,
         summary_text,
     )
-    from conformance.verdict.known_differences import known_failure_files, load_known_failures
+    from conformance.verdict.known_differences import known_difference_files, load_known_differences
 
     try:
         check_growth_factor(args.growth_factor)
@@ -349,7 +354,8 @@ def command_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"{json_path}: the regression JSON would overwrite the HTML report (-o); "
                          "name another with --json PATH")
     try:
-        known = load_known_failures(known_failure_files(args.known_failures, not args.no_builtin_known_failures))
+        known = load_known_differences(known_difference_files(args.known_differences,
+                                                              not args.no_builtin_known_differences))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     baseline, current = load_any([args.baseline]), load_any([args.current])

@@ -63,7 +63,12 @@ from conformance.results.records import (
     unseen_record,
 )
 from conformance.results.user_lists import user_known_lists, user_list_lines
-from conformance.verdict.known_differences import Audit, KnownFailures, known_failure_files, load_known_failures
+from conformance.verdict.known_differences import (
+    Audit,
+    KnownDifferences,
+    known_difference_files,
+    load_known_differences,
+)
 
 PROGRESS_EVERY = 5.0
 
@@ -124,14 +129,14 @@ def validated_options(args: argparse.Namespace) -> dict:
     check_outputs(args.report_dir)
     check_onnx_opset(args.onnx_opset)
     unseen = unseen_choice(args.unseen, args.seed)
-    builtin = not args.no_builtin_known_failures
+    builtin = not args.no_builtin_known_differences
     try:
-        known = load_known_failures(known_failure_files(args.known_failures, builtin))
+        known = load_known_differences(known_difference_files(args.known_differences, builtin))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return {"device": args.device, "dtype": args.dtype, "keyword": args.keyword, "adapters": adapters,
-            "fixtures_dir": args.fixtures_dir, "known": known, "builtin_known_failures": builtin,
-            "known_failures": [str(Path(p).resolve()) for p in args.known_failures],
+            "fixtures_dir": args.fixtures_dir, "known": known, "builtin_known_differences": builtin,
+            "known_differences": [str(Path(p).resolve()) for p in args.known_differences],
             "case_timeout": args.case_timeout, "startup_timeout": args.startup_timeout,
             "max_restarts": args.max_restarts,
             "reduced_precision_defaults": args.reduced_precision_defaults, "onnx_opset": args.onnx_opset,
@@ -224,7 +229,7 @@ def covers(adapter: LoadedAdapter, options: dict) -> bool:
     return options["covering"] is not None and adapter.compiles_per_structure
 
 
-def on_covering_plan(params: list[ConformanceParam], plan: CoveringPlan, known: KnownFailures,
+def on_covering_plan(params: list[ConformanceParam], plan: CoveringPlan, known: KnownDifferences,
                      versions: dict[str, str]) -> list[ConformanceParam]:
     """The params of the covering plan, and for every known-differences entry the first param it
     matches: each documented difference of the adapter still shows in the default run."""

@@ -38,6 +38,7 @@ from pathlib import Path
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import write_text_atomic
 from conformance.matrix.drawn import DTYPES, Draw, drawn_case
+from conformance.renamed import add_renamed
 
 ROUND = 60  # cases a round draws before the next seed
 QUIET_S = 10.0  # progress lines apart, where stderr is not a terminal
@@ -237,7 +238,7 @@ def search_command(args: argparse.Namespace) -> int:
 def prepared_search(args: argparse.Namespace) -> Search:
     """The adapter loaded and checked, the known-differences lists read: every refusal before a case runs."""
     from conformance.adapters import load_adapter
-    from conformance.verdict.known_differences import known_failure_files, load_known_failures
+    from conformance.verdict.known_differences import known_difference_files, load_known_differences
 
     if not args.budget > 0:
         raise UsageError(f"--budget must be a positive number of minutes, not {args.budget:g}")
@@ -248,7 +249,7 @@ def prepared_search(args: argparse.Namespace) -> Search:
     if args.device not in adapter.devices():
         raise UsageError(f"adapter {adapter.name} has no {args.device} device here (its devices: "
                          f"{', '.join(adapter.devices())})")
-    known = load_known_failures(known_failure_files(args.known_failures or []))
+    known = load_known_differences(known_difference_files(args.known_differences or []))
     check_output_dir(args.output_dir)
     if args.max_found is not None and args.max_found < 1:
         raise UsageError(f"--max-found must be at least 1, not {args.max_found}")
@@ -307,8 +308,9 @@ def add_parser(commands) -> None:
                         help="the device to run on (default: %(default)s)")
     search.add_argument("--dtype", action="append", choices=DTYPES, default=None,
                         help="a dtype to draw (repeatable; default: float32)")
-    search.add_argument("--known-failures", action="append", default=None, metavar="FILE",
-                        help="a known-differences list of your own, beside the built-in one (repeatable)")
+    add_renamed(search, search.add_argument(
+        "--known-differences", action="append", default=None, metavar="FILE",
+        help="a known-differences list of your own, beside the built-in one (repeatable)"))
     search.add_argument("-o", "--output-dir", type=Path, default=Path("search"), metavar="DIR",
                         help="where search.json and each disagreement's case and reproducer go "
                              "(default: %(default)s)")

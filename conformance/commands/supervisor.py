@@ -105,7 +105,7 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
                "--adapter", group.adapter, "--device", options["device"], "--dtype", options["dtype"],
                "--report-dir", str(group.stream.parent), "--results-stream", str(group.stream),
                "--results-json", str(group.group_json), "--plan", str(group.plan_path),
-               *known_failure_args(options), "-o", "addopts=", "-W", "default"]
+               *known_difference_args(options), "-o", "addopts=", "-W", "default"]
     if options.get("fixtures_dir"):
         command += ["--fixtures-dir", str(options["fixtures_dir"])]
     if options.get("fixtures_checked"):
@@ -121,10 +121,10 @@ def pytest_command(group: GroupRun, options: dict, resume: bool) -> list[str]:
     return command
 
 
-def known_failure_args(options: dict) -> list[str]:
+def known_difference_args(options: dict) -> list[str]:
     """The run's known-differences lists, passed on as given (the child resolves them the same way)."""
-    args = [arg for path in options.get("known_failures", ()) for arg in ("--known-failures", str(path))]
-    return args + ([] if options.get("builtin_known_failures", True) else ["--no-builtin-known-failures"])
+    args = [arg for path in options.get("known_differences", ()) for arg in ("--known-differences", str(path))]
+    return args + ([] if options.get("builtin_known_differences", True) else ["--no-builtin-known-differences"])
 
 
 def start(group: GroupRun, options: dict, resume: bool) -> None:

@@ -355,8 +355,8 @@ def run_options(args: argparse.Namespace) -> tuple[str, ...]:
                         ("--onnx-opset", args.onnx_opset)):
         if value not in (None, ""):
             options += [flag, str(value)]
-    for path in args.known_failures:
-        options += ["--known-failures", str(Path(path).resolve())]
+    for path in args.known_differences:
+        options += ["--known-differences", str(Path(path).resolve())]
     if args.full:
         options.append("--full")
     return tuple(options)

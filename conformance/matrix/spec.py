@@ -43,12 +43,12 @@ class LayerSpec:
     is zero instead of the last unmasked output.
 
     ``unroll``, ``dropout`` and ``recurrent_dropout`` are *inference-invariant*
-    (SPEC.md §3): they change how a framework computes (a Python-unrolled graph
+    (SEMANTICS.md §3): they change how a framework computes (a Python-unrolled graph
     instead of a loop, dropout masks that exist only in training), never the
     answer of an inference call, so the oracle ignores them and a case with
     them must give the plain layer's numbers.
 
-    ``stateful`` carries the final state of one call into the next (SPEC.md §3): a
+    ``stateful`` carries the final state of one call into the next (SEMANTICS.md §3): a
     case with it holds the earlier call's input (``Case.earlier_x``), and the answer
     is the later call's list.
     """

@@ -27,7 +27,7 @@ parts that disagree), so that ``conformance compare`` knows which missing
 results mean something.
 ``known_checked`` / ``known_unmatched`` are the known-differences entries this
 run could check and those it found matching no result
-(``conformance.verdict.known_differences.KnownFailures.audit``); both are null when the
+(``conformance.verdict.known_differences.KnownDifferences.audit``); both are null when the
 run checked none (an interrupted run, or an older file).
 ``user_known_lists`` is what each of the user's known-differences lists explained,
 counted apart from the built-in list (``conformance.results.user_lists``).
@@ -59,7 +59,7 @@ from conformance.matrix.case import test_id
 from conformance.results.machine import add_machine, machine_id, shared_facts
 from conformance.results.schema import RESULTS_SCHEMA_PATH as RESULTS_SCHEMA_PATH  # published: vendors check with it
 from conformance.results.schema import first_problem
-from conformance.verdict.known_differences import Audit, KnownFailures
+from conformance.verdict.known_differences import Audit, KnownDifferences
 
 SCHEMA = "rnn-conformance/results/1"
 STATUSES = ("pass", "fail", "unsupported", "error", "skipped", "not_run")
@@ -365,9 +365,9 @@ def records_of(document: dict[str, Any]) -> list[Record]:
     return [Record.from_dict(r) for r in document.get("results") or []]
 
 
-def audit_known(known: KnownFailures, records: Iterable[Record], case_dtypes: Mapping[str, Iterable[str]],
+def audit_known(known: KnownDifferences, records: Iterable[Record], case_dtypes: Mapping[str, Iterable[str]],
                 selected: bool, versions: Mapping[str, Mapping[str, str]] | None = None) -> Audit:
-    """``KnownFailures.audit`` of these records: the columns that ran and the results that are known
+    """``KnownDifferences.audit`` of these records: the columns that ran and the results that are known
     (``versions``: adapter -> its versions, for the entries scoped to versions)."""
     records = list(records)
     columns = {(r.adapter, r.device, r.dtype) for r in records if r.status != "skipped"}

@@ -53,7 +53,7 @@ from typing import Any
 
 from conformance.jsonsafe import json_safe
 from conformance.results.records import UNEXPECTED, Record, records_of
-from conformance.verdict.known_differences import KnownFailures
+from conformance.verdict.known_differences import KnownDifferences
 
 NOISE_FLOOR = 1e-2  # fraction of a result's atol below which error changes are noise
 DEFAULT_FLOOR = 1e-7
@@ -313,7 +313,7 @@ def adapter_versions(document: dict[str, Any], adapter: str) -> Mapping[str, str
     return versions if isinstance(versions, dict) else None
 
 
-def documented_reason(record: Record, document: dict[str, Any], known: KnownFailures | None) -> str | None:
+def documented_reason(record: Record, document: dict[str, Any], known: KnownDifferences | None) -> str | None:
     """Why this fail or error is a documented difference: its own ``known``, else the lists' first
     entry that applies to the run's versions of its adapter; None for any other result."""
     if record.status not in UNEXPECTED:
@@ -325,7 +325,7 @@ def documented_reason(record: Record, document: dict[str, Any], known: KnownFail
     return known.reason_for(record.test_id, adapter_versions(document, record.adapter))
 
 
-def documented_reasons(document: dict[str, Any], known: KnownFailures | None) -> dict[str, str]:
+def documented_reasons(document: dict[str, Any], known: KnownDifferences | None) -> dict[str, str]:
     """Test id -> documented reason, for every documented result of a run."""
     reasons = {r.test_id: documented_reason(r, document, known) for r in records_of(document)}
     return {test_id: reason for test_id, reason in reasons.items() if reason}
@@ -447,7 +447,7 @@ def _classify(regression: Regression, before: Record, after: Record, before_know
 
 
 def compare_runs(baseline: dict[str, Any], current: dict[str, Any], growth_factor: float = 10.0,
-                 known: KnownFailures | None = None, by_case: bool = False) -> Regression:
+                 known: KnownDifferences | None = None, by_case: bool = False) -> Regression:
     """What changed from ``baseline`` to ``current`` (both results documents).
 
     ``known``: the known-differences lists that document fails and errors

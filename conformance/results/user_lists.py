@@ -1,4 +1,4 @@
-"""What a user's known-differences lists (``--known-failures FILE``) explained, counted apart.
+"""What a user's known-differences lists (``--known-differences FILE``) explained, counted apart.
 
 The built-in list (``conformance/verdict/known_differences.txt``) is evidenced: each
 entry cites where the difference was observed. A user's list is the user's word. A
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from conformance.results.records import Record
-from conformance.verdict.known_differences import BUILTIN_KNOWN_FAILURES, Entry, KnownFailures
+from conformance.verdict.known_differences import BUILTIN_KNOWN_DIFFERENCES, Entry, KnownDifferences
 
 CALLED_OUT_SHARE = 0.2
 """A user's list that explains more than this share of an adapter's computed results is called out."""
 COMPUTED = ("pass", "fail", "error")
 
 
-def user_known_lists(known: KnownFailures, records: Iterable[Record],
+def user_known_lists(known: KnownDifferences, records: Iterable[Record],
                      versions: Mapping[str, Mapping[str, str] | None]) -> list[dict[str, Any]]:
     """The accounts of the user's lists (see the module's docstring), in the order they were given;
     ``versions`` are each adapter's (what scoped entries are judged by)."""
@@ -41,7 +41,7 @@ def user_known_lists(known: KnownFailures, records: Iterable[Record],
     accounts: dict[str, dict[str, Any]] = {}  # entry origin -> its account
     for entry in known.entries:
         file, line = origin_of(entry)
-        if Path(file).resolve() == BUILTIN_KNOWN_FAILURES.resolve():
+        if Path(file).resolve() == BUILTIN_KNOWN_DIFFERENCES.resolve():
             continue
         listed = lists.setdefault(file, {"file": file, "results": 0, "entries": [], "adapters": {},
                                          "called_out": [], "test_ids": []})
@@ -72,7 +72,7 @@ def origin_of(entry: Entry) -> tuple[str, int]:
     return file, int(line)
 
 
-def explaining_entry(known: KnownFailures, record: Record, versions: Mapping[str, str] | None) -> Entry | None:
+def explaining_entry(known: KnownDifferences, record: Record, versions: Mapping[str, str] | None) -> Entry | None:
     """The entry whose reason a known result carries: the first that matches it, applies to its
     adapter's versions and gives that reason (else the first that matches with that reason)."""
     if record.outcome != "known":

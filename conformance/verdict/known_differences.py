@@ -17,8 +17,8 @@ specifier allows, pre-releases included; a package the adapter does not
 report, or versions not known at all, and the entry does not apply. An entry
 without requirements applies to every version.
 
-The built-in list is ``conformance/verdict/known_differences.txt``; ``--known-failures
-FILE`` (repeatable) adds files after it and ``--no-builtin-known-failures``
+The built-in list is ``conformance/verdict/known_differences.txt``; ``--known-differences
+FILE`` (repeatable) adds files after it and ``--no-builtin-known-differences``
 leaves it out. The pytest plugin applies the list at collection, with the
 versions of each test's adapter: a matching test gets
 ``pytest.mark.xfail(strict=True)`` with the first matching, applying entry's
@@ -29,7 +29,7 @@ with the reason as the record's ``known``; its outcome is ``known``
 Only fails and errors become known: an entry over passing, unsupported or
 skipped results explains nothing.
 
-So that the lists cannot rot silently, ``KnownFailures.audit`` names the
+So that the lists cannot rot silently, ``KnownDifferences.audit`` names the
 entries that matched no result (see its docstring for the rule); a scoped
 entry that does not apply to the versions a run had is not checked by it.
 """
@@ -48,7 +48,7 @@ from packaging.version import InvalidVersion
 
 from conformance.matrix.case import test_id
 
-BUILTIN_KNOWN_FAILURES = Path(__file__).with_name("known_differences.txt")
+BUILTIN_KNOWN_DIFFERENCES = Path(__file__).with_name("known_differences.txt")
 
 
 Versions = Mapping[str, str]  # package -> version, as an adapter's ``versions()`` reports them
@@ -86,7 +86,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class Audit:
-    """What a run could say about the known-differences entries: see ``KnownFailures.audit``."""
+    """What a run could say about the known-differences entries: see ``KnownDifferences.audit``."""
 
     checked: list[str]
     unmatched: list[Entry]
@@ -97,7 +97,7 @@ class Audit:
 
 
 @dataclass
-class KnownFailures:
+class KnownDifferences:
     entries: list[Entry]
 
     def installed_versions(self) -> dict[str, str]:
@@ -204,7 +204,7 @@ def parse_requirement(text: str, where: str) -> str:
     return text
 
 
-def parse_known_failures(text: str, origin: str = "<text>") -> KnownFailures:
+def parse_known_differences(text: str, origin: str = "<text>") -> KnownDifferences:
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -219,25 +219,25 @@ def parse_known_failures(text: str, origin: str = "<text>") -> KnownFailures:
             raise ValueError(f"{where}: {head.strip()!r} can match no test id (no spaces, at most one '[')")
         scope = tuple(parse_requirement(text, where) for text in requirements)
         entries.append(Entry(pattern, reason.strip(), where, scope))
-    return KnownFailures(entries)
+    return KnownDifferences(entries)
 
 
-def known_failure_files(extra: Iterable[str | Path], builtin: bool = True) -> list[Path]:
+def known_difference_files(extra: Iterable[str | Path], builtin: bool = True) -> list[Path]:
     """The lists a run uses, in matching order: the built-in one (unless left out), then ``extra``."""
-    return ([BUILTIN_KNOWN_FAILURES] if builtin else []) + [Path(p) for p in extra]
+    return ([BUILTIN_KNOWN_DIFFERENCES] if builtin else []) + [Path(p) for p in extra]
 
 
-def load_known_failures(paths: Iterable[str | Path]) -> KnownFailures:
+def load_known_differences(paths: Iterable[str | Path]) -> KnownDifferences:
     """One list from several files; a missing, unreadable or malformed one is a one-line ValueError."""
     entries: list[Entry] = []
     for path in map(Path, paths):
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ValueError(f"{path}: known-failures file not found") from None
+            raise ValueError(f"{path}: known-differences file not found") from None
         except UnicodeDecodeError:
-            raise ValueError(f"{path}: known-failures file is not UTF-8 text") from None
+            raise ValueError(f"{path}: known-differences file is not UTF-8 text") from None
         except OSError as exc:
-            raise ValueError(f"{path}: known-failures file cannot be read ({exc.strerror or exc})") from None
-        entries.extend(parse_known_failures(text, str(path)).entries)
-    return KnownFailures(entries)
+            raise ValueError(f"{path}: known-differences file cannot be read ({exc.strerror or exc})") from None
+        entries.extend(parse_known_differences(text, str(path)).entries)
+    return KnownDifferences(entries)

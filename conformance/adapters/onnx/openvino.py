@@ -6,7 +6,8 @@ plugin runs its fused oneDNN recurrent kernel (``RNNSeq``); with the weights
 as graph *inputs* (``openvino-inputs``) it refuses the kernel ("Node expects
 constants as W, R, B inputs", ``intel_cpu/src/nodes/rnn.cpp``) and runs the
 op decomposed into a ``TensorIterator`` loop. The two disagree with each
-other (see /work/notes/openvino-findings.md and FINDINGS.md).
+other (FINDINGS.md, "The known differences this run met": each ``openvino`` row names the fused
+kernel's mistake; the entries themselves are in ``conformance/verdict/known_differences.txt``).
 
 Precision (settings shared with the frontend rows: ``conformance.adapters.openvino.runtime``):
 on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin defaults ``INFERENCE_PRECISION_HINT``

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from conformance.commands.cli import main
-from conformance.commands.supervisor import known_failure_args
+from conformance.commands.cli import build_parser, main
+from conformance.commands.supervisor import known_difference_args
 from conformance.results.records import Record, audit_known
 from conformance.verdict.known_differences import (
-    BUILTIN_KNOWN_FAILURES,
-    known_failure_files,
-    load_known_failures,
-    parse_known_failures,
+    BUILTIN_KNOWN_DIFFERENCES,
+    known_difference_files,
+    load_known_differences,
+    parse_known_differences,
 )
 
 TEXT = """
@@ -43,7 +43,7 @@ def unmatched(known, records, selected: bool = False) -> list[str]:
 
 
 def test_a_pattern_matches_ids_with_their_brackets_literal():
-    known = parse_known_failures(TEXT)
+    known = parse_known_differences(TEXT)
     assert known.reason_for("lstm-seq0-state1-random-b3t5-mask_empty_row[keras-jax-cpu-float32]")
     assert known.reason_for("lstm-seq0-state1-random-b3t5-mask_empty_row[keras-jax-cpu-float64]") is None
     assert known.reason_for("lstm-seq0-state1-random-b3t5-mask_empty_rowk[keras-jax-cpu-float32]") is None
@@ -51,17 +51,17 @@ def test_a_pattern_matches_ids_with_their_brackets_literal():
 
 def test_an_entry_without_a_reason_is_refused():
     with pytest.raises(ValueError, match="kf.txt:1: an entry needs '# reason'"):
-        parse_known_failures("lstm-*[torch-cpu-float32]\n", "kf.txt")
+        parse_known_differences("lstm-*[torch-cpu-float32]\n", "kf.txt")
 
 
 @pytest.mark.parametrize("pattern", ["lstm-* [torch-*]", "lstm[a][torch-*]"])
 def test_a_pattern_that_can_match_no_test_id_is_refused(pattern):
     with pytest.raises(ValueError, match="can match no test id"):
-        parse_known_failures(f"{pattern}  # why\n", "kf.txt")
+        parse_known_differences(f"{pattern}  # why\n", "kf.txt")
 
 
 def test_the_shipped_list_parses():
-    assert load_known_failures([BUILTIN_KNOWN_FAILURES]).entries
+    assert load_known_differences([BUILTIN_KNOWN_DIFFERENCES]).entries
 
 
 # --- entries scoped to versions ----------------------------------------------------------------
@@ -80,37 +80,37 @@ JAX_F64 = "lstm-seq0-state0-random-b3t5[keras-jax-cpu-float64]"
     (None, False),  # versions unknown
 ])
 def test_a_scoped_entry_applies_only_at_the_versions_it_names(versions, applies):
-    reason = parse_known_failures(SCOPED).reason_for(JAX_F64, versions)
+    reason = parse_known_differences(SCOPED).reason_for(JAX_F64, versions)
     assert (reason == "keras-jax: float64 computed partly in float32") is applies
 
 
 def test_every_requirement_of_an_entry_must_hold():
-    known = parse_known_failures("*[keras-jax-*]  keras>=3.12  jax<0.8  # both\n")
+    known = parse_known_differences("*[keras-jax-*]  keras>=3.12  jax<0.8  # both\n")
     assert known.reason_for(JAX_F64, {"keras": "3.12.0", "jax": "0.7.2"}) == "both"
     assert known.reason_for(JAX_F64, {"keras": "3.12.0", "jax": "0.8.0"}) is None
     assert known.entries[0].requirements == ("keras>=3.12", "jax<0.8")
 
 
 def test_an_unscoped_entry_applies_whatever_the_versions():
-    known = parse_known_failures(TEXT)
+    known = parse_known_differences(TEXT)
     assert known.reason_for("gru-seq0-state0-random-b1t1[torch-cpu-float32]", None) == "an exact id"
     assert known.reason_for("gru-seq0-state0-random-b1t1[torch-cpu-float32]", {}) == "an exact id"
 
 
 def test_a_scoped_entry_that_does_not_apply_leaves_the_next_entry_to_match():
-    known = parse_known_failures(SCOPED + "*[keras-jax-*]  # any version\n")
+    known = parse_known_differences(SCOPED + "*[keras-jax-*]  # any version\n")
     assert known.reason_for(JAX_F64, {"keras": "3.11.0"}) == "any version"
 
 
 @pytest.mark.parametrize("requirement", ["keras>>3", "keras", "keras[jax]>=3", "keras@https://x.invalid/k.whl"])
 def test_a_requirement_that_names_no_versions_is_a_one_line_error(requirement):
     with pytest.raises(ValueError) as info:
-        parse_known_failures(f"*[keras-jax-*]  {requirement}  # why\n", "kf.txt")
+        parse_known_differences(f"*[keras-jax-*]  {requirement}  # why\n", "kf.txt")
     assert str(info.value) == f"kf.txt:1: {requirement!r} is not a version requirement"
 
 
 def test_a_scoped_entry_is_checked_only_by_a_run_at_its_versions():
-    known = parse_known_failures(SCOPED)
+    known = parse_known_differences(SCOPED)
     records = [result(JAX_F64, "pass")]
     old = audit_known(known, records, MATRIX, selected=False, versions={"keras-jax": {"keras": "3.11.0"}})
     assert old.checked == [] and old.unmatched == []
@@ -123,17 +123,17 @@ def test_a_scoped_entry_is_checked_only_by_a_run_at_its_versions():
 
 
 def test_extra_lists_come_after_the_builtin_one():
-    assert known_failure_files(["a.txt", "b.txt"]) == [BUILTIN_KNOWN_FAILURES, Path("a.txt"), Path("b.txt")]
+    assert known_difference_files(["a.txt", "b.txt"]) == [BUILTIN_KNOWN_DIFFERENCES, Path("a.txt"), Path("b.txt")]
 
 
 def test_the_builtin_list_can_be_left_out():
-    assert known_failure_files(["a.txt"], builtin=False) == [Path("a.txt")]
+    assert known_difference_files(["a.txt"], builtin=False) == [Path("a.txt")]
 
 
 def test_several_files_make_one_list_and_the_first_match_gives_the_reason(tmp_path):
     (tmp_path / "a.txt").write_text("lstm-*[torch-*]  # from a\n")
     (tmp_path / "b.txt").write_text("lstm-*[torch-*-float64]  # from b\ngru-*[torch-*]  # gru from b\n")
-    known = load_known_failures([tmp_path / "a.txt", tmp_path / "b.txt"])
+    known = load_known_differences([tmp_path / "a.txt", tmp_path / "b.txt"])
     assert [e.origin for e in known.entries] == [f"{tmp_path / 'a.txt'}:1", f"{tmp_path / 'b.txt'}:1",
                                                  f"{tmp_path / 'b.txt'}:2"]
     assert known.reason_for("lstm-x[torch-cpu-float64]") == "from a"
@@ -141,80 +141,80 @@ def test_several_files_make_one_list_and_the_first_match_gives_the_reason(tmp_pa
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda d: d / "missing.txt", "known-failures file not found"),
-    (lambda d: d, "known-failures file cannot be read"),
+    (lambda d: d / "missing.txt", "known-differences file not found"),
+    (lambda d: d, "known-differences file cannot be read"),
     (lambda d: (d / "bin.txt").write_bytes(b"\xff\xfe") and d / "bin.txt", "not UTF-8 text"),
 ])
 def test_a_bad_file_is_a_one_line_error(tmp_path, make, words):
     with pytest.raises(ValueError, match=words) as info:
-        load_known_failures([make(tmp_path)])
+        load_known_differences([make(tmp_path)])
     assert "\n" not in str(info.value)
 
 
 def test_a_bad_file_given_to_the_run_command_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("lstm-*[torch-*]\n")
-    code = main(["run", "--known-failures", str(tmp_path / "bad.txt"), "--report-dir", str(tmp_path / "r")])
+    code = main(["run", "--known-differences", str(tmp_path / "bad.txt"), "--report-dir", str(tmp_path / "r")])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"conformance: error: {tmp_path / 'bad.txt'}:1: an entry needs '# reason' after the test id"]
 
 
 def test_each_adapter_process_gets_the_same_lists():
-    options = {"known_failures": ["/x/a.txt", "/x/b.txt"], "builtin_known_failures": False}
-    assert known_failure_args(options) == ["--known-failures", "/x/a.txt", "--known-failures", "/x/b.txt",
-                                           "--no-builtin-known-failures"]
-    assert known_failure_args({"known_failures": []}) == []
+    options = {"known_differences": ["/x/a.txt", "/x/b.txt"], "builtin_known_differences": False}
+    assert known_difference_args(options) == ["--known-differences", "/x/a.txt", "--known-differences", "/x/b.txt",
+                                              "--no-builtin-known-differences"]
+    assert known_difference_args({"known_differences": []}) == []
 
 
 # --- entries that matched no result -----------------------------------------------------------
 
 
 def test_an_entry_that_explained_no_result_is_unmatched():
-    known = parse_known_failures(TEXT)
+    known = parse_known_differences(TEXT)
     records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "an exact id"),
                result("lstm-seq0-state1-random-b3t5-mask_empty_row[keras-jax-cpu-float32]", "pass")]
     assert unmatched(known, records) == ["*-mask_empty_row[keras-jax-*-float32]"]
 
 
 def test_an_entry_over_an_unsupported_result_explains_nothing():
-    known = parse_known_failures("gru-*[torch-*]  # torch has no such flag\n")
+    known = parse_known_differences("gru-*[torch-*]  # torch has no such flag\n")
     records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "unsupported")]
     assert unmatched(known, records) == ["gru-*[torch-*]"]
 
 
 def test_an_entry_for_an_adapter_that_did_not_run_is_not_checked():
-    known = parse_known_failures(TEXT)
+    known = parse_known_differences(TEXT)
     records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "an exact id")]
     audit = audit_known(known, records, MATRIX, selected=False)
     assert audit.checked == ["gru-seq0-state0-random-b1t1[torch-cpu-float32]"] and audit.unmatched == []
 
 
 def test_an_entry_for_a_device_that_was_only_skipped_is_not_checked():
-    known = parse_known_failures("*[torch-cuda-*]  # a GPU finding\n")
+    known = parse_known_differences("*[torch-cuda-*]  # a GPU finding\n")
     records = [result("gru-seq0-state0-random-b1t1[torch-cuda-float32]", "skipped"),
                result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "pass")]
     assert audit_known(known, records, MATRIX, selected=False).checked == []
 
 
 def test_an_entry_without_brackets_is_checked_by_any_run():
-    known = parse_known_failures("no-such-case*  # stale\n")
+    known = parse_known_differences("no-such-case*  # stale\n")
     assert unmatched(known, [result("gru-seq0-state0-random-b1t1[flax-cpu-float32]", "pass")]) == ["no-such-case*"]
 
 
 def test_an_entry_shadowed_by_an_earlier_one_still_counts_as_matched():
-    known = parse_known_failures("gru-*[torch-*]  # broad\ngru-seq0-*[torch-cpu-*]  # narrow\n")
+    known = parse_known_differences("gru-*[torch-*]  # broad\ngru-seq0-*[torch-cpu-*]  # narrow\n")
     records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "fail", "broad")]
     assert unmatched(known, records) == []
 
 
 def test_with_k_only_an_entry_that_can_match_no_test_at_all_is_unmatched():
-    known = parse_known_failures("gru-*-b1t1[torch-*-float64]  # not selected\nno-such-case[torch-*]  # typo\n")
+    known = parse_known_differences("gru-*-b1t1[torch-*-float64]  # not selected\nno-such-case[torch-*]  # typo\n")
     records = [result("gru-seq0-state0-random-b1t1[torch-cpu-float32]", "pass")]
     assert unmatched(known, records, selected=True) == ["no-such-case[torch-*]"]
 
 
 def test_with_k_an_entry_for_a_dtype_the_case_lacks_can_match_no_test():
-    known = parse_known_failures("lstm-*-mask_empty_row[torch-*-float64]  # that case has no float64\n")
+    known = parse_known_differences("lstm-*-mask_empty_row[torch-*-float64]  # that case has no float64\n")
     records = [result("lstm-seq0-state1-random-b3t5-mask_empty_row[torch-cpu-float64]", "pass"),
                result("gru-seq0-state0-random-b1t1[torch-cpu-float64]", "pass")]
     assert unmatched(known, records, selected=True) == ["lstm-*-mask_empty_row[torch-*-float64]"]
@@ -235,7 +235,7 @@ def conformance_run(report_dir: Path, *args: str) -> subprocess.CompletedProcess
     extra = report_dir.parent / "extra.txt"
     extra.write_text(EXTRA)
     return subprocess.run([str(script), "run", "--adapter", "onnx-native", "--device", "cpu", "-k", "tutorial",
-                           "--known-failures", str(extra), "--report-dir", str(report_dir), *args],
+                           "--known-differences", str(extra), "--report-dir", str(report_dir), *args],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -271,7 +271,7 @@ def test_an_extra_entry_adds_to_the_builtin_list(run_with_extra):
 
 
 def test_without_the_builtin_list_only_the_extra_entries_explain(tmp_path):
-    process = conformance_run(tmp_path / "reports", "--no-builtin-known-failures")
+    process = conformance_run(tmp_path / "reports", "--no-builtin-known-differences")
     document = json.loads((tmp_path / "reports" / "results.json").read_text())
     known = [r for r in document["results"] if r["known"]]
     assert process.returncode == 1  # the gru and simple_rnn float64 errors are now unexpected
@@ -293,7 +293,7 @@ def pytest_run(tmp_path: Path, entry: str) -> tuple[subprocess.CompletedProcess,
     process = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "conformance/test_conformance.py",
          "--adapter", "torch", "--device", "cpu", "--dtype", "float32", "-k", "gru-seq0-state0-random-b1t1",
-         "--no-builtin-known-failures", "--known-failures", str(extra), "--report-dir", str(tmp_path)],
+         "--no-builtin-known-differences", "--known-differences", str(extra), "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
     return process, json.loads((tmp_path / "results.json").read_text())
 
@@ -325,8 +325,8 @@ def run_with_user_lists(tmp_path: Path) -> tuple[subprocess.CompletedProcess, Pa
     report_dir = tmp_path / "reports"
     process = subprocess.run([str(Path(sys.executable).with_name("conformance")), "run", "--adapter",
                               "tests.hostile_adapters:NanAdapter", "--device", "cpu", "--dtype", "float32",
-                              "-k", "tutorial and (gru or lstm)", "--known-failures", str(narrow),
-                              "--known-failures", str(broad), "--report-dir", str(report_dir)],
+                              "-k", "tutorial and (gru or lstm)", "--known-differences", str(narrow),
+                              "--known-differences", str(broad), "--report-dir", str(report_dir)],
                              capture_output=True, text=True, timeout=3600, cwd=REPO,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
     return process, report_dir, narrow, broad
@@ -361,3 +361,55 @@ def test_a_users_list_is_counted_apart_named_and_called_out_where_results_are_co
                               capture_output=True, text=True, timeout=3600)
     assert rendered.returncode == 0, rendered.stderr  # the file passes the suite's own schema
     assert "CALLED OUT" in (tmp_path / "again" / "index.html").read_text()
+
+
+# --- the first spellings: --known-failures and --no-builtin-known-failures still work, and say so ---
+
+
+ORACLE = "tests.oracle_adapters:OracleAdapter"
+STALE = "no-such-case[oracle-*]  # stale: matches nothing\n"
+SAID = ["--known-failures is deprecated; use --known-differences",
+        "--no-builtin-known-failures is deprecated; use --no-builtin-known-differences"]
+
+
+@pytest.mark.parametrize("command", [["run"], ["compare", "a.json", "b.json"],
+                                     ["sweep", "--adapter", "torch", "--versions", "torch==2.13.0"]])
+def test_the_first_spellings_read_as_the_new_ones(command):
+    only_lists = ["--known-failures"] if command[0] == "sweep" else ["--known-failures", "--no-builtin-known-failures"]
+    old = [arg for option in only_lists for arg in ([option, "a.txt"] if "no-builtin" not in option else [option])]
+    new = [arg.replace("failures", "differences") for arg in old]
+    assert build_parser().parse_args(command + old) == build_parser().parse_args(command + new)
+
+
+def test_a_run_under_the_first_spellings_uses_the_lists_and_says_so_once_each(tmp_path):
+    """The supervisor passes the new spellings on: the adapter processes add no line of their own."""
+    stale = tmp_path / "stale.txt"
+    stale.write_text(STALE)
+    process = subprocess.run(
+        [str(Path(sys.executable).with_name("conformance")), "run", "--adapter", ORACLE, "--device", "cpu",
+         "-k", "tutorial and lstm", "--known-failures", str(stale), "--known-failures", str(stale),
+         "--no-builtin-known-failures", "--report-dir", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=3600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert [line for line in process.stderr.splitlines() if "deprecated" in line] == [
+        f"conformance: {said}" for said in SAID]
+    document = json.loads((tmp_path / "reports" / "results.json").read_text())
+    assert set(document["known_checked"]) == {"no-such-case[oracle-*]"}  # the built-in list was left out
+
+
+def test_the_plugin_takes_the_first_spellings_with_a_deprecation_warning_each(tmp_path):
+    """``--tf32`` too, the reduced-precision mode's first name: pytest's own warning, once each."""
+    stale = tmp_path / "stale.txt"
+    stale.write_text(STALE)
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "default", "conformance/test_conformance.py",
+         "--adapter", ORACLE, "--device", "cpu", "--dtype", "float32", "-k", "tutorial and lstm",
+         "--no-builtin-known-failures", "--known-failures", str(stale), "--known-failures", str(stale), "--tf32",
+         "--report-dir", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=3600, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert process.returncode == 0, process.stdout + process.stderr
+    for said in [*SAID, "--tf32 is deprecated; use --reduced-precision-defaults"]:
+        assert process.stdout.count(f"PytestDeprecationWarning: {said}") == 1, process.stdout
+    document = json.loads((tmp_path / "reports" / "results.json").read_text())
+    assert set(document["known_checked"]) == {"no-such-case[oracle-*]"}
+    assert {r["run_info"]["reduced_precision_defaults"] for r in document["results"]} == {True}
