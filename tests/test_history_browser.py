@@ -14,7 +14,7 @@ from conformance.report import render_history
 from conformance.results.history import HistoryRun, build_history
 from conformance.results.reading import load_any
 from tests.test_history import CASES, OracleWithRecurrentBiasDropped, conformance
-from tests.test_report_browser import REPORTS, SIZE, browser  # noqa: F401 - the module fixture
+from tests.test_report_browser import REPORTS, browser, opened  # noqa: F401 - the module fixture
 
 pytestmark = pytest.mark.browser
 ROWS = "#history tbody tr.row"
@@ -37,15 +37,8 @@ def history(tmp_path_factory):
 @pytest.fixture
 def page(browser, history, tmp_path):  # noqa: F811 - the imported fixture
     """The history opened from disk; the test fails if the page logs an error."""
-    path = render_history(history, tmp_path)
-    page = browser.new_page(viewport=SIZE)
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(path.as_uri())
-    yield page
-    page.close()
-    assert errors == [], f"console errors: {errors}"
+    with opened(browser, render_history(history, tmp_path)) as page:
+        yield page
 
 
 def row(page, key: str):

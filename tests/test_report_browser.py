@@ -14,6 +14,7 @@ import json
 import os
 import statistics
 import subprocess
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +40,7 @@ PLANTED = {DRIFT: "drift", "lstm-seq1-state1-random-b4t48[flax-cpu-float32]": "p
            "gru-seq0-state1-random-b3t5[onnx-native-cpu-float32]": "short",
            "gru-seq0-state1-random-b3t5[flax-cpu-float32]": "error"}
 SIZE = {"width": 1440, "height": 900}
+WAIT_MS = 300_000
 
 
 def report_cases() -> list:
@@ -67,17 +69,26 @@ def report_path(document, tmp_path_factory) -> Path:
     return render_report(document, tmp_path_factory.mktemp("report"))
 
 
-@pytest.fixture
-def page(browser, report_path):
-    """The report opened from disk; the test fails if the page logs an error."""
+@contextmanager
+def opened(browser, path: Path):
+    """``path`` opened from disk in a new page; the test fails if the page logs an error. Waits give a
+    slow, shared machine minutes (a safety net, not a measure: each waits on its event)."""
     page = browser.new_page(viewport=SIZE)
+    page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(report_path.as_uri())
+    page.goto(path.as_uri())
     yield page
     page.close()
     assert errors == [], f"console errors: {errors}"
+
+
+@pytest.fixture
+def page(browser, report_path):
+    """The report opened from disk; the test fails if the page logs an error."""
+    with opened(browser, report_path) as page:
+        yield page
 
 
 def visible_rows(page) -> int:
@@ -210,14 +221,8 @@ def large_report_path(document, tmp_path_factory) -> Path:
 @pytest.fixture
 def large_page(browser, large_report_path):
     """The large report opened from disk (``large_page.goto(hash)`` again for a link); no console error."""
-    page = browser.new_page(viewport=SIZE)
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(large_report_path.as_uri())
-    yield page
-    page.close()
-    assert errors == [], f"console errors: {errors}"
+    with opened(browser, large_report_path) as page:
+        yield page
 
 
 def test_a_large_report_opens_a_failing_cells_panel_from_its_details_file(large_page) -> None:
