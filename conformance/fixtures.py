@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.caches import cached_file
 from conformance.files import write_text_atomic
 from conformance.matrix.case import Case
 from conformance.matrix.cases import build_cases
@@ -469,10 +471,11 @@ def check_exact_answer(case: Case, path: Path) -> None:
                                "(fixture or oracle changed; rebuild and review)")
 
 
-def checked_cases(fixtures_dir: Path, replay: bool = True) -> list[tuple[Case, Path]]:
+def checked_cases(fixtures_dir: Path, replay: bool = True,
+                  only: set[str] | None = None) -> list[tuple[Case, Path]]:
     """Each case with its file, after every check but the exact replay, in the manifest's order;
     with ``replay=False`` (``load_cases``' vouched manifest) without the checks that recompute:
-    the matrix's metadata and the float64 oracle's replay."""
+    the matrix's metadata and the float64 oracle's replay; with ``only``, those cases alone."""
     manifest = read_manifest(fixtures_dir)
     where = str(fixtures_dir / MANIFEST)
     matrix = {case.id: case for case in build_cases()} if replay else {}
@@ -480,6 +483,8 @@ def checked_cases(fixtures_dir: Path, replay: bool = True) -> list[tuple[Case, P
         check_matrix_ids(manifest, list(matrix), where)
     loaded = []
     for entry in manifest["cases"]:
+        if only is not None and entry["id"] not in only:
+            continue
         if replay:
             check_entry_against_matrix(entry, matrix[entry["id"]], where)
         path = fixtures_dir / entry["file"]
@@ -502,7 +507,8 @@ def load_unseen(count: int, seed: int | None) -> list[Case]:
     return [answered(case) for case in unseen_cases(count, seed)] if count else []
 
 
-def load_cases(fixtures_dir: Path | None = None, vouched_manifest: str | None = None) -> list[Case]:
+def load_cases(fixtures_dir: Path | None = None, vouched_manifest: str | None = None,
+               only: set[str] | None = None) -> list[Case]:
     """Every case with its expected outputs, trusted only after every check ``verify`` makes but the
     exact replay: schema, matrix, hashes, pickle-free arrays, the float64 oracle's replay.
 
@@ -511,10 +517,42 @@ def load_cases(fixtures_dir: Path | None = None, vouched_manifest: str | None = 
     process, which would otherwise spend seconds replaying the same files). When it
     is this manifest's, every file is still checked against the manifest's hash,
     so the bytes are those that were checked, and the recomputing checks are not
-    made again; any other value is ignored."""
+    made again; any other value is ignored. A manifest this very oracle and
+    matrix code has replayed before on this machine (``replayed_before``) is
+    vouched for the same way: its replay would give the same verdict.
+
+    ``only`` (case ids) loads those cases' files alone, the manifest still
+    checked whole: an adapter process needs the cases of its plan, not 732 files."""
     directory = Path(fixtures_dir or default_fixtures_dir())
-    replay = vouched_manifest is None or vouched_manifest != manifest_sha256(directory)
-    return [case for case, _ in checked_cases(directory, replay)]
+    sha256 = manifest_sha256(directory)
+    stamp = replay_stamp(sha256)
+    replay = vouched_manifest != sha256 and not (stamp is not None and stamp.exists())
+    loaded = [case for case, _ in checked_cases(directory, replay, only)]
+    if replay and stamp is not None:
+        write_text_atomic(stamp, sha256 + "\n")
+    return loaded
+
+
+# The code whose verdict a replay is: the oracle, the matrix it replays against, these checks.
+REPLAY_CODE = ("reference", "matrix", "semantics.py", "fixtures.py")
+
+
+def replay_stamp(sha256: str) -> Path | None:
+    """Where a successful replay of the manifest ``sha256`` is remembered: the suite's cache
+    (``conformance.caches``), keyed by the manifest, the source of the code that
+    replays it, numpy's version and the machine (the float64 oracle rounds per CPU and BLAS,
+    within ``FORWARD_ULPS``). None when caching is off or there is no manifest."""
+    if not sha256:
+        return None
+    package = Path(__file__).resolve().parent
+    sources = sorted(path for name in REPLAY_CODE for path in
+                     ([package / name] if name.endswith(".py") else (package / name).rglob("*.py")))
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    key = {"manifest": sha256, "code": digest.hexdigest(), "numpy": np.__version__,
+           "machine": platform.machine(), "python": platform.python_version()}
+    return cached_file("fixtures-replayed", key, ".ok")
 
 
 def manifest_sha256(fixtures_dir: Path | None = None) -> str:

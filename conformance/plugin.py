@@ -82,6 +82,7 @@ from conformance.adapters.worker import AdapterWorker, RemoteAdapter
 from conformance.fixtures import FixtureError, default_fixtures_dir, load_cases, load_unseen, manifest_sha256
 from conformance.jsonsafe import safe_text
 from conformance.matrix.case import DTYPES, Case
+from conformance.matrix.properties import case_properties, remember
 from conformance.matrix.unseen import fresh_seed
 from conformance.onnx.graph import OPSET_VARIABLE as ONNX_OPSET_VARIABLE
 from conformance.renamed import NotedRenamed, deprecation
@@ -395,6 +396,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.close_worker()
 
 
+def planned_case_ids(plan: set[str] | None) -> set[str] | None:
+    """The case ids of a plan's test ids (``case_id[adapter-device-dtype]``): an adapter process
+    of ``conformance run`` loads those fixtures alone. None: no plan, every case."""
+    return None if plan is None else {test_id.partition("[")[0] for test_id in plan}
+
+
 def session_of(config: pytest.Config) -> ConformanceSession:
     """The session, created and started (fixtures and adapters loaded, report dir claimed) at collection."""
     assert config._conformance is not None, "created in pytest_generate_tests"
@@ -405,8 +412,10 @@ def started_session(config: pytest.Config) -> ConformanceSession:
     """Everything that can be refused is checked before the report dir is touched: the
     known-differences lists, the fixtures, every adapter; then the dir is claimed."""
     session = ConformanceSession(config)
-    session.cases = load_cases(session.fixtures_dir, vouched_manifest=config.option.fixtures_checked) \
+    session.cases = load_cases(session.fixtures_dir, vouched_manifest=config.option.fixtures_checked,
+                               only=planned_case_ids(session.plan)) \
         + load_unseen(config.option.unseen, session.unseen_seed)
+    remember(session.cases)  # the properties known-differences conditions are judged by
     try:
         check_distinct_names({name: session.adapter(name) for name in session.adapter_names()})
         session.start_stream()
@@ -518,7 +527,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         param = param_of(item)
-        reason = param and state.known.reason_for(param.test_id, state.adapter_versions(param.adapter))
+        reason = param and state.known.reason_for(param.test_id, state.adapter_versions(param.adapter),
+                                                  case_properties(param.case))
         if reason:
             item.add_marker(pytest.mark.xfail(strict=True, reason=KNOWN_PREFIX + reason))
 
@@ -576,7 +586,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for entry in audit.unmatched if audit else ():
-            reporter.write_line(f"conformance: known-differences entry matched no result: {entry.pattern} "
+            reporter.write_line(f"conformance: known-differences entry matched no result: {entry.text} "
                                 f"({entry.origin})")
         reporter.write_line(f"conformance: results written to {state.json_path}")
 

@@ -2,7 +2,7 @@
 files (SEMANTICS, FINDINGS, BENCHMARKS, CHANGELOG, CONTRIBUTING) included as they are.
 
 A page asks for generated text with a marker, ``<!-- generated: NAME -->`` (``cli``,
-``results-schema``, ``known-differences-format``, ``cases`` on a line of their own; ``case-count``
+``results-schema``, ``known-differences-format``, ``case-properties``, ``cases`` on a line of their own; ``case-count``
 and ``covering-plan`` inside a sentence), for a Markdown file of the
 repository with ``<!-- include: PATH -->``, or for a file shown as code (the examples, which the
 tests run from ``examples/``) with ``<!-- code: PATH -->``. Nothing in the site is copied by hand from the code: the
@@ -150,6 +150,18 @@ def known_differences_format() -> str:
                       f"The built-in list holds {len(entries)} entries today."])
 
 
+def case_properties() -> str:
+    """The properties a known-differences condition can name (``conformance.matrix.properties``)."""
+    from conformance.matrix.properties import PROPERTIES
+
+    rows = ["| property | kind | values | what it says |", "| --- | --- | --- | --- |"]
+    for name, prop in PROPERTIES.items():
+        kind = {bool: "true/false", int: "number", str: "name"}[prop.kind]
+        values = ", ".join(f"`{value}`" for value in prop.values) or ("any" if prop.kind is str else "")
+        rows.append(f"| `{name}` | {kind} | {values} | {prop.doc} |")
+    return "\n".join(rows)
+
+
 def cases() -> str:
     """The fixtures' cases counted by cell and by family option, from the manifest."""
     rows = manifest_rows()
@@ -184,5 +196,6 @@ def manifest_rows() -> list[dict]:
 
 
 GENERATORS = {"cli": cli_reference, "results-schema": results_schema,
-              "known-differences-format": known_differences_format, "cases": cases,
+              "known-differences-format": known_differences_format, "case-properties": case_properties,
+              "cases": cases,
               "case-count": case_count, "covering-plan": covering_plan_size}

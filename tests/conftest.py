@@ -30,7 +30,7 @@ SLOW_MODULES = frozenset({
     "test_run_shards", "test_runner", "test_specificity", "test_sweep", "test_torch_flax_reduced_precision",
     "test_torch_mapping", "test_tox", "test_tract_adapter", "test_workflow", "test_executorch_adapter",
     "test_torch_compile_adapter", "test_litert_adapter", "test_keras_onnx_backends",
-    "test_openvino_torch_adapter", "test_run_isolation", "test_report_dir_safety",
+    "test_openvino_torch_adapter", "test_openvino_keras_adapter", "test_run_isolation", "test_report_dir_safety",
 })
 
 

@@ -356,7 +356,8 @@ def test_fixtures_build_exits_0_and_counts_the_cases(built_fixtures):
 @pytest.mark.slow
 def test_fixtures_build_reproduces_the_checked_in_fixtures_byte_for_byte(built_fixtures):
     directory, _ = built_fixtures
-    assert file_hashes(directory) == file_hashes(default_fixtures_dir())
+    assert file_hashes(directory) == file_hashes(default_fixtures_dir()), \
+        "the checked-in fixtures are not what the generator builds: run `conformance fixtures build` and commit"
 
 
 @pytest.mark.slow

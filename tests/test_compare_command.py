@@ -170,6 +170,20 @@ def test_a_scoped_entry_applies_in_a_run_only_at_its_versions(release3):
     assert document["known_unmatched"] == []
 
 
+def test_an_entry_naming_a_cause_documents_the_unseen_cases_that_have_it(area, tmp_path):
+    """compare has records, not cases: an entry's conditions are judged on the case each unseen id
+    names, redrawn from its seed and index."""
+    unseen = ("unseen", "--unseen", "12", "--seed", "1")
+    before = run(area / "oracle-unseen", "tests.oracle_adapters:OracleAdapter", *unseen)
+    after = run(area / "release2-unseen", f"{THIS}:OracleRelease2", *unseen)
+    failing = sorted(r["test_id"] for r in results(after) if r["status"] == "fail")
+    assert failing and all("-unseen1-" in test for test in failing)
+    (tmp_path / "cause.txt").write_text("lstm-*[oracle-*]  return_state  # release 2 returns [c, h]\n", "utf-8")
+    done, report = compare(tmp_path, before, after, "--known-differences", tmp_path / "cause.txt")
+    assert done.returncode == 0, done.stdout
+    assert [c["test_id"] for c in report["newly_documented"]] == failing
+
+
 # --- only what both runs selected ---------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conformance import fixtures
+from conformance.commands.cli import main
 from tests.commandline import CONSOLE_SCRIPT, one_line_error, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +38,18 @@ def conformance(*args: str | Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], capture_output=True, text=True,
                           timeout=300, cwd=REPO, env=env)
+
+
+def in_process(capsys, *args: str | Path) -> subprocess.CompletedProcess:
+    """``conformance ARGS`` through the command line's own ``main`` in this process, answered as the
+    console script answers (exit status, stdout, stderr), so ``one_line_error`` judges it the same.
+    Every damage goes through here; a few also through the installed script (``BY_THE_SCRIPT``)."""
+    try:
+        status = main([str(arg) for arg in args])
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["conformance", *map(str, args)], status, out, err)
 
 
 def read(directory: Path) -> dict:
@@ -315,21 +328,38 @@ def test_load_cases_refuses_damaged_fixtures_with_one_line_naming_the_file(damag
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=damaged)
-def test_fixtures_verify_refuses_damaged_fixtures_with_exit_2_writing_nothing(damage, fixtures_copy):
+def test_fixtures_verify_refuses_damaged_fixtures_with_exit_2_writing_nothing(damage, fixtures_copy, capsys):
     file, phrase = damage(fixtures_copy)
     before = snapshot(fixtures_copy)
-    line = one_line_error(conformance("fixtures", "verify", "--fixtures-dir", fixtures_copy))
+    line = one_line_error(in_process(capsys, "fixtures", "verify", "--fixtures-dir", fixtures_copy))
     assert file in line and phrase in line, line
     assert snapshot(fixtures_copy) == before
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=damaged)
-def test_run_refuses_damaged_fixtures_before_any_adapter_runs(damage, fixtures_copy, report_dir):
+def test_run_refuses_damaged_fixtures_before_any_adapter_runs(damage, fixtures_copy, report_dir, capsys):
     file, phrase = damage(fixtures_copy)
     before = snapshot(fixtures_copy)
-    line = one_line_error(conformance("run", "--adapter", ORACLE, "--device", "cpu", "-k", "tutorial",
-                                      "--fixtures-dir", fixtures_copy, "--report-dir", report_dir))
+    line = one_line_error(in_process(capsys, "run", "--adapter", ORACLE, "--device", "cpu", "-k", "tutorial",
+                                     "--fixtures-dir", fixtures_copy, "--report-dir", report_dir))
     assert file in line and phrase in line, line
+    assert snapshot(report_dir) == {"index.html": b"previous report"}, "nothing may be written"
+    assert snapshot(fixtures_copy) == before
+
+
+# One damage from each layer of checks (the manifest's schema, a path, the oracle's replay), through
+# the installed script as a user meets them: the same refusal as in process, exit 2, one line.
+BY_THE_SCRIPT = [manifest_as_an_array, a_symlink_leading_out, an_expected_value_edited_with_its_hash]
+
+
+@pytest.mark.parametrize("damage", BY_THE_SCRIPT, ids=damaged)
+def test_the_console_script_refuses_damaged_fixtures_in_verify_and_run(damage, fixtures_copy, report_dir):
+    file, phrase = damage(fixtures_copy)
+    before = snapshot(fixtures_copy)
+    verify = one_line_error(conformance("fixtures", "verify", "--fixtures-dir", fixtures_copy))
+    run = one_line_error(conformance("run", "--adapter", ORACLE, "--device", "cpu", "-k", "tutorial",
+                                     "--fixtures-dir", fixtures_copy, "--report-dir", report_dir))
+    assert file in verify and phrase in verify and file in run and phrase in run, (verify, run)
     assert snapshot(report_dir) == {"index.html": b"previous report"}, "nothing may be written"
     assert snapshot(fixtures_copy) == before
 

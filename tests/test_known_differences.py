@@ -12,6 +12,7 @@ import pytest
 
 from conformance.commands.cli import build_parser, main
 from conformance.commands.supervisor import known_difference_args
+from conformance.matrix.properties import properties_of
 from conformance.results.records import Record, audit_known
 from conformance.verdict.known_differences import (
     BUILTIN_KNOWN_DIFFERENCES,
@@ -19,6 +20,7 @@ from conformance.verdict.known_differences import (
     load_known_differences,
     parse_known_differences,
 )
+from tests.commandline import CONSOLE_SCRIPT, one_line_error
 
 TEXT = """
 # comment lines are ignored
@@ -102,7 +104,7 @@ def test_a_scoped_entry_that_does_not_apply_leaves_the_next_entry_to_match():
     assert known.reason_for(JAX_F64, {"keras": "3.11.0"}) == "any version"
 
 
-@pytest.mark.parametrize("requirement", ["keras>>3", "keras", "keras[jax]>=3", "keras@https://x.invalid/k.whl"])
+@pytest.mark.parametrize("requirement", ["keras>>3", "keras[jax]>=3", "keras@https://x.invalid/k.whl"])
 def test_a_requirement_that_names_no_versions_is_a_one_line_error(requirement):
     with pytest.raises(ValueError) as info:
         parse_known_differences(f"*[keras-jax-*]  {requirement}  # why\n", "kf.txt")
@@ -413,3 +415,124 @@ def test_the_plugin_takes_the_first_spellings_with_a_deprecation_warning_each(tm
     document = json.loads((tmp_path / "reports" / "results.json").read_text())
     assert set(document["known_checked"]) == {"no-such-case[oracle-*]"}
     assert {r["run_info"]["reduced_precision_defaults"] for r in document["results"]} == {True}
+
+
+# --- conditions on the case's properties --------------------------------------------------------
+
+# Real cases, so that their properties come from the cases themselves: a fixed LSTM of batch 3 and
+# 5 steps without an initial state, the same with an empty row and an initial state, and an unseen
+# one of seed 1 (batch 3, 5 steps, no initial state) that no fixed id names.
+FIXED_PLAIN = "lstm-seq0-state1-random-b3t5"
+FIXED_EMPTY_ROW = "lstm-seq0-state1-random-b3t5-mask_empty_row"
+UNSEEN_PLAIN = "lstm-seq0-state1-random-b3t5-unseen1-97-plain"
+CAUSE = "lstm-*[tract-cpu-float32]  batch>=2 timesteps>=2 !initial_state  # clashing resolution\n"
+
+
+def tract(case_id: str) -> str:
+    return f"{case_id}[tract-cpu-float32]"
+
+
+def test_an_entry_with_conditions_matches_the_cases_that_have_the_cause_whatever_their_id():
+    known = parse_known_differences(CAUSE)
+    assert known.reason_for(tract(FIXED_PLAIN)) == "clashing resolution"
+    assert known.reason_for(tract(UNSEEN_PLAIN)) == "clashing resolution"  # redrawn from its seed and index
+
+
+def test_an_entry_with_conditions_leaves_out_a_case_without_the_cause():
+    known = parse_known_differences(CAUSE)
+    assert known.reason_for(tract(FIXED_EMPTY_ROW)) is None  # it passes an initial state
+    assert known.reason_for(tract("lstm-seq0-state1-random-b1t1")) is None  # batch 1
+
+
+def test_the_properties_a_caller_holds_decide_over_the_id():
+    known = parse_known_differences(CAUSE)
+    properties = properties_of(FIXED_PLAIN) | {"initial_state": True}
+    assert known.reason_for(tract(FIXED_PLAIN), None, properties) is None
+
+
+def test_a_case_whose_properties_are_unknown_meets_no_condition():
+    known = parse_known_differences(CAUSE)
+    assert properties_of("lstm-not-a-case") is None
+    assert known.reason_for(tract("lstm-not-a-case")) is None
+
+
+@pytest.mark.parametrize("condition, matches", [
+    ("cell=lstm,gru", True), ("cell!=lstm", False), ("units<=3", True), ("batch=1,2", False),
+    ("masked_row", False), ("!mask", True), ("composite=layer", True), ("option=plain", True),
+])
+def test_each_kind_of_condition(condition, matches):
+    known = parse_known_differences(f"*[tract-*]  {condition}  # why\n")
+    assert (known.reason_for(tract(UNSEEN_PLAIN)) == "why") is matches
+
+
+def test_conditions_and_requirements_mix_in_any_order():
+    entry = parse_known_differences("*[tract-*]  !initial_state tract>=0.23 batch>=2  # why\n").entries[0]
+    assert entry.requirements == ("tract>=0.23",)
+    assert [c.text for c in entry.conditions] == ["!initial_state", "batch>=2"]
+    assert entry.text == "*[tract-*] !initial_state batch>=2"
+
+
+@pytest.mark.parametrize("word, message", [
+    ("batchh", "'batchh' is neither a version requirement nor a condition on a case property"),
+    ("!mask_empty", "'!mask_empty' is neither a version requirement nor a condition on a case property"),
+    ("cell=lsm", "'cell=lsm': cell is one of simple_rnn, lstm, gru"),
+    ("batch>=two", "'batch>=two': batch is compared with a whole number"),
+    ("initial_state=1", "'initial_state=1': initial_state is true or false, written initial_state or !initial_state"),
+    ("cell>lstm", "'cell>lstm': cell is a name, written cell=simple_rnn, cell!=simple_rnn"),
+    ("!batch>=2", "'!batch>=2': '!' goes before a true-or-false property alone (!batch)"),
+])
+def test_a_bad_condition_is_a_one_line_error_naming_file_and_line(word, message):
+    with pytest.raises(ValueError) as info:
+        parse_known_differences(f"# a comment\n*[tract-*]  {word}  # why\n", "kf.txt")
+    assert str(info.value).startswith(f"kf.txt:2: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_a_bad_condition_given_to_the_console_script_is_one_line_exit_2_and_nothing_written(tmp_path):
+    (tmp_path / "bad.txt").write_text("*[tract-*]  cell=lsm  # why\n")
+    report_dir = tmp_path / "reports"
+    line = one_line_error(subprocess.run(
+        [str(CONSOLE_SCRIPT), "run", "--adapter", "torch", "--known-differences", str(tmp_path / "bad.txt"),
+         "--report-dir", str(report_dir)], capture_output=True, text=True, timeout=300))
+    assert line == f"conformance: error: {tmp_path / 'bad.txt'}:1: 'cell=lsm': cell is one of simple_rnn, lstm, gru"
+    assert not report_dir.exists()
+
+
+# --- the audit of entries written for unseen cases ----------------------------------------------
+
+# Batch >= 5: a cause the fixed matrix (batch 1 to 4) never reaches, only drawn cases could.
+DRAWN_ONLY = "lstm-*[tract-cpu-float32]  batch>=5  # a cause only drawn cases reach\n"
+RUN_MATRIX = {FIXED_PLAIN: ("float32",), UNSEEN_PLAIN: ("float32",)}
+
+
+def audit_of(known, records, selected: bool = False):
+    return audit_known(known, records, RUN_MATRIX, selected)
+
+
+def test_an_entry_no_fixed_case_meets_is_neither_checked_nor_unmatched_by_a_fixed_run():
+    audit = audit_of(parse_known_differences(DRAWN_ONLY), [result(tract(FIXED_PLAIN), "pass")])
+    assert audit.checked == [] and audit.unmatched == []
+
+
+def test_an_entry_no_fixed_case_meets_is_checked_by_a_run_whose_unseen_cases_it_matches():
+    known = parse_known_differences("lstm-*[tract-cpu-float32]  batch=3 !initial_state unseen  # drawn only\n")
+    passed = audit_of(known, [result(tract(FIXED_PLAIN), "pass"), result(tract(UNSEEN_PLAIN), "pass")])
+    assert passed.unmatched_patterns == ["lstm-*[tract-cpu-float32] batch=3 !initial_state unseen"]
+    failed = audit_of(known, [result(tract(FIXED_PLAIN), "pass"),
+                              result(tract(UNSEEN_PLAIN), "fail", "drawn only")])
+    assert failed.checked == ["lstm-*[tract-cpu-float32] batch=3 !initial_state unseen"] and failed.unmatched == []
+    narrowed = audit_of(known, [result(tract(UNSEEN_PLAIN), "pass")], selected=True)
+    assert narrowed.unmatched == []  # -k may have left out what it explains
+
+
+def test_an_entry_a_fixed_case_meets_is_audited_as_before():
+    known = parse_known_differences(CAUSE)
+    assert audit_of(known, [result(tract(FIXED_PLAIN), "pass")]).unmatched_patterns == [
+        "lstm-*[tract-cpu-float32] batch>=2 timesteps>=2 !initial_state"]
+    assert audit_of(known, [result(tract(FIXED_PLAIN), "fail", "clashing resolution")]).unmatched == []
+
+
+def test_an_entry_whose_pattern_matches_no_test_is_unmatched_whatever_its_conditions():
+    known = parse_known_differences("lstn-*[tract-cpu-float32]  batch>=5  # a typo\n")
+    assert audit_of(known, [result(tract(FIXED_PLAIN), "pass")], selected=True).unmatched_patterns == [
+        "lstn-*[tract-cpu-float32] batch>=5"]

@@ -16,7 +16,7 @@ PACKAGE = Path(conformance.__file__).parent
 
 # Left to right; a module may import its own stage and the stages left of it.
 FLOW = (
-    ("conformance.files", "conformance.jsonsafe", "conformance.renamed", "conformance.matrix"),
+    ("conformance.files", "conformance.caches", "conformance.jsonsafe", "conformance.renamed", "conformance.matrix"),
     ("conformance.semantics",),
     ("conformance.reference",),
     ("conformance.fixtures",),

@@ -1,13 +1,15 @@
 """The ``litert-keras`` and ``litert-tf-keras`` adapters on real cases: a pass per row, one
 conversion per static structure (a second case of it converts nothing), weights placed into the
 flatbuffer give the bits a conversion of the case itself gives, the fused-LSTM state carried from
-one ``invoke()`` to the next (tensorflow/tensorflow#47813) as a fail of its size, an unsupported
-reason in the interpreter's and the converter's own words, a porting bug injected into the
-weights placed is caught on the right tensor, and the standalone repro runner gives the adapter's
-bits. Conversions are slow (~1 s Keras 3, ~10 s tf_keras): each test uses a few cases only."""
+one ``invoke()`` to the next (tensorflow/tensorflow#47813) as a fail of its size, the interpreter's
+refusal of a converted model an error and the converter's refusal unsupported, each in its own
+words, a porting bug injected into the weights placed is caught on the right tensor, and the
+standalone repro runner gives the adapter's bits. Conversions are slow (~1 s Keras 3, ~10 s
+tf_keras): each test uses a few cases only."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -78,6 +80,21 @@ def test_stateful_layer_carries_state_across_two_invokes(cached, cases):
     outcome = check_case(keras3_adapter(), case, "cpu")
     assert outcome.status == "pass", outcome.message
     assert "VAR_HANDLE" in outcome.run_info["recurrence"]
+    assert outcome.run_info["invokes"] == 2
+
+
+@pytest.mark.parametrize("make_adapter", [keras3_adapter, tf_keras_adapter], ids=["litert-keras", "litert-tf-keras"])
+def test_an_unrolled_stateful_layers_earlier_call_has_its_own_length_and_its_state_carries(cached, make_adapter):
+    """Keras unrolls over a defined length only: the earlier call's signature (4 steps) comes from a
+    model over the same layers at that length, and the case's call (3 steps) starts from its state."""
+    from conformance.matrix.drawn import Draw, drawn_case
+    from conformance.reference import expected_outputs
+
+    draw = Draw(cell="lstm", unroll=True, stateful="carry", steps=3, batch=2, features=2, units=2, scheme="random")
+    case = drawn_case(draw.normalized())
+    case = dataclasses.replace(case, expected=tuple(expected_outputs(case))).for_dtype("float32")
+    outcome = check_case(make_adapter(), case, "cpu")
+    assert outcome.status == "pass", outcome.message
     assert outcome.run_info["invokes"] == 2
 
 
@@ -164,15 +181,35 @@ def test_finding_the_fused_lstm_kernel_carries_its_state_into_the_next_invoke():
     assert np.abs(second - want).max() > 1e-2  # the same input, a different answer
 
 
-def test_float64_is_unsupported_in_the_interpreters_and_the_converters_words(cached, cases):
+class CountedConversions(LiteRTKerasAdapter):
+    """The Keras 3 row, counting its conversions."""
+
+    conversions = 0
+
+    def convert(self, static, weights, case):
+        self.conversions += 1
+        return super().convert(static, weights, case)
+
+
+def test_the_interpreter_refusing_a_converted_model_is_an_error_in_its_words(cached, cases):
+    """The rule every built-in follows: the runtime refusing a model the converter produced is an
+    error with the runtime's message. The float64 Keras 3 model converts with Select TF ops, which
+    the ai-edge-litert interpreter refuses; the conversion is kept, not made again by run."""
     case = cases["simple_rnn-seq0-state1-per_gate-b2t5"].for_dtype("float64")
-    adapter = keras3_adapter()
-    reason = adapter.supports(case)
-    assert reason.startswith("ai-edge-litert interpreter: Select TensorFlow op(s), included in the given model, "
-                             "is(are) not supported by this interpreter"), reason
-    assert "FlexMatMul" in reason
+    adapter = keras3_adapter(CountedConversions)
+    assert adapter.supports(case) is None
+    outcome = check_case(adapter, case, "cpu")
+    assert outcome.status == "error", outcome.message
+    assert ("ai-edge-litert interpreter: Select TensorFlow op(s), included in the given model, "
+            "is(are) not supported by this interpreter") in outcome.message, outcome.message
+    assert "FlexMatMul" in outcome.message
     with pytest.raises(RuntimeError, match="not supported by this interpreter"):
         adapter.run(case, "cpu")
+    assert adapter.conversions <= 1  # none where the disk cache held it
+
+
+def test_the_converter_refusing_a_model_is_unsupported_in_its_words(cached, cases):
+    case = cases["simple_rnn-seq0-state1-per_gate-b2t5"].for_dtype("float64")
     reason = tf_keras_adapter().supports(case)
     # The converter's first complaint depends on which float64 op its legalization meets first (it
     # differed between a process that exported a Keras 3 model before and one that did not).

@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime")
 # A known onnxruntime difference (known_differences.txt): sequence_lens=0 gives a zero state.
 DIFFERING = "lstm-seq0-state1-random-b3t5-mask_empty_row[onnx-native-cpu-float32]"
 PASSING = "lstm-seq1-state0-random-b3t5[onnx-native-cpu-float32]"
+UNSEEN = "gru-seq1-state1-constant-b1t3-unseen1-0-plain[onnx-native-cpu-float32]"  # case 0 of seed 1
 
 
 def repro(test_id: str, directory: Path) -> subprocess.CompletedProcess:
@@ -93,6 +94,23 @@ def test_a_third_party_result_reproduces_from_the_test_id_run_printed_with_its_c
     assert (tmp_path / "b" / "model.onnx").is_file() and test_id in (tmp_path / "b" / "repro.py").read_text()
 
 
+def test_an_unseen_case_is_drawn_again_from_its_id_and_answered_by_the_float64_oracle(tmp_path):
+    """An unseen case is in no fixture: its id's seed and index draw it again, and the expected outputs
+    are the float64 oracle's, the answer the run judged it by."""
+    import numpy as np
+
+    from conformance.matrix.unseen import unseen_case
+    from conformance.reference import answered
+
+    done = repro(UNSEEN, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    case = answered(unseen_case(1, 0))
+    expected = np.load(tmp_path / "expected.npz")
+    assert all(np.array_equal(expected[name], want) for name, want in zip(case.output_names, case.expected))
+    ran = run_script(tmp_path)
+    assert ran.returncode == 0 and "within tolerance" in ran.stdout, ran.stdout + ran.stderr
+
+
 @pytest.mark.parametrize("test_id, message", [
     ("no-such-case[onnx-native-cpu-float32]", "unknown case 'no-such-case'"),
     ("lstm-seq1-state0-random-b3t5[no-such-adapter-cpu-float32]", "unknown adapter 'no-such-adapter'"),
@@ -100,6 +118,8 @@ def test_a_third_party_result_reproduces_from_the_test_id_run_printed_with_its_c
     ("gru-seq0-state0-random-b3t5-zero_output_for_mask[torch-cpu-float32]", "repro packs unmasked cases only"),
     ("simple_rnn-seq0-state0-random-b3t5-stacked[torch-cpu-float32]", "repro packs single-call cases only"),
     ("lstm-seq1-state0-random-b3t5", "is not a conformance test id"),
+    ("gru-seq1-state1-constant-b1t3-unseen1-1-plain[onnx-native-cpu-float32]",
+     "the unseen case of its seed and index has another id"),
 ])
 def test_bad_test_ids_are_one_line_and_write_nothing(tmp_path, test_id, message):
     assert message in one_line_error(repro(test_id, tmp_path / "out"))

@@ -142,9 +142,12 @@ def test_a_module_class_adapter_can_be_swept(venvs, tmp_path):
 def test_an_interrupted_sweep_waits_for_its_run_which_leaves_an_incomplete_report(venvs, tmp_path):
     output = tmp_path / "interrupted"
     pausing = ("--adapter", "tests.hostile_adapters:PausingAdapter", *ORACLE[2:])  # still running when interrupted
+    # Ctrl-C's default action restored in the sweep: a test session started in the background
+    # (`nohup pytest ... &`) passes SIGINT on ignored, and the sweep would never see the signal.
     process = subprocess.Popen([str(CONSOLE_SCRIPT), "sweep", *pausing, "-o", str(output), "--venv-dir", str(venvs)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     report_dir = output / NUMPY[0].replace("==", "-")
     deadline = time.monotonic() + 3600  # waits for the event (a result passed), however slow the machine
     while time.monotonic() < deadline and process.poll() is None and not any(

@@ -36,6 +36,7 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "openvino": "conformance.adapters.onnx.openvino:OpenvinoAdapter",
     "openvino-inputs": "conformance.adapters.onnx.openvino:OpenvinoInputsAdapter",
     "openvino-torch": "conformance.adapters.openvino.torch_frontend:OpenvinoTorchAdapter",
+    "openvino-keras": "conformance.adapters.openvino.keras_frontend:OpenvinoKerasAdapter",
     "tract": "conformance.adapters.onnx.tract:TractAdapter",
     "tract-inputs": "conformance.adapters.onnx.tract:TractInputsAdapter",
     "executorch": "conformance.adapters.torch.executorch:ExecutorchAdapter",

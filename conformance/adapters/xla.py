@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.caches import cache_root
+from conformance.caches import cache_root
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # jax/_src/compiler.py
@@ -50,7 +50,7 @@ CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # default 
 
 
 def persistent_cache_dir() -> Path | None:
-    """``jax/`` under the suite's cache root (``conformance.adapters.caches``); None when off."""
+    """``jax/`` under the suite's cache root (``conformance.caches``); None when off."""
     root = cache_root()
     return None if root is None else root / "jax"
 

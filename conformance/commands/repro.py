@@ -73,15 +73,33 @@ def reproducing_adapter(name: str, path: str | None = None) -> LoadedAdapter:
 
 
 def find_case(case_id: str, dtype: str, fixtures_dir: Path | None) -> Case:
+    """The fixture case ``case_id``, or the unseen case it names (``unseen_case_of``)."""
     from conformance.fixtures import load_cases
+    from conformance.matrix.unseen import is_unseen
 
-    cases = {case.id: case for case in load_cases(fixtures_dir)}
+    if is_unseen(case_id):
+        cases = {case_id: unseen_case_of(case_id)}
+    else:
+        cases = {case.id: case for case in load_cases(fixtures_dir)}
     if case_id not in cases:
         raise UsageError(f"unknown case {case_id!r} (conformance export onnx DIR writes index.json with every "
                          "case id)")
     if dtype not in cases[case_id].dtypes:
         raise UsageError(f"case {case_id} has no {dtype} row (its dtypes: {', '.join(cases[case_id].dtypes)})")
     return cases[case_id]
+
+
+def unseen_case_of(case_id: str) -> Case:
+    """The unseen case ``case_id`` drawn again from its id's seed and index, with the answer a run judges
+    it by (the float64 oracle's, ``conformance.fixtures.load_unseen``); UsageError where no such case
+    has that id."""
+    from conformance.matrix.unseen import redrawn
+    from conformance.reference import answered
+
+    case = redrawn(case_id)
+    if case is None:
+        raise UsageError(f"unknown case {case_id!r}: the unseen case of its seed and index has another id")
+    return answered(case)
 
 
 def write_repro(directory: Path, test_id: str, bound: Case, case: Case, adapter: LoadedAdapter,

@@ -45,6 +45,7 @@ from conformance.files import REPORT_FILES, check_output_dir, check_outputs_in
 from conformance.fixtures import default_fixtures_dir, load_cases, load_unseen, manifest_sha256
 from conformance.matrix.case import REDUCED_PRECISION, Case, is_reduced_precision
 from conformance.matrix.covering import CoveringPlan, covering_plan
+from conformance.matrix.properties import remember
 from conformance.matrix.unseen import check_count, check_seed, fresh_seed, is_unseen
 from conformance.plugin import ConformanceParam, device_rows, keyword_filter, matrix_params
 from conformance.results.lock import ReportDirBusy, ReportDirLock
@@ -392,7 +393,7 @@ def unmatched_lines(audit: Audit | None) -> list[str]:
     if audit is None or not audit.unmatched:
         return []
     return [f"known-differences entries that matched no result ({len(audit.unmatched)}):"] + [
-        f"  {entry.pattern}   # {entry.reason}  ({entry.origin})" for entry in audit.unmatched]
+        f"  {entry.text}   # {entry.reason}  ({entry.origin})" for entry in audit.unmatched]
 
 
 def unavailable_lines(document: dict, named: list[str]) -> list[str]:
@@ -466,6 +467,7 @@ def run_command(args: argparse.Namespace) -> int:
     options["covering"] = covering_for(args, case_list)
     unseen = options["unseen"]
     case_list += load_unseen(unseen["count"], unseen["seed"]) if unseen else []
+    remember(case_list)  # the properties known-differences conditions are judged by
     cases = {case.id: case for case in case_list}
     try:
         plans = {requested: adapter_plan(adapter, case_list, options)

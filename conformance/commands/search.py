@@ -38,6 +38,7 @@ from pathlib import Path
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import write_text_atomic
 from conformance.matrix.drawn import DTYPES, Draw, drawn_case
+from conformance.matrix.properties import case_properties
 from conformance.renamed import add_renamed
 
 ROUND = 60  # cases a round draws before the next seed
@@ -105,7 +106,8 @@ class Search:
         case = dataclasses.replace(case, expected=tuple(expected_outputs(case)))
         outcome = check_case(self.adapter, case, self.device, diagnose_failure=False)
         test_id = f"{case.id}[{self.adapter.name}-{self.device}-{case.dtype}]"
-        known = self.known.reason_for(test_id, self.versions) if outcome.status in ("fail", "error") else None
+        known = self.known.reason_for(test_id, self.versions, case_properties(case)) \
+            if outcome.status in ("fail", "error") else None
         self.tried += 1
         return test_id, outcome.status, outcome.message, known
 

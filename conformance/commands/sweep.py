@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from conformance.adapters.caches import cache_root
+from conformance.caches import cache_root
 from conformance.commands.exits import EXIT_OK, UsageError
 from conformance.files import check_output_dir
 from conformance.results.machine import INSTALL_VARIABLE
@@ -57,6 +57,7 @@ ADAPTER_EXTRAS = {
     "onnx-keras-torch": ("keras", "onnx", "torch"),
     "onnx-torch": ("onnx", "torch"), "onnx-native": ("onnx",), "onnx-native-layout1": ("onnx",),
     "openvino": ("openvino",), "openvino-inputs": ("openvino",), "openvino-torch": ("openvino", "torch"),
+    "openvino-keras": ("keras", "openvino", "tensorflow"),
     "tract": ("tract",), "tract-inputs": ("tract",),
     "executorch": ("executorch",),
     "torch-compile": ("torch",),

@@ -156,6 +156,16 @@ def unseen_case(seed: int, index: int) -> Case:
     return dataclasses.replace(base_case(draw, f"unseen{seed}-{index}"), dtypes=rows)
 
 
+def redrawn(case_id: str) -> Case | None:
+    """The unseen case ``case_id`` names, drawn again from the seed and index in its id (without its
+    answer); None where the id is no unseen case's, or not the one that seed and index draw."""
+    label = UNSEEN_LABEL.search(case_id)
+    if label is None:
+        return None
+    case = unseen_case(int(label["seed"]), int(label["index"]))
+    return case if case.id == case_id else None
+
+
 def unseen_cases(count: int, seed: int) -> list[Case]:
     """``count`` cases drawn from the matrix's space with ``seed``, without their answers (module doc);
     ValueError, one line, for a count or seed that is not a whole number in range."""

@@ -7,8 +7,8 @@ At the end the streams are merged into ``results.json``, written atomically
 
     {"schema": "rnn-conformance/results/1", "complete": true, "created": ...,
      "fixtures_sha256": ..., "machine": {...}, "machines": {id: {...}}, "adapters": {name: {...}},
-     "counts": {outcome: n, ...}, "known_checked": [pattern, ...],
-     "known_unmatched": [pattern, ...], "suite_version": "0.1.0",
+     "counts": {outcome: n, ...}, "known_checked": [entry, ...],
+     "known_unmatched": [entry, ...], "suite_version": "0.1.0",
      "selection": {"keyword": ..., "device": ..., "dtype": ..., "adapters": [...]},
      "user_known_lists": [{"file": ..., "results": n, ...}, ...], "results": [record, ...]}
 
@@ -26,7 +26,8 @@ what the run was asked for (``{"keyword", "device", "dtype", "adapters"}``,
 parts that disagree), so that ``conformance compare`` knows which missing
 results mean something.
 ``known_checked`` / ``known_unmatched`` are the known-differences entries this
-run could check and those it found matching no result
+run could check and those it found matching no result, each written as its pattern and
+conditions (``Entry.text``)
 (``conformance.verdict.known_differences.KnownDifferences.audit``); both are null when the
 run checked none (an interrupted run, or an older file).
 ``user_known_lists`` is what each of the user's known-differences lists explained,
@@ -372,7 +373,7 @@ def audit_known(known: KnownDifferences, records: Iterable[Record], case_dtypes:
     records = list(records)
     columns = {(r.adapter, r.device, r.dtype) for r in records if r.status != "skipped"}
     return known.audit(columns, [r.test_id for r in records if r.outcome == "known"], case_dtypes, selected,
-                       versions)
+                       versions, ran_ids=[r.test_id for r in records if r.status != "skipped"])
 
 
 # --- what may be read: the published schema ---------------------------------------------------

@@ -14,7 +14,9 @@ does the rest: the cache, the weights, the inputs, the output list, run_info.
 One model is built per *structure* (spec, input widths, dtype, which
 optional inputs exist, device) and cached; the time and batch axes are left
 ``None`` so that one model serves every shape (the time axis is fixed where a
-layer unrolls: Keras unrolls only over a defined length). Each case then only swaps its
+layer unrolls: Keras unrolls only over a defined length; a stateful case's earlier
+call, of its own length, then goes through a model over the same layers,
+``BuiltModel.at_length``, so the state it leaves carries). Each case then only swaps its
 weights in with ``set_weights`` (the fixtures are in Keras layout already; Keras 3
 on JAX passes them to ``stateless_call`` instead) and calls the model. Keras 3
 gets a functional ``Model``; tf_keras calls the same layers eagerly (see
@@ -40,7 +42,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -190,6 +192,21 @@ class BuiltModel:
     model: Any = None
     compiled: Any = None
     variable_dtype: str | None = None
+    # Where the model's time axis is fixed (an unrolled layer): a model over the same layers
+    # (their weights and state) for another number of steps, e.g. a stateful case's earlier call.
+    relengthened: Callable[[int], BuiltModel] | None = None
+    steps: int | None = None
+    _lengths: dict[int, BuiltModel] = field(default_factory=dict, repr=False)
+
+    def at_length(self, steps: int) -> BuiltModel:
+        """The model to call on ``steps`` steps: this one unless its time axis is fixed at another
+        length, else one built once over the same layers (a stateful layer's state carries)."""
+        if self.relengthened is None or steps == self.steps:
+            return self
+        if steps not in self._lengths:
+            other = self._lengths[steps] = self.relengthened(steps)
+            other.variable_dtype = self.variable_dtype
+        return self._lengths[steps]
 
 
 def state_count(spec: AnySpec) -> int:
@@ -266,13 +283,21 @@ def symbolic_inputs(module: Any, structure: Structure) -> list[Any]:
 
 
 def build_model(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
-    """A functional ``Model`` from ``model_inputs`` to the Keras output list."""
+    """A functional ``Model`` from ``model_inputs`` to the Keras output list; where a layer unrolls
+    (the time axis fixed), ``at_length`` gives one over the same layers for another length."""
     top, layers = make_layers(module, structure, activation)
     source = mask_source_layer(module, structure, layers)
-    inputs = symbolic_inputs(module, structure)
-    outputs = apply_layers(structure, top, inputs, source)
-    model = module.Model(inputs=inputs, outputs=output_list(outputs))
-    return BuiltModel(apply=model, layers=layers, model=model)
+
+    def functional(steps: int | None) -> BuiltModel:
+        at_steps = structure if steps is None else replace(structure, timesteps=steps)
+        inputs = symbolic_inputs(module, at_steps)
+        model = module.Model(inputs=inputs, outputs=output_list(apply_layers(at_steps, top, inputs, source)))
+        return BuiltModel(apply=model, layers=layers, model=model)
+
+    built = functional(None)
+    if structure.timesteps is not None:
+        built.relengthened, built.steps = functional, structure.timesteps
+    return built
 
 
 def build_eager(module: Any, structure: Structure, activation: ActivationArg) -> BuiltModel:
@@ -484,8 +509,11 @@ class KerasModels:
     def _earlier_call(self, built: BuiltModel, case: Case) -> None:
         """A stateful case's first call, from zeros (a cached model holds the last case's state),
         and ``reset_states()`` after it where the case asks for it."""
+        earlier = built.at_length(int(case.earlier_x.shape[1]))
+        if earlier is not built:
+            self.call.set_weights(earlier, case)
         reset_states(built)
-        output_list(self.call.forward(built, earlier_inputs(case))())
+        output_list(self.call.forward(earlier, earlier_inputs(case))())
         if case.reset_states:
             reset_states(built)
 

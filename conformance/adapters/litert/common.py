@@ -17,7 +17,7 @@ holding probe values is located element by element (``locate``: every Keras weig
 verbatim, nothing but zeros beside them in any buffer that holds one), and each case's own
 weights are written into those bytes (``place``) before the interpreter is made. Where location
 fails the adapter converts per case with the case's weights instead. Conversions are kept on disk
-(``conformance.adapters.caches``), keyed by static structure and library versions.
+(``conformance.caches``), keyed by static structure and library versions.
 
 Interpreter: ``ai_edge_litert.interpreter.Interpreter`` with its defaults (op resolver AUTO,
 which applies the XNNPACK delegate to the ops it takes, in float32: XNNPACK computes in float16
@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, Reproducer, reduced_precision_allowed
 from conformance.adapters.keras.common import (
     Structure,
@@ -52,9 +51,11 @@ from conformance.adapters.keras.common import (
     variable_dtype,
     widened,
 )
+from conformance.caches import cached_file, read_or_make
 from conformance.matrix.case import Case, is_reduced_precision
 
-CACHE_FORMAT = 1  # a cache file: a JSON line (warnings, or the refusal), then the flatbuffer
+CACHE_FORMAT = 2  # a cache file: a JSON line (warnings, or the refusal), then the flatbuffer; 2: a stateful
+# unrolled layer's earlier call has a model of its own length (format 1 cached the suite's own refusals of it)
 # The tflite ops that hold a recurrence (run_info["recurrence"]): a WHILE loop over steps, a fused
 # sequence kernel, or the resource variables that carry a stateful layer's state between calls.
 RECURRENT_OPS = ("WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
@@ -330,9 +331,11 @@ class Converted:
     slots: list[Slot] | None  # None: weights not located, convert per case
     how: str
     ops: list[str] = field(default_factory=list)
-    reason: str | None = None  # why the case cannot run: the converter's or interpreter's words
+    reason: str | None = None  # the converter's refusal, in its words: the case is unsupported
     fresh: int = 0  # conversions made for it not yet counted by a run
     warnings: list[str] = field(default_factory=list)
+    # The interpreter's refusal of the converted model, in its words: run raises it (an error).
+    refused: str | None = None
 
 
 class LiteRTAdapter(Adapter):
@@ -374,6 +377,7 @@ class LiteRTAdapter(Adapter):
         return dict(self._info)
 
     def supports(self, case: Case) -> str | None:
+        """The converter's refusal (its words); an interpreter refusing the model is ``run``'s error."""
         if self.available():
             return None  # run() reports it
         return self._conversion(case).reason
@@ -382,9 +386,7 @@ class LiteRTAdapter(Adapter):
         reason = self.available()
         if reason:
             raise RuntimeError(reason)
-        converted = self._conversion(case)
-        if converted.reason:
-            raise RuntimeError(converted.reason)
+        converted = self._runnable(case)
         conversions, converted.fresh = converted.fresh, 0
         data, how, extra = self._model_for(case, converted)
         conversions += extra
@@ -399,9 +401,7 @@ class LiteRTAdapter(Adapter):
     def repro_model(self, case: Case, device: str) -> tuple[bytes, dict[str, np.ndarray]]:
         """The .tflite bytes with the case's weights placed, and the feeds by input name (``REPRO_RUNNER``
         returns the outputs in ``case.output_names`` order). A stateful case's earlier call is not in it."""
-        converted = self._conversion(case)
-        if converted.reason:
-            raise RuntimeError(converted.reason)
+        converted = self._runnable(case)
         data, _, _ = self._model_for(case, converted)
         runner, _ = runners(interpreter(data))
         static = StaticStructure.of(case, self.policy(case))
@@ -438,6 +438,13 @@ class LiteRTAdapter(Adapter):
             why = converted.how if converted.slots is None else "export_cache off"
             return data, f"converted per case ({why})", 1
         return place(converted.model, converted.slots, flat_weights(self._weights(case))), converted.how, 0
+
+    def _runnable(self, case: Case) -> Converted:
+        """The case's conversion; RuntimeError with the converter's or the interpreter's refusal."""
+        converted = self._conversion(case)
+        if converted.reason or converted.refused:
+            raise RuntimeError(converted.reason or converted.refused)
+        return converted
 
     def _conversion(self, case: Case) -> Converted:
         static = StaticStructure.of(case, self.policy(case))
@@ -481,8 +488,8 @@ class LiteRTAdapter(Adapter):
         if data is None:  # no probes (too many weights for the dtype's grid): per case from the start
             data, caught = self.convert(static, self._weights(case), case)
             ops = op_names(data)
-            return Converted(None, None, f"converted per case ({probe_problem})", ops, self._refusal(data, ops),
-                             fresh=0, warnings=caught)
+            return Converted(None, None, f"converted per case ({probe_problem})", ops, fresh=0, warnings=caught,
+                             refused=self._refusal(data, ops))
         ops = op_names(data)
         refusal = self._refusal(data, ops)
         how = ("probe conversion read from disk cache" if from_cache
@@ -490,7 +497,7 @@ class LiteRTAdapter(Adapter):
         fresh = 0 if from_cache else 1
         warnings = meta.get("warnings", caught)
         if refusal:
-            return Converted(data, None, how, ops, refusal, fresh, warnings)
+            return Converted(data, None, how, ops, None, fresh, warnings, refused=refusal)
         try:
             slots = locate(data, flat_weights(self._weights(case, probes)))
         except LocateError as exc:
@@ -498,7 +505,8 @@ class LiteRTAdapter(Adapter):
         return Converted(data, slots, how, ops, None, fresh, warnings)
 
     def _refusal(self, data: bytes, ops: list[str]) -> str | None:
-        """The interpreter's own words where it will not prepare the model (e.g. Select TF ops)."""
+        """The interpreter's own words where it will not prepare the model (e.g. Select TF ops): kept
+        with the conversion, raised by ``run`` (the runtime refusing a converted model is an error)."""
         try:
             it = interpreter(data)
             it.allocate_tensors()

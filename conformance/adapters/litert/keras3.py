@@ -9,7 +9,9 @@ format="litert", input_signature=[...])`` (keras/src/export/litert.py: an ``Expo
 ``supported_ops=[TFLITE_BUILTINS, SELECT_TF_OPS]`` and resource variables enabled), given a
 static signature: with a free batch or time axis Keras's RNN loop becomes Flex ``TensorList`` ops
 that the ai-edge-litert interpreter cannot run (``litert.common``). A model that still needs
-Select TF ops (float64 and float16 layers, here) is unsupported with the interpreter's words.
+Select TF ops (float64, float16 and bfloat16 layers, here) converts, and the interpreter refuses
+it: an error with the interpreter's words (the runtime refusing a converted model), listed as a
+known difference.
 
 Stateful layers export as resource variables (``VAR_HANDLE``/``READ_VARIABLE``/``ASSIGN_VARIABLE``
 initialized by ``CALL_ONCE``): the state carries from one ``invoke()`` to the next, as the
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from conformance.adapters.contract import missing_module_reason
+from conformance.adapters.keras.common import BuiltModel
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.litert.common import EARLIER, INTERPRETER_MODULE, REPRO_RUNNER, LiteRTAdapter, StaticStructure
 from conformance.matrix.case import Case
@@ -37,19 +40,21 @@ BACKEND = "tensorflow"
 __all__ = ["LiteRTKerasAdapter", "REPRO_RUNNER"]
 
 
-def export_two_calls(keras, tf, model, signature: list, static: StaticStructure, tmp: Path) -> bytes:
+def export_two_calls(keras, tf, built: BuiltModel, signature: list, static: StaticStructure, tmp: Path) -> bytes:
     """A stateful model with a second signature (``EARLIER``) at the earlier call's shape: what
     ``export(format="litert")`` does (keras/src/export/litert.py ``_convert_to_tflite``: an
     ExportArchive endpoint of ``model.__call__(training=False)``, ``from_saved_model``, builtins and
-    Select TF ops, resource variables), with two endpoints sharing the layer's state variables."""
+    Select TF ops, resource variables), with two endpoints sharing the layer's state variables (an
+    unrolled layer's model has a fixed length: the earlier call gets one over the same layers at its own)."""
+    model, earlier_model = built.model, built.at_length(static.earlier_shape[1]).model
     archive = keras.export.ExportArchive()
     archive.track(model)
-    function = functools.partial(model.__call__, training=False)
     # Not "serve": from_saved_model keeps only that endpoint (as serving_default) of a model.export
     # artifact given several signature keys (tensorflow/lite/python/lite.py, from_saved_model).
-    archive.add_endpoint("main", function, input_signature=[signature])
+    archive.add_endpoint("main", functools.partial(model.__call__, training=False), input_signature=[signature])
     earlier = [tf.TensorSpec(shape=static.earlier_shape, dtype=model.inputs[0].dtype, name=static.names[0])]
-    archive.add_endpoint(EARLIER, function, input_signature=[earlier])
+    archive.add_endpoint(EARLIER, functools.partial(earlier_model.__call__, training=False),
+                         input_signature=[earlier])
     archive.write_out(str(tmp / "saved"), verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved"), signature_keys=["main", EARLIER])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
@@ -99,5 +104,5 @@ class LiteRTKerasAdapter(LiteRTAdapter):
                 built.model.export(str(path), format="litert", verbose=False, input_signature=[signature])
                 data = path.read_bytes()
             else:
-                data = export_two_calls(keras, tf, built.model, signature, static, Path(tmp))
+                data = export_two_calls(keras, tf, built, signature, static, Path(tmp))
         return data, sorted({f"{w.category.__name__}: {w.message}".splitlines()[0] for w in caught})

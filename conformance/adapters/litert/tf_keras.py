@@ -15,6 +15,7 @@ renamed ``output_N`` in Keras output-list order, as Keras 3's export names them.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -35,34 +36,44 @@ __all__ = ["LiteRTTfKerasAdapter", "REPRO_RUNNER"]
 
 
 def static_model(tf_keras, static: StaticStructure):
-    """The functional tf_keras model of ``static``, every Input at its case's shape; and its layers."""
+    """The functional tf_keras model of ``static``, every Input at its case's shape; its layers; and the
+    model of a stateful case's earlier call: the same one, its time axis left free (the two signatures
+    give the lengths), or where a layer unrolls (over a defined length only) one over the same layers
+    at the earlier call's length."""
     structure = static.structure
     top, layers = make_layers(tf_keras, structure, tf_keras_activation)
     source = mask_source_layer(tf_keras, structure, layers)
-    inputs = []
-    for n, (name, shape) in enumerate(zip(static.names, static.shapes)):
-        if n == 0 and static.earlier_shape is not None:  # the two calls' lengths: in the signatures
-            shape = (shape[0], None, *shape[2:])
-        dtype = {"mask": "bool", "tokens": "int32"}.get(name, structure.dtype)
-        inputs.append(tf_keras.Input(shape=shape[1:], batch_size=shape[0], dtype=dtype, name=name))
-    outputs = output_list(apply_layers(structure, top, inputs, source))
-    return tf_keras.Model(inputs=inputs, outputs=outputs), layers
+    free_time = static.earlier_shape is not None and structure.timesteps is None
+
+    def model_at(shapes) -> Any:
+        inputs = []
+        for n, (name, shape) in enumerate(zip(static.names, shapes)):
+            if n == 0 and free_time:
+                shape = (shape[0], None, *shape[2:])
+            dtype = {"mask": "bool", "tokens": "int32"}.get(name, structure.dtype)
+            inputs.append(tf_keras.Input(shape=shape[1:], batch_size=shape[0], dtype=dtype, name=name))
+        return tf_keras.Model(inputs=inputs, outputs=output_list(apply_layers(structure, top, inputs, source)))
+
+    model = model_at(static.shapes)
+    earlier = model if static.earlier_shape is None or free_time else model_at([static.earlier_shape])
+    return model, layers, earlier
 
 
-def convert_two_calls(tf, model, static: StaticStructure) -> bytes:
+def convert_two_calls(tf, model, earlier_model, static: StaticStructure) -> bytes:
     """A stateful model with a second signature (``EARLIER``) at the earlier call's shape, sharing the
     layer's state variables: ``from_keras_model`` converts one call signature only, so the model is
     saved with both (``tf.saved_model.save``, as ``from_keras_model`` saves it) and converted by
     ``from_saved_model``, resource variables enabled (``from_keras_model``'s default too)."""
     import tempfile
 
-    def outputs(x):
-        return {f"output_{n}": t for n, t in enumerate(output_list(model(x, training=False)))}
+    def signature(called, shape) -> Any:
+        def outputs(x):
+            return {f"output_{n}": t for n, t in enumerate(output_list(called(x, training=False)))}
 
-    function = tf.function(outputs)
-    dtype = model.inputs[0].dtype
-    main = function.get_concrete_function(tf.TensorSpec(static.shapes[0], dtype, name=static.names[0]))
-    earlier = function.get_concrete_function(tf.TensorSpec(static.earlier_shape, dtype, name=static.names[0]))
+        return tf.function(outputs).get_concrete_function(tf.TensorSpec(shape, model.inputs[0].dtype,
+                                                                        name=static.names[0]))
+
+    main, earlier = signature(model, static.shapes[0]), signature(earlier_model, static.earlier_shape)
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(model, tmp, signatures={"serving_default": main, EARLIER: earlier})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default", EARLIER])
@@ -92,7 +103,7 @@ class LiteRTTfKerasAdapter(LiteRTAdapter):
         import tensorflow as tf
         import tf_keras
 
-        model, layers = static_model(tf_keras, static)
+        model, layers, earlier_model = static_model(tf_keras, static)
         for name, arrays in weights.items():
             layers[name].set_weights(arrays)
         with warnings.catch_warnings(record=True) as caught:
@@ -101,6 +112,6 @@ class LiteRTTfKerasAdapter(LiteRTAdapter):
                 data = rename_outputs(tf.lite.TFLiteConverter.from_keras_model(model).convert(),
                                       list(model.output_names))
             else:
-                data = convert_two_calls(tf, model, static)
+                data = convert_two_calls(tf, model, earlier_model, static)
         tf_keras.backend.clear_session()
         return data, sorted({f"{w.category.__name__}: {w.message}".splitlines()[0] for w in caught})

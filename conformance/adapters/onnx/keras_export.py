@@ -58,11 +58,11 @@ from pathlib import Path
 import numpy as np
 
 from conformance import semantics
-from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, Reproducer, missing_module_reason
 from conformance.adapters.keras.common import Structure, input_names, keras_weights, model_inputs
 from conformance.adapters.keras.keras3 import claim_keras_backend, keras3_model, loaded_keras_backend
 from conformance.adapters.onnx import runtime as onnx_runtime
+from conformance.caches import cached_file, read_or_make
 from conformance.matrix.case import Case, is_floating, is_reduced_precision, numpy_dtype
 
 RECURRENT_OPS = ("RNN", "GRU", "LSTM", "Loop", "Scan")

@@ -15,7 +15,7 @@ the packed ``batch_sizes``); such modules, and anything else the dynamo path
 raises on, fall back to the TorchScript exporter (``dynamo=False``). The
 exporter used is reported in ``last_run_info``, and ``compilations``: how many
 exports the run made (0 when every module's session was reused). Exports are
-kept on disk too (``conformance.adapters.caches``), keyed by module structure,
+kept on disk too (``conformance.caches``), keyed by module structure,
 export length and the torch/onnx/onnxscript versions: a second run reads them
 (``export: read from disk cache``) instead of paying 2-30 s per structure.
 
@@ -42,7 +42,6 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter
 from conformance.adapters.onnx import runtime as onnx_runtime
 from conformance.adapters.torch.adapter import (
@@ -54,6 +53,7 @@ from conformance.adapters.torch.adapter import (
     keras_outputs,
     unsupported_reason,
 )
+from conformance.caches import cached_file, read_or_make
 from conformance.matrix.case import Case, is_reduced_precision
 
 INPUT_NAMES = ["x", "lengths", "h0", "c0"]
@@ -159,7 +159,7 @@ class OnnxTorchAdapter(ModuleCallRow, Adapter):
 
     def _export(self, key: ModuleKey, steps: int):
         """``export_module``'s model and facts, from the disk cache when an earlier run of these
-        library versions made them (``conformance.adapters.caches``); counted when exported."""
+        library versions made them (``conformance.caches``); counted when exported."""
         import onnx
 
         def export() -> bytes:

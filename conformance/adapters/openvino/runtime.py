@@ -11,6 +11,11 @@ default and records that default.
 from __future__ import annotations
 
 import functools
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
 
 from conformance.adapters.contract import reduced_precision_allowed
 
@@ -112,3 +117,44 @@ def without_telemetry() -> None:
     except ImportError:
         return
     GA4Backend.send = lambda self, message: None
+
+
+# --- the converted model as bytes (cached, written by repro) -------------------------------
+
+
+def conversion_failure(exc: BaseException) -> str:
+    """The lines of an OpenVINO conversion error that say what failed, without its source location."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(("Check '", "Summary:"))]
+    return f"{type(exc).__name__}: {' '.join(kept)}"[:400]
+
+
+def ir_bytes(model) -> bytes:
+    """``model`` as one blob: the IR xml's length, the xml, the weights (``ov.save_model``'s two files,
+    uncompressed: its default would store float32 weights as float16)."""
+    openvino = openvino_module()
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.xml"
+        openvino.save_model(model, path, compress_to_fp16=False)
+        xml, weights = path.read_bytes(), path.with_suffix(".bin").read_bytes()
+    return struct.pack("<Q", len(xml)) + xml + weights
+
+
+def split_ir(blob: bytes) -> tuple[bytes, bytes]:
+    """``ir_bytes``'s blob -> (xml, weights)."""
+    (size,) = struct.unpack("<Q", blob[:8])
+    return blob[8:8 + size], blob[8 + size:]
+
+
+def read_ir(blob: bytes):
+    openvino = openvino_module()
+
+    xml, weights = split_ir(blob)
+    return core().read_model(model=xml, weights=openvino.Tensor(np.frombuffer(weights, dtype=np.uint8)))
+
+
+def feed_array(array: np.ndarray) -> np.ndarray:
+    """numpy has no bfloat16 for OpenVINO's Python API: such inputs go in as float32 (exact);
+    ``supports`` runs a bfloat16 row only where the model computes in bfloat16."""
+    return array.astype(np.float32) if array.dtype.name == "bfloat16" else np.ascontiguousarray(array)

@@ -17,7 +17,7 @@ Conversion per call: the frontend folds the module's parameters into the graph a
 (and the CPU plugin takes its fused ``RNNSeq`` kernel only for constant weights), so a case's
 weights need a conversion of their own; the converted model has dynamic batch and time
 (``convert_model`` leaves every example dimension dynamic). A converted model is kept on disk
-(``conformance.adapters.caches``, ``openvino-torch/``), as the frontend wrote it (IR xml and
+(``conformance.caches``, ``openvino-torch/``), as the frontend wrote it (IR xml and
 weights), keyed by the module structure, the call's weights and input shapes, and the torch and
 openvino versions: a warm run reads it and only compiles.
 
@@ -34,14 +34,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
 import numpy as np
 
-from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, Reproducer, reduced_precision_allowed
 from conformance.adapters.openvino import runtime
 from conformance.adapters.torch.adapter import (
@@ -55,6 +53,7 @@ from conformance.adapters.torch.adapter import (
     to_tensor,
     unsupported_reason,
 )
+from conformance.caches import cached_file, read_or_make
 from conformance.matrix.case import Case
 from conformance.matrix.spec import BidirectionalSpec
 
@@ -117,43 +116,8 @@ def packed_refusal(cell: str, bidirectional: bool) -> str | None:
         convert(key, params, [np.zeros((2, 3, 2), dtype=np.float32), np.array([3, 2])])
     except Exception as exc:  # noqa: BLE001 - the converter's refusal, whatever its type, is the reason
         return ("a right-padded mask runs as a packed sequence, which OpenVINO's PyTorch frontend does not "
-                f"convert for torch.nn.{TORCH_CLASS[cell]}: {conversion_failure(exc)}")
+                f"convert for torch.nn.{TORCH_CLASS[cell]}: {runtime.conversion_failure(exc)}")
     return None
-
-
-def conversion_failure(exc: BaseException) -> str:
-    """The lines of an OpenVINO conversion error that say what failed, without its source location."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    kept = [line for line in lines if not line.startswith(("Check '", "Summary:"))]
-    return f"{type(exc).__name__}: {' '.join(kept)}"[:400]
-
-
-def ir_bytes(model) -> bytes:
-    """``model`` as one blob: the IR xml's length, the xml, the weights (``ov.save_model``'s two files,
-    uncompressed: its default would store float32 weights as float16)."""
-    import tempfile
-    from pathlib import Path
-
-    openvino = runtime.openvino_module()
-
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "model.xml"
-        openvino.save_model(model, path, compress_to_fp16=False)
-        xml, weights = path.read_bytes(), path.with_suffix(".bin").read_bytes()
-    return struct.pack("<Q", len(xml)) + xml + weights
-
-
-def split_ir(blob: bytes) -> tuple[bytes, bytes]:
-    """``ir_bytes``'s blob -> (xml, weights)."""
-    (size,) = struct.unpack("<Q", blob[:8])
-    return blob[8:8 + size], blob[8 + size:]
-
-
-def read_ir(blob: bytes):
-    openvino = runtime.openvino_module()
-
-    xml, weights = split_ir(blob)
-    return runtime.core().read_model(model=xml, weights=openvino.Tensor(np.frombuffer(weights, dtype=np.uint8)))
 
 
 def call_digest(key: ModuleKey, params: dict[str, np.ndarray], inputs: list[np.ndarray]) -> str:
@@ -171,12 +135,6 @@ def versions() -> dict[str, str]:
     import torch
 
     return {"openvino": openvino.__version__, "torch": torch.__version__}
-
-
-def feed_array(array: np.ndarray) -> np.ndarray:
-    """numpy has no bfloat16 for OpenVINO's Python API: such inputs go in as float32 (exact);
-    ``supports`` runs a bfloat16 row only where the model computes in bfloat16."""
-    return array.astype(np.float32) if array.dtype.name == "bfloat16" else np.ascontiguousarray(array)
 
 
 class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
@@ -243,7 +201,7 @@ class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
                                                 runtime.compile_config(hint))
         self._info["compilations"] += 1
         self._info.update(runtime.compiled_info(compiled))
-        feeds = [feed_array(array) for array in inputs]
+        feeds = [runtime.feed_array(array) for array in inputs]
         request = compiled.create_infer_request()
 
         def infer() -> list:
@@ -260,9 +218,9 @@ class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
         path = None
         if self.export_cache:
             path = cached_file(CACHE_KIND, [versions(), call_digest(key, params, inputs)], ".ir")
-        blob, from_cache = read_or_make(path, lambda: ir_bytes(convert(key, params, inputs)))
+        blob, from_cache = read_or_make(path, lambda: runtime.ir_bytes(convert(key, params, inputs)))
         self._info["converted_from_cache"] = self._info.get("converted_from_cache", 0) + int(from_cache)
-        return read_ir(blob)
+        return runtime.read_ir(blob)
 
     # --- conformance repro ----------------------------------------------------------------------
 
@@ -273,11 +231,11 @@ class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
 
         ((key, params, x, states),) = repro_calls(case, keras_outputs)
         inputs = example_inputs(x, None, states)
-        xml, weights = split_ir(ir_bytes(self.converted(key, params, inputs)))
+        xml, weights = runtime.split_ir(runtime.ir_bytes(self.converted(key, params, inputs)))
         names = ["x", *(["h0", "c0"][:len(states)] if states else [])]
         runner = REPRO_RUNNER.format(hint=runtime.DTYPE_HINTS.get(key.dtype, "f32"), names=names,
                                      keras=keras_list_source(case, key, keras_outputs))
-        return Reproducer("model.xml", xml, dict(zip(names, (feed_array(a) for a in inputs))),
+        return Reproducer("model.xml", xml, dict(zip(names, (runtime.feed_array(a) for a in inputs))),
                           list(case.output_names), runner, "openvino", HOW, side_files={"model.bin": weights})
 
 

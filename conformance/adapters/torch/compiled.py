@@ -48,7 +48,7 @@ Dynamo's per-code recompile limit counts that structure's graphs only.
 Compiled code is cached on disk by Inductor itself (FX graph cache and
 AOTAutograd cache, under ``TORCHINDUCTOR_CACHE_DIR``); ``use_inductor_cache``
 points it at ``torch-inductor/`` under the suite's cache root
-(``conformance.adapters.caches``) unless the user set the variable.
+(``conformance.caches``) unless the user set the variable.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.caches import cache_root
 from conformance.adapters.contract import Adapter, missing_module_reason, reduced_precision_allowed
 from conformance.adapters.torch.adapter import (
     ModuleCallRow,
@@ -81,6 +80,7 @@ from conformance.adapters.torch.adapter import (
     unsupported_reason,
 )
 from conformance.adapters.torch.repro import repro_arrays, repro_runner
+from conformance.caches import cache_root
 from conformance.matrix.case import Case
 
 COMPILE_OPTIONS = {"fullgraph": True, "dynamic": True}

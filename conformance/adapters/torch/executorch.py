@@ -18,7 +18,7 @@ program fails at run time (``Attempted to resize a static tensor``, error
 ``aten.gru`` decomposition) leaves the batch static. A program is
 ``ModuleKey`` + batch + time; lowering costs 2-30 s a program at T <= 7 and
 30 s to 2 min at T=48 (2-core CPU; about 1 s per XNNPACK partition), so
-programs are kept on disk (``conformance.adapters.caches``, keyed by structure and the
+programs are kept on disk (``conformance.caches``, keyed by structure and the
 torch/executorch versions) and in memory (one loaded method per program).
 
 Partitioner: ``XnnpackPartitioner(config_precisions=ConfigPrecisionType.FP32)``
@@ -56,7 +56,6 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.caches import cached_file, read_or_make
 from conformance.adapters.contract import Adapter, Reproducer, missing_module_reason
 from conformance.adapters.torch.adapter import (
     ModuleCallRow,
@@ -69,6 +68,7 @@ from conformance.adapters.torch.adapter import (
     to_tensor,
     unsupported_reason,
 )
+from conformance.caches import cached_file, read_or_make
 from conformance.matrix.case import Case
 from conformance.matrix.spec import LayerSpec
 

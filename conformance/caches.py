@@ -5,8 +5,11 @@ disables every cache) holds what is costly to make and the same on every run
 of the same library versions: the exports of onnx-keras and onnx-torch and
 executorch's lowered programs (files named by a hash of the structure and the
 versions), JAX's persistent compilation cache (``jax/``, laid out and keyed by
-JAX itself) and torch-compile's Inductor caches (``torch-inductor/``, keyed by
-Inductor: the graph, torch's version, the compiler flags, the CPU). A CI cache
+JAX itself), torch-compile's Inductor caches (``torch-inductor/``, keyed by
+Inductor: the graph, torch's version, the compiler flags, the CPU), and the
+fixtures' replay stamps (``fixtures-replayed/``: a manifest the float64 oracle
+has replayed, keyed by the manifest, the oracle's source and the machine;
+``conformance.fixtures.load_cases``). A CI cache
 that keeps this directory turns a cold matrix into a warm one; a cached file
 holds the very bytes the exporter wrote, so results do not depend on it.
 """
