@@ -54,9 +54,11 @@ NEW_FAMILY_FAULTS = [fault for fault in FAULTS if getattr(fault, "caught_only_by
 
 @pytest.mark.parametrize("fault", NEW_FAMILY_FAULTS, ids=lambda f: f.name)
 def test_a_fault_only_a_new_family_can_catch_passes_every_other_case(fault):
-    """The whole-range and same-size families are needed: without them these bugs pass."""
+    """The whole-range and same-size families are needed: without them these bugs pass every case
+    designed by hand. (A case adopted from the unseen draws, ``-drawnKEY-``, combines options
+    freely and may catch one too: a b2t2 case has batch == timesteps.)"""
     outcomes = run_matrix(fault())
-    caught_by = {case_id for case_id, o in outcomes if o.status == "fail"}
+    caught_by = {case_id for case_id, o in outcomes if o.status == "fail" and "-drawn" not in case_id}
     family = {case_id for case_id, _ in outcomes if fault.caught_only_by in case_id}
     assert caught_by and caught_by <= family, sorted(caught_by - family)[:5]
 

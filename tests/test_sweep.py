@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -142,12 +143,15 @@ def test_a_module_class_adapter_can_be_swept(venvs, tmp_path):
 def test_an_interrupted_sweep_waits_for_its_run_which_leaves_an_incomplete_report(venvs, tmp_path):
     output = tmp_path / "interrupted"
     pausing = ("--adapter", "tests.hostile_adapters:PausingAdapter", *ORACLE[2:])  # still running when interrupted
-    # Ctrl-C's default action restored in the sweep: a test session started in the background
-    # (`nohup pytest ... &`) passes SIGINT on ignored, and the sweep would never see the signal.
-    process = subprocess.Popen([str(CONSOLE_SCRIPT), "sweep", *pausing, "-o", str(output), "--venv-dir", str(venvs)],
+    # The sweep starts with Ctrl-C's default action (then execs the console script, same process): a
+    # test session started in the background (`nohup pytest ... &`) passes SIGINT on ignored, and the
+    # sweep would never see the signal. (No preexec_fn: a fork beside JAX's threads warns.)
+    default_sigint = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execv(sys.argv[1], sys.argv[1:])")
+    process = subprocess.Popen([sys.executable, "-c", default_sigint, str(CONSOLE_SCRIPT), "sweep", *pausing,
+                                "-o", str(output), "--venv-dir", str(venvs)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     report_dir = output / NUMPY[0].replace("==", "-")
     deadline = time.monotonic() + 3600  # waits for the event (a result passed), however slow the machine
     while time.monotonic() < deadline and process.poll() is None and not any(
