@@ -14,6 +14,26 @@ def report_dir(tmp_path) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def cases() -> dict:
+    """The checked-in fixtures' cases by id, loaded afresh for each module that asks."""
+    from conformance.fixtures import load_cases
+
+    return {case.id: case for case in load_cases()}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory, request) -> Path:
+    """A disk cache of the module's own, for the rows that cache conversions (``cached``)."""
+    return tmp_path_factory.mktemp(f"{request.module.__name__.rpartition('.')[2]}-cache")
+
+
+@pytest.fixture
+def cached(monkeypatch, cache_dir) -> None:
+    """One disk cache for the module's tests (a cache the machine holds stays out)."""
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(cache_dir))
+
+
 # The development loop's fast subset is `pytest -m "not slow"`. Every test of these modules is
 # slow: each starts processes (the installed script, pytest, pip, tox) or loads a real framework.
 # tests/test_markers.py keeps the list whole; single slow tests elsewhere carry the mark themselves.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 from tests.faulty_adapters import torch_lstm_gates_i_f_swapped
 
@@ -20,11 +19,6 @@ et = pytest.importorskip("conformance.adapters.torch.executorch")
 
 LSTM = "lstm-seq1-state1-random-b1t1"
 GRU = "gru-seq1-state1-random-b1t1"
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict:
-    return {case.id: case for case in load_cases()}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import re
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 
 pytest.importorskip("ai_edge_litert")
@@ -24,22 +23,6 @@ pytest.importorskip("tensorflow")
 from conformance.adapters.litert.common import REPRO_RUNNER  # noqa: E402
 from conformance.adapters.litert.keras3 import LiteRTKerasAdapter  # noqa: E402
 from conformance.adapters.litert.tf_keras import LiteRTTfKerasAdapter  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict:
-    return {case.id: case for case in load_cases()}
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("litert-cache")
-
-
-@pytest.fixture
-def cached(monkeypatch, cache_dir):
-    """One disk cache for the module's tests (a cache the machine holds stays out)."""
-    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(cache_dir))
 
 
 def usable(adapter):

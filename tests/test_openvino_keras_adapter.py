@@ -9,12 +9,10 @@ here, so the tests share one adapter and a few cases."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 from tests.commandline import CONSOLE_SCRIPT
 from tests.faulty_adapters import keras_lstm_gates_i_f_swapped
@@ -24,22 +22,6 @@ pytest.importorskip("openvino")
 frontend = pytest.importorskip("conformance.adapters.openvino.keras_frontend")
 
 PASSING = ("lstm-seq1-state1-random-b3t5", "gru-seq1-state1-random-b3t5", "simple_rnn-seq1-state1-random-b3t5")
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict:
-    return {case.id: case for case in load_cases()}
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("openvino-keras-cache")
-
-
-@pytest.fixture
-def cached(monkeypatch, cache_dir):
-    """One disk cache for the module's tests (a cache the machine holds stays out)."""
-    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(cache_dir))
 
 
 def usable(adapter):
@@ -165,18 +147,6 @@ def test_finding_a_converted_stateful_layer_keeps_no_state(adapter, tmp_path):
     fresh = np.asarray(model(second))
     np.testing.assert_allclose(got, fresh, atol=1e-6)
     assert np.abs(got - carried).max() > 1e-2
-
-
-def test_repro_writes_openvino_ir_and_the_script_reproduces_standalone(tmp_path):
-    test_id = "gru-seq1-state1-random-b3t5[openvino-keras-cpu-float32]"
-    done = subprocess.run([str(CONSOLE_SCRIPT), "repro", test_id, "-o", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert {p.name for p in (tmp_path / "r").iterdir()} == {"model.xml", "model.bin", "inputs.npz", "expected.npz",
-                                                              "repro.py"}
-    ran = subprocess.run([sys.executable, "repro.py"], cwd=tmp_path / "r", capture_output=True, text=True,
-                         timeout=600)
-    assert ran.returncode == 0 and "within tolerance" in ran.stdout, ran.stdout + ran.stderr
 
 
 def test_conformance_run_runs_the_row_through_the_console_script(tmp_path):

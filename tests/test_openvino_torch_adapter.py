@@ -8,12 +8,10 @@ OpenVINO alone. Converting costs seconds a call here, so the tests share one ada
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 from tests.commandline import CONSOLE_SCRIPT
 from tests.faulty_adapters import torch_lstm_gates_i_f_swapped
@@ -25,11 +23,6 @@ frontend = pytest.importorskip("conformance.adapters.openvino.torch_frontend")
 PASSING = ("lstm-seq1-state1-random-b3t5", "gru-seq1-state1-random-b3t5", "simple_rnn-seq1-state1-random-b3t5")
 MASKED_LSTM = "lstm-seq0-state1-random-b3t5-mask_right"  # Keras's h and c: each row's state at its last real step
 MASKED_GRU = "gru-seq0-state1-random-b3t5-mask_right"
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict:
-    return {case.id: case for case in load_cases()}
 
 
 @pytest.fixture(scope="module")
@@ -145,18 +138,6 @@ def test_finding_the_converted_packed_lstm_returns_the_state_after_every_step():
     np.testing.assert_allclose(got_h[0, 0], packed_h[0, 0], atol=1e-6)  # the full-length row is right
     assert np.abs(got_h[0, 1] - packed_h[0, 1]).max() > 1e-2  # the short row is not torch's
     np.testing.assert_allclose(got_h[0, 1], unpacked_h[0, 1], atol=1e-6)  # it is the state after all 5 steps
-
-
-def test_repro_writes_openvino_ir_and_the_script_reproduces_standalone(tmp_path):
-    test_id = "gru-seq1-state1-random-b3t5[openvino-torch-cpu-float32]"
-    done = subprocess.run([str(CONSOLE_SCRIPT), "repro", test_id, "-o", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert {p.name for p in (tmp_path / "r").iterdir()} == {"model.xml", "model.bin", "inputs.npz", "expected.npz",
-                                                              "repro.py"}
-    ran = subprocess.run([sys.executable, "repro.py"], cwd=tmp_path / "r", capture_output=True, text=True,
-                         timeout=600)
-    assert ran.returncode == 0 and "within tolerance" in ran.stdout, ran.stdout + ran.stderr
 
 
 def test_conformance_run_runs_the_row_through_the_console_script(tmp_path):

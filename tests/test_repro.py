@@ -23,7 +23,7 @@ UNSEEN = "gru-seq1-state1-constant-b1t3-unseen1-0-plain[onnx-native-cpu-float32]
 
 def repro(test_id: str, directory: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(CONSOLE_SCRIPT), "repro", test_id, "-o", str(directory)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)  # a hang's safety net, not a measure
 
 
 def run_script(directory: Path) -> subprocess.CompletedProcess:
@@ -156,30 +156,33 @@ def test_a_finding_of_each_runtime_reproduces_as_a_standalone_script(tmp_path, r
 
 
 # One result per row with a reproducer beyond the ONNX ones (the deployment rows and native torch), each
-# reproduced by its standalone script (the model file it converted, or none where the script builds and
+# reproduced by its standalone script (the model files it converted, or none where the script builds and
 # runs or compiles the module itself), exit 0 while within tolerance.
 REPRODUCED_ROWS = [
-    ("executorch", "lstm-seq1-state0-random-b3t5[executorch-cpu-float32]", "model.pte"),
-    ("torch", "gru-seq1-state1-random-b3t5[torch-compile-cpu-float32]", None),
-    ("torch", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[torch-cpu-float32]", None),
-    ("ai_edge_litert", "gru-seq1-state1-random-b3t5[litert-keras-cpu-float32]", "model.tflite"),
+    ("openvino", "gru-seq1-state1-random-b3t5[openvino-torch-cpu-float32]", ("model.xml", "model.bin")),
+    ("openvino", "gru-seq1-state1-random-b3t5[openvino-keras-cpu-float32]", ("model.xml", "model.bin")),
+    ("executorch", "lstm-seq1-state0-random-b3t5[executorch-cpu-float32]", ("model.pte",)),
+    ("torch", "gru-seq1-state1-random-b3t5[torch-compile-cpu-float32]", ()),
+    ("torch", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[torch-cpu-float32]", ()),
+    ("ai_edge_litert", "gru-seq1-state1-random-b3t5[litert-keras-cpu-float32]", ("model.tflite",)),
     ("ai_edge_litert", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[litert-tf-keras-cpu-float32]",
-     "model.tflite"),
-    ("keras", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[keras-tensorflow-cpu-float32]", "model.keras"),
-    ("keras", "gru-seq0-state1-random-b3t5-stateful_reset[keras-jax-cpu-float32]", "model.keras"),
-    ("keras", "gru-seq1-state1-random-b3t5[keras-torch-cpu-float32]", "model.keras"),
-    ("tf_keras", "gru-seq0-state1-random-b3t5-stateful[tf-keras-cpu-float32]", "model.keras"),
-    ("flax", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[flax-cpu-float32]", None),
-    ("flax", "lstm-seq1-state1-random-b3t5-reduced_precision[flax-cpu-bfloat16]", None),
+     ("model.tflite",)),
+    ("keras", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[keras-tensorflow-cpu-float32]",
+     ("model.keras",)),
+    ("keras", "gru-seq0-state1-random-b3t5-stateful_reset[keras-jax-cpu-float32]", ("model.keras",)),
+    ("keras", "gru-seq1-state1-random-b3t5[keras-torch-cpu-float32]", ("model.keras",)),
+    ("tf_keras", "gru-seq0-state1-random-b3t5-stateful[tf-keras-cpu-float32]", ("model.keras",)),
+    ("flax", "lstm-seq1-state1-random-b3t5-go_backwards_initial_state[flax-cpu-float32]", ()),
+    ("flax", "lstm-seq1-state1-random-b3t5-reduced_precision[flax-cpu-bfloat16]", ()),
 ]
 
 
-@pytest.mark.parametrize("module, test_id, model_file", REPRODUCED_ROWS)
-def test_a_result_of_each_row_with_a_reproducer_reproduces_standalone(tmp_path, module, test_id, model_file):
+@pytest.mark.parametrize("module, test_id, model_files", REPRODUCED_ROWS)
+def test_a_result_of_each_row_with_a_reproducer_reproduces_standalone(tmp_path, module, test_id, model_files):
     pytest.importorskip(module)
     done = repro(test_id, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    expected_files = {"expected.npz", "inputs.npz", "repro.py"} | ({model_file} if model_file else set())
+    expected_files = {"expected.npz", "inputs.npz", "repro.py", *model_files}
     assert {p.name for p in tmp_path.iterdir()} == expected_files
     ran = run_script(tmp_path)
     assert ran.returncode == 0 and "within tolerance" in ran.stdout, ran.stdout + ran.stderr

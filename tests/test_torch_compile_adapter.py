@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 from tests.faulty_adapters import torch_lstm_gates_i_f_swapped
 
@@ -21,11 +20,6 @@ compiled = pytest.importorskip("conformance.adapters.torch.compiled")
 
 PASSING = ("lstm-seq1-state1-random-b3t5", "gru-seq1-state1-random-b3t5", "simple_rnn-seq1-state1-random-b3t5")
 CAPTURED_OP = {"lstm": "torch.lstm", "gru": "torch.gru", "simple_rnn": "torch.rnn_tanh"}
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict:
-    return {case.id: case for case in load_cases()}
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import subprocess
 import pytest
 
 from conformance.adapters import load_adapter
-from conformance.fixtures import load_cases
 from conformance.verdict.check import check_case
 from tests.commandline import CONSOLE_SCRIPT
 
@@ -19,11 +18,6 @@ pytest.importorskip("onnx")
 pytest.importorskip("tract")
 
 PLACEMENTS = {"tract": "initializers", "tract-inputs": "inputs"}
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict:
-    return {case.id: case for case in load_cases()}
 
 
 @pytest.mark.parametrize("adapter_name", PLACEMENTS)

@@ -187,13 +187,12 @@ def output_position(port, default: int) -> int:
     return int(tail) if name.startswith("output_") and tail.isdigit() else default
 
 
-class OpenvinoKerasAdapter(Adapter):
+class OpenvinoKerasAdapter(runtime.FrontendRow, Adapter):
     """OpenVINO's TensorFlow frontend on the keras-tensorflow adapter's model; see the module docstring."""
 
     name = "openvino-keras"
     requires = ("keras", "tensorflow", "openvino")
     compiles_per_structure = True  # a SavedModel export and a conversion per structure (~5-10 s here)
-    declared_devices = ("cpu",)
 
     def __init__(self) -> None:
         self._converted: dict[tuple, Converted] = {}
@@ -213,15 +212,6 @@ class OpenvinoKerasAdapter(Adapter):
 
     def versions(self) -> dict[str, str]:
         return versions()
-
-    def devices(self) -> list[str]:
-        return ["cpu"]
-
-    def device_name(self, device: str) -> str:
-        return runtime.device_name(device)
-
-    def last_run_info(self) -> dict:
-        return dict(self._info)
 
     def structure(self, case: Case) -> Structure:
         return Structure.of(case, "cpu", POLICIES.get(case.dtype))

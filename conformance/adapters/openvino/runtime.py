@@ -119,6 +119,23 @@ def without_telemetry() -> None:
     GA4Backend.send = lambda self, message: None
 
 
+
+class FrontendRow:
+    """What the rows converting a framework's own model (``openvino-torch``, ``openvino-keras``)
+    answer alike: the CPU plugin is their one device, named by ``device_name``; their last run's
+    facts are ``self._info``."""
+
+    declared_devices = ("cpu",)
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def device_name(self, device: str) -> str:
+        return device_name(device)
+
+    def last_run_info(self) -> dict:
+        return dict(self._info)
+
 # --- the converted model as bytes (cached, written by repro) -------------------------------
 
 

@@ -137,13 +137,12 @@ def versions() -> dict[str, str]:
     return {"openvino": openvino.__version__, "torch": torch.__version__}
 
 
-class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
+class OpenvinoTorchAdapter(runtime.FrontendRow, ModuleCallRow, Adapter):
     """OpenVINO's PyTorch frontend on the torch adapter's modules; see the module docstring."""
 
     name = "openvino-torch"
     requires = ("torch", "openvino")
     compiles_per_structure = True  # a conversion and a CPU-plugin compilation per module call
-    declared_devices = ("cpu",)
 
     def __init__(self) -> None:
         self._info: dict = {}
@@ -153,15 +152,6 @@ class OpenvinoTorchAdapter(ModuleCallRow, Adapter):
 
     def versions(self) -> dict[str, str]:
         return versions()
-
-    def devices(self) -> list[str]:
-        return ["cpu"]
-
-    def device_name(self, device: str) -> str:
-        return runtime.device_name(device)
-
-    def last_run_info(self) -> dict:
-        return dict(self._info)
 
     def supports(self, case: Case) -> str | None:
         reason = unsupported_reason(case)  # what torch's modules cannot express
